@@ -1,0 +1,80 @@
+//! Prometheus metrics of the broker, served at `/metrics`.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    command: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    command: &'static str,
+}
+
+type LatencyFamily = Family<KindLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    commands: Family<CommandLabels, Counter>,
+    latency: LatencyFamily,
+    mailboxes: Gauge<u64, AtomicU64>,
+    messages: Gauge<u64, AtomicU64>,
+    bytes: Gauge<u64, AtomicU64>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~26 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("mq9");
+        let commands = Family::<CommandLabels, Counter>::default();
+        let latency = LatencyFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let mailboxes = Gauge::<u64, AtomicU64>::default();
+        let messages = Gauge::<u64, AtomicU64>::default();
+        let bytes = Gauge::<u64, AtomicU64>::default();
+        registry.register("commands", "Commands handled, by command and outcome (ok or an error code)", commands.clone());
+        registry.register(
+            "command_duration_seconds",
+            "Time from receipt of a command to its reply (after the commit it waits for)",
+            latency.clone(),
+        );
+        registry.register("mailboxes", "Mailboxes held", mailboxes.clone());
+        registry.register("stored_messages", "Messages stored, delayed ones included", messages.clone());
+        registry.register("stored_bytes", "Payload bytes stored", bytes.clone());
+        Metrics { registry, commands, latency, mailboxes, messages, bytes }
+    }
+}
+
+impl Metrics {
+    pub fn command(&self, command: &'static str, outcome: &'static str, latency: Duration) {
+        self.commands.get_or_create(&CommandLabels { command, outcome }).inc();
+        self.latency.get_or_create(&KindLabels { command }).observe(latency.as_secs_f64());
+    }
+
+    pub fn totals(&self, mailboxes: u64, messages: u64, bytes: u64) {
+        self.mailboxes.set(mailboxes);
+        self.messages.set(messages);
+        self.bytes.set(bytes);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

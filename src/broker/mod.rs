@@ -1,0 +1,249 @@
+//! `mq9 broker`: the mq9 protocol served over NATS.
+//!
+//! The broker is a NATS *client*. It subscribes to `$mq9.AI.>` in the queue group `mq9`, turns
+//! each message into a [`Job`] (parsing and validating on the async side, so malformed requests
+//! are answered without touching the engine), and hands jobs to the [`Engine`] thread. Replies
+//! come back through a channel and are published by one task. Live subscribers of INBOX and
+//! BROADCAST subjects receive those publishes from nats-server directly.
+
+mod http;
+mod metrics;
+
+pub use metrics::Metrics;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::config::{BrokerConfig, NatsOptions};
+use crate::engine::{Command, Engine, EngineConfig, Job, Outgoing, Sink};
+use crate::protocol::body::Body;
+use crate::protocol::request::{AckRequest, CreateRequest, FetchRequest, QueryRequest};
+use crate::protocol::subject::{self, Route};
+use crate::protocol::{headers, ProtoError};
+use crate::store::Store;
+
+/// The queue group every broker joins: each request is handled by one broker.
+pub const QUEUE_GROUP: &str = "mq9";
+
+/// Jobs waiting for the engine; beyond this the subscription stops reading (back-pressure).
+const JOB_QUEUE: usize = 16_384;
+
+/// What `/readyz` checks.
+#[derive(Default)]
+pub struct Health {
+    client: OnceLock<async_nats::Client>,
+    engine_running: AtomicBool,
+}
+
+impl Health {
+    /// `None` when ready, else why not.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        match self.client.get() {
+            None => return Some("not connected to NATS yet".into()),
+            Some(client) if client.connection_state() != async_nats::connection::State::Connected => {
+                return Some(format!("NATS connection is {}", client.connection_state()))
+            }
+            Some(_) => {}
+        }
+        if !self.engine_running.load(Ordering::Acquire) {
+            return Some("mailbox store is not open".into());
+        }
+        None
+    }
+}
+
+/// Publishes replies and records outcomes: the engine's view of the outside world.
+struct BrokerSink {
+    out: mpsc::UnboundedSender<Outgoing>,
+    metrics: Arc<Metrics>,
+}
+
+impl Sink for BrokerSink {
+    fn reply(&self, outgoing: Outgoing) {
+        // Fails only when the publisher task is gone, i.e. during shutdown.
+        let _ = self.out.send(outgoing);
+    }
+
+    fn finished(&self, kind: &'static str, outcome: &'static str, latency: Duration) {
+        self.metrics.command(kind, outcome, latency);
+    }
+
+    fn totals(&self, mailboxes: u64, messages: u64, bytes: u64) {
+        self.metrics.totals(mailboxes, messages, bytes);
+    }
+}
+
+/// Runs the broker until `shutdown` completes, then stops taking requests, lets the engine
+/// answer what it holds, and flushes the replies.
+pub async fn run(config: BrokerConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = http::serve(config.http_addr, metrics.clone(), health.clone(), async {
+        let _ = http_stopped.await;
+    })
+    .await?;
+    let http_task = tokio::spawn(http);
+
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let data_dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+        .await?
+        .with_context(|| format!("cannot open the mailbox store in {}", config.data_dir.display()))?;
+
+    tokio::pin!(shutdown);
+    let client = tokio::select! {
+        client = connect(&config.nats) => client,
+        _ = &mut shutdown => return Ok(()),
+    };
+    let _ = health.client.set(client.clone());
+    let engine_config = EngineConfig {
+        limits: config.limits,
+        default_mailbox_ttl: config.default_mailbox_ttl,
+        sync: config.sync,
+        max_payload: client.server_info().max_payload,
+    };
+    let engine = tokio::task::spawn_blocking(move || Engine::open(store, engine_config))
+        .await?
+        .context("cannot load the mailbox store")?;
+
+    let (jobs_tx, jobs_rx) = flume::bounded::<Job>(JOB_QUEUE);
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
+    let sink = BrokerSink { out: out_tx.clone(), metrics: metrics.clone() };
+    let engine_health = health.clone();
+    let engine_thread = std::thread::Builder::new().name("mq9-engine".into()).spawn(move || {
+        engine_health.engine_running.store(true, Ordering::Release);
+        engine.run(jobs_rx, &sink);
+        engine_health.engine_running.store(false, Ordering::Release);
+    })?;
+    let publisher_client = client.clone();
+    let publisher = tokio::spawn(async move {
+        while let Some(outgoing) = out_rx.recv().await {
+            if let Err(e) = publisher_client.publish(outgoing.subject, outgoing.body).await {
+                tracing::warn!(error = %e, "publishing a reply failed");
+            }
+        }
+    });
+
+    let mut requests = client
+        .queue_subscribe(subject::AI_WILDCARD, QUEUE_GROUP.into())
+        .await
+        .context("cannot subscribe to $mq9.AI.>")?;
+    tracing::info!(sync = ?config.sync, max_payload = client.server_info().max_payload, "mq9 broker ready");
+    let rejects = BrokerSink { out: out_tx, metrics: metrics.clone() };
+    loop {
+        tokio::select! {
+            message = requests.next() => match message {
+                Some(message) => dispatch(message, &jobs_tx, &rejects).await,
+                None => break,
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+
+    tracing::info!("mq9 broker stopping");
+    let _ = requests.unsubscribe().await;
+    drop(jobs_tx);
+    drop(rejects);
+    tokio::task::spawn_blocking(move || engine_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
+    publisher.await?;
+    client.flush().await.context("flushing the last replies")?;
+    let _ = http_stop.send(());
+    http_task.await??;
+    Ok(())
+}
+
+/// Connects to NATS, retrying until it succeeds (nats-server may start after the broker, as
+/// in a pod). Once connected, the client reconnects by itself for ever.
+async fn connect(options: &NatsOptions) -> async_nats::Client {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match try_connect(options).await {
+            Ok(client) => {
+                tracing::info!("connected to NATS");
+                return client;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot connect to NATS");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn try_connect(options: &NatsOptions) -> anyhow::Result<async_nats::Client> {
+    let mut connect = match &options.nats_creds {
+        Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
+            .await
+            .with_context(|| format!("cannot read NATS credentials {}", path.display()))?,
+        None => async_nats::ConnectOptions::new(),
+    };
+    if let (Some(user), Some(password)) = (&options.nats_user, &options.nats_password) {
+        connect = connect.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &options.nats_token {
+        connect = connect.token(token.clone());
+    }
+    let client = connect
+        .name("mq9-broker")
+        .max_reconnects(None)
+        .subscription_capacity(JOB_QUEUE * 4)
+        .event_callback(|event| async move { tracing::info!(%event, "NATS connection event") })
+        .connect(options.nats_url.as_str())
+        .await?;
+    Ok(client)
+}
+
+/// Parses one request and queues it for the engine; malformed requests are answered here.
+async fn dispatch(message: async_nats::Message, jobs: &flume::Sender<Job>, rejects: &BrokerSink) {
+    let received = Instant::now();
+    let route = subject::parse(&message.subject);
+    let kind = route.as_ref().map_or("unknown", Route::kind);
+    match route.and_then(|route| command(route, &message)) {
+        Ok(Some(command)) => {
+            let job = Job { command, reply_to: message.reply, kind, received };
+            if jobs.send_async(job).await.is_err() {
+                tracing::warn!("the engine stopped; request dropped");
+            }
+        }
+        Ok(None) => {}
+        Err(error) => {
+            if let Some(subject) = message.reply {
+                rejects.reply(Outgoing { subject, body: error.to_reply() });
+            }
+            rejects.finished(kind, error.code.as_str(), received.elapsed());
+        }
+    }
+}
+
+/// The engine command for a route, or `None` for publishes nobody answers.
+fn command(route: Route, message: &async_nats::Message) -> Result<Option<Command>, ProtoError> {
+    let body = || Body::parse(&message.payload);
+    Ok(Some(match route {
+        Route::MailboxCreate => Command::Create(CreateRequest::parse(&body()?)?),
+        Route::Send { address, priority } => Command::Send {
+            address,
+            priority,
+            options: headers::parse(message.headers.as_ref())?,
+            payload: message.payload.clone(),
+        },
+        Route::Fetch { address } => Command::Fetch { address, request: FetchRequest::parse(&body()?)? },
+        Route::Ack { address } => Command::Ack { address, request: AckRequest::parse(&body()?)? },
+        Route::Query { address } => Command::Query { address, request: QueryRequest::parse(&body()?)?, with_unread: false },
+        Route::MailboxQuery { address } => {
+            Command::Query { address, request: QueryRequest::parse(&body()?)?, with_unread: true }
+        }
+        // DELETE takes no body; SDKs send nothing, `""` or `{}`.
+        Route::Delete { address, msg_id } => Command::Delete { address, msg_id },
+        Route::Broadcast { .. } => return Ok(None),
+    }))
+}

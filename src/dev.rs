@@ -1,0 +1,60 @@
+//! `mq9 dev`: a working mq9 in one command — nats-server as a child process plus the broker,
+//! with data under a local folder. Ctrl-C stops both.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::config::{BrokerConfig, Limits, NatsOptions, SyncMode};
+use crate::natsd::{NatsServer, NatsServerOptions};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevArgs {
+    /// NATS client port on 127.0.0.1.
+    #[arg(long, default_value_t = 4222)]
+    pub port: u16,
+    /// Where mailboxes (and nats-server's files) are kept.
+    #[arg(long, default_value = "./mq9-data")]
+    pub data_dir: PathBuf,
+    /// The nats-server executable (default: from PATH).
+    #[arg(long, env = "MQ9_NATS_SERVER")]
+    pub nats_server: Option<PathBuf>,
+    /// Address of the broker's /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let mut nats_options = NatsServerOptions::new(args.data_dir.join("nats"));
+    nats_options.binary = args.nats_server.clone();
+    nats_options.port = Some(args.port);
+    nats_options.inherit_output = true;
+    let server = tokio::task::spawn_blocking(move || NatsServer::start(&nats_options))
+        .await?
+        .context("cannot start nats-server")?;
+    let url = server.url().to_owned();
+    let config = BrokerConfig {
+        nats: NatsOptions {
+            nats_url: url.clone(),
+            nats_creds: None,
+            nats_user: None,
+            nats_password: None,
+            nats_token: None,
+        },
+        data_dir: args.data_dir.join("broker"),
+        http_addr: args.http_addr,
+        sync: SyncMode::Always,
+        default_mailbox_ttl: 86_400,
+        limits: args.limits,
+    };
+    println!("mq9 is running at {url} (data in {}); Ctrl-C stops it.", args.data_dir.display());
+    println!(
+        "Try it with any NATS client: request $mq9.AI.MAILBOX.CREATE with {{\"ttl\":3600}}, then publish to $mq9.AI.INBOX.<mail_id>.normal"
+    );
+    let result = crate::broker::run(config, crate::shutdown_signal()).await;
+    tokio::task::spawn_blocking(move || server.stop()).await??;
+    result
+}

@@ -1,0 +1,29 @@
+//! `$mq9.AI.MSG.DELETE.{addr}.{msg_id}`.
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::engine::Engine;
+use crate::protocol::{reply, Priority, ProtoError};
+use crate::store::{self, message_key, MessageRecord};
+use crate::time::now_ms;
+
+impl Engine {
+    /// Deletes one message of this mailbox. Keys carry the mailbox's internal id, so no
+    /// address can reach another mailbox's message.
+    pub(in crate::engine) fn delete(&mut self, address: &str, msg_id: u64) -> Result<Bytes, ProtoError> {
+        let id = self.live(address, now_ms())?.record.id;
+        self.read_barrier(id);
+        for priority in Priority::ALL {
+            let stored: Option<MessageRecord> = self
+                .store
+                .get(store::CF_MESSAGES, &message_key(id, priority, msg_id))
+                .map_err(|e| ProtoError::internal(format!("reading the message failed: {e}")))?;
+            if let Some(record) = stored {
+                self.remove_message(address, priority, msg_id, record.size());
+                return Ok(reply::ok(json!({"deleted": true})));
+            }
+        }
+        Err(ProtoError::not_found("message not found"))
+    }
+}

@@ -1,0 +1,34 @@
+//! One module per command, each an `impl Engine` block: what the command checks, what it
+//! changes in memory, what it queues into the open write batch, and what it answers.
+
+mod ack;
+mod create;
+mod delete;
+mod fetch;
+mod query;
+mod send;
+
+pub use fetch::FetchOutcome;
+
+use crate::protocol::reply::MessageView;
+use crate::protocol::Priority;
+use crate::store::MessageRecord;
+
+/// How a stored message looks to a reader.
+pub(crate) fn view<'a>(
+    msg_id: u64,
+    priority: Priority,
+    record: &'a MessageRecord,
+    delivery_count: u32,
+) -> MessageView<'a> {
+    MessageView {
+        msg_id,
+        payload: &record.payload,
+        priority,
+        create_time: crate::time::ms_to_secs(record.create_time_ms),
+        delivery_count,
+        headers: &record.headers,
+        key: record.key.as_deref(),
+        tags: &record.tags,
+    }
+}

@@ -1,0 +1,167 @@
+//! `$mq9.AI.MSG.SEND.{addr}` and `$mq9.AI.INBOX.{addr}.{priority}`.
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::view;
+use crate::engine::Engine;
+use crate::protocol::headers::SendOptions;
+use crate::protocol::reply::{self, single_item_reply_len};
+use crate::protocol::{ErrorCode, MailboxType, Priority, ProtoError};
+use crate::store::{self, delayed_key, message_expiry_key, message_key, named_key, DelayedRecord, MessageRecord, Slot};
+use crate::time::{now_ms, secs_to_ms};
+
+impl Engine {
+    pub(in crate::engine) fn send(
+        &mut self,
+        address: &str,
+        subject_priority: Option<Priority>,
+        options: SendOptions,
+        payload: Bytes,
+    ) -> Result<Bytes, ProtoError> {
+        let now = now_ms();
+        let priority = subject_priority.or(options.priority).unwrap_or(Priority::Normal);
+        let message = MessageRecord {
+            create_time_ms: now,
+            expires_at_ms: match options.ttl_secs {
+                None | Some(0) => 0,
+                Some(ttl) => now.saturating_add(secs_to_ms(ttl)),
+            },
+            payload: payload.to_vec(),
+            headers: options.headers,
+            key: options.key,
+            tags: options.tags,
+        };
+        let on_wire = single_item_reply_len(&view(u64::MAX, priority, &message, u32::MAX));
+        if on_wire > self.config.max_payload {
+            return Err(ProtoError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "message needs {on_wire} bytes in a FETCH reply, more than the server's max_payload of {} bytes",
+                    self.config.max_payload
+                ),
+            ));
+        }
+        self.live(address, now)?;
+        match options.delay_secs {
+            Some(delay) if delay > 0 => {
+                self.send_delayed(address, priority, message, now.saturating_add(secs_to_ms(delay)))?;
+                Ok(reply::ok(json!({"msg_id": -1})))
+            }
+            _ => {
+                let msg_id = self.store_visible(address, priority, message, false)?;
+                Ok(reply::ok(json!({"msg_id": msg_id})))
+            }
+        }
+    }
+
+    /// Stores a delayed message until `visible_at`. It counts against the mailbox's limits from
+    /// now on, so that becoming visible can never fail for lack of room.
+    fn send_delayed(
+        &mut self,
+        address: &str,
+        priority: Priority,
+        message: MessageRecord,
+        visible_at: u64,
+    ) -> Result<(), ProtoError> {
+        let size = message.size();
+        self.check_room(address, 1, size)?;
+        let mailbox = self.mailboxes.get_mut(address).expect("checked live by the caller");
+        mailbox.record.count += 1;
+        mailbox.record.bytes += size;
+        mailbox.record.delayed += 1;
+        self.total_messages += 1;
+        self.total_bytes += size;
+        let delayed = DelayedRecord {
+            address: address.to_owned(),
+            mailbox_id: mailbox.record.id,
+            priority: priority.index(),
+            message,
+        };
+        let seq = self.next_delay_seq;
+        self.next_delay_seq += 1;
+        let batch = &mut self.pending.batch;
+        self.store.put_raw(batch, store::CF_META, store::META_NEXT_DELAY_SEQ, &self.next_delay_seq.to_be_bytes());
+        self.store.put(batch, store::CF_DELAYED, &delayed_key(visible_at, seq), &delayed);
+        self.timers.delayed_at(visible_at);
+        self.pending.sync = true;
+        self.save_mailbox(address);
+        Ok(())
+    }
+
+    /// Makes a message visible: gives it the next msg_id, replaces the message holding its
+    /// compaction slot (its `mq9-key`, or the mailbox's one slot if `latest`), and wakes the
+    /// mailbox's waiting FETCHes after the commit. `counted` is true for a delayed message,
+    /// whose room was taken when it was sent.
+    pub(in crate::engine) fn store_visible(
+        &mut self,
+        address: &str,
+        priority: Priority,
+        message: MessageRecord,
+        counted: bool,
+    ) -> Result<u64, ProtoError> {
+        let mailbox = self.mailboxes.get(address).expect("checked live by the caller");
+        let slot_key = match mailbox.record.kind {
+            MailboxType::Latest => Some(String::new()),
+            MailboxType::Standard => message.key.clone(),
+        };
+        let replaced = slot_key.as_ref().and_then(|k| mailbox.slots.get(k).copied());
+        let size = message.size();
+        if !counted {
+            let (freed_count, freed_bytes) = replaced.map_or((0, 0), |s| (1, s.size));
+            self.check_room(address, 1 - freed_count.min(1), size.saturating_sub(freed_bytes))?;
+        }
+        if let Some(old) = replaced {
+            let old_priority = Priority::from_index(old.priority).unwrap_or(Priority::Normal);
+            self.remove_message(address, old_priority, old.msg_id, old.size);
+        }
+        let mailbox = self.mailboxes.get_mut(address).expect("still present");
+        let id = mailbox.record.id;
+        let msg_id = mailbox.record.next_msg_id;
+        mailbox.record.next_msg_id += 1;
+        if counted {
+            mailbox.record.delayed -= 1;
+        } else {
+            mailbox.record.count += 1;
+            mailbox.record.bytes += size;
+            self.total_messages += 1;
+            self.total_bytes += size;
+        }
+        let batch = &mut self.pending.batch;
+        if message.expires_at_ms != 0 {
+            let key = message_expiry_key(message.expires_at_ms, id, priority, msg_id);
+            self.store.put(batch, store::CF_MESSAGE_EXPIRY, &key, &address);
+            self.timers.message_expiry_at(message.expires_at_ms);
+        }
+        if let Some(slot_key) = slot_key {
+            let slot = Slot { priority: priority.index(), msg_id, size };
+            self.store.put(batch, store::CF_SLOTS, &named_key(id, &slot_key), &slot);
+            mailbox.slots.insert(slot_key, slot);
+        }
+        self.store.put(batch, store::CF_MESSAGES, &message_key(id, priority, msg_id), &message);
+        self.pending.dirty.insert(id);
+        self.pending.woken.insert(id);
+        self.pending.sync = true;
+        self.save_mailbox(address);
+        Ok(msg_id)
+    }
+
+    /// `full` unless the mailbox has room for `messages` more messages and `bytes` more bytes.
+    fn check_room(&self, address: &str, messages: u64, bytes: u64) -> Result<(), ProtoError> {
+        let limits = &self.config.limits;
+        let record = &self.mailboxes.get(address).expect("checked live by the caller").record;
+        if limits.max_messages_per_mailbox > 0 && record.count + messages > limits.max_messages_per_mailbox {
+            return Err(ProtoError::new(
+                ErrorCode::Full,
+                format!("mailbox {address} is full: it holds its maximum of {} messages", limits.max_messages_per_mailbox),
+            ));
+        }
+        if limits.max_bytes_per_mailbox > 0 && record.bytes + bytes > limits.max_bytes_per_mailbox {
+            return Err(ProtoError::new(
+                ErrorCode::Full,
+                format!("mailbox {address} is full: it would exceed its maximum of {} bytes", limits.max_bytes_per_mailbox),
+            ));
+        }
+        Ok(())
+    }
+}

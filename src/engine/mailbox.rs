@@ -1,0 +1,153 @@
+//! One mailbox in memory, and the engine's bookkeeping that keeps memory and store in step.
+
+use std::collections::HashMap;
+
+use super::{Engine, GroupState};
+use crate::protocol::{Priority, ProtoError};
+use crate::store::{
+    self, mailbox_prefix, message_key, name_of, named_key, MailboxRecord, Slot, Store, StoreError,
+};
+
+/// A mailbox as the engine holds it: its record plus the small per-mailbox indexes.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    pub record: MailboxRecord,
+    /// Which message holds each compaction key (`""` is the one slot of a `latest` mailbox).
+    pub slots: HashMap<String, Slot>,
+    /// Consumer groups by name.
+    pub groups: HashMap<String, GroupState>,
+}
+
+impl Mailbox {
+    pub fn new(record: MailboxRecord) -> Mailbox {
+        Mailbox {
+            record,
+            slots: HashMap::new(),
+            groups: HashMap::new(),
+        }
+    }
+}
+
+/// Reads every mailbox with its slots and groups.
+pub fn load_all(store: &Store) -> Result<HashMap<Box<str>, Mailbox>, StoreError> {
+    let mut mailboxes = HashMap::new();
+    store.scan_prefix(store::CF_MAILBOXES, &[], |key, record: MailboxRecord| {
+        let address: Box<str> = String::from_utf8_lossy(key).into();
+        mailboxes.insert(address, Mailbox::new(record));
+        true
+    })?;
+    let by_id: HashMap<u64, Box<str>> = mailboxes
+        .iter()
+        .map(|(address, mailbox)| (mailbox.record.id, address.clone()))
+        .collect();
+    let owner = |key: &[u8]| {
+        let id = u64::from_be_bytes(key[..8].try_into().expect("keys start with a mailbox id"));
+        by_id.get(&id).cloned()
+    };
+    store.scan_prefix(store::CF_SLOTS, &[], |key, slot: Slot| {
+        if let Some(mailbox) = owner(key).and_then(|a| mailboxes.get_mut(&a)) {
+            mailbox.slots.insert(name_of(key), slot);
+        }
+        true
+    })?;
+    store.scan_prefix(store::CF_GROUPS, &[], |key, group: GroupState| {
+        if let Some(mailbox) = owner(key).and_then(|a| mailboxes.get_mut(&a)) {
+            mailbox.groups.insert(name_of(key), group);
+        }
+        true
+    })?;
+    Ok(mailboxes)
+}
+
+impl Engine {
+    /// The mailbox at `address` unless it does not exist or has expired.
+    pub(super) fn live(&self, address: &str, now_ms: u64) -> Result<&Mailbox, ProtoError> {
+        self.mailboxes
+            .get(address)
+            .filter(|m| !m.record.is_expired(now_ms))
+            .ok_or_else(|| ProtoError::no_mailbox(address))
+    }
+
+    pub(super) fn live_mut(&mut self, address: &str, now_ms: u64) -> Result<&mut Mailbox, ProtoError> {
+        self.mailboxes
+            .get_mut(address)
+            .filter(|m| !m.record.is_expired(now_ms))
+            .ok_or_else(|| ProtoError::no_mailbox(address))
+    }
+
+    /// Queues the mailbox's record (counters included) into the open batch.
+    pub(super) fn save_mailbox(&mut self, address: &str) {
+        if let Some(mailbox) = self.mailboxes.get(address) {
+            self.store.put(&mut self.pending.batch, store::CF_MAILBOXES, address.as_bytes(), &mailbox.record);
+        }
+    }
+
+    /// Queues a group's state into the open batch.
+    pub(super) fn save_group(&mut self, address: &str, group: &str) {
+        if let Some(mailbox) = self.mailboxes.get(address) {
+            let key = named_key(mailbox.record.id, group);
+            match mailbox.groups.get(group) {
+                Some(state) => self.store.put(&mut self.pending.batch, store::CF_GROUPS, &key, state),
+                None => self.store.delete(&mut self.pending.batch, store::CF_GROUPS, &key),
+            }
+        }
+    }
+
+    /// Removes one stored, visible message: its record, its counters, the compaction slot it
+    /// holds and every group's lease on it.
+    pub(super) fn remove_message(&mut self, address: &str, priority: Priority, msg_id: u64, size: u64) {
+        let Some(mailbox) = self.mailboxes.get_mut(address) else {
+            return;
+        };
+        let id = mailbox.record.id;
+        mailbox.record.count -= 1;
+        mailbox.record.bytes -= size;
+        self.total_messages -= 1;
+        self.total_bytes -= size;
+        let freed_slots: Vec<String> = mailbox
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.msg_id == msg_id)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &freed_slots {
+            mailbox.slots.remove(key);
+        }
+        let leased_by: Vec<String> = mailbox
+            .groups
+            .iter_mut()
+            .filter_map(|(name, group)| group.delivered.remove(&msg_id).map(|_| name.clone()))
+            .collect();
+        let batch = &mut self.pending.batch;
+        self.store.delete(batch, store::CF_MESSAGES, &message_key(id, priority, msg_id));
+        for key in &freed_slots {
+            self.store.delete(batch, store::CF_SLOTS, &named_key(id, key));
+        }
+        self.pending.dirty.insert(id);
+        self.pending.sync = true;
+        for group in leased_by {
+            self.save_group(address, &group);
+        }
+        self.save_mailbox(address);
+    }
+
+    /// Removes a mailbox and everything it holds (messages, slots, groups) in the open batch.
+    /// Delayed and expiry index entries of the old incarnation are skipped when they fall due.
+    pub(super) fn remove_mailbox(&mut self, address: &str) {
+        let Some(mailbox) = self.mailboxes.remove(address) else {
+            return;
+        };
+        let record = &mailbox.record;
+        self.total_messages -= record.count;
+        self.total_bytes -= record.bytes;
+        let prefix = mailbox_prefix(record.id);
+        let batch = &mut self.pending.batch;
+        for cf in [store::CF_MESSAGES, store::CF_SLOTS, store::CF_GROUPS] {
+            self.store.delete_prefix(batch, cf, &prefix);
+        }
+        self.store.delete(batch, store::CF_MAILBOXES, address.as_bytes());
+        self.pending.dirty.insert(record.id);
+        self.pending.sync = true;
+        self.waiters_answer_gone(record.id, address);
+    }
+}

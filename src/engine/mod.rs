@@ -1,0 +1,301 @@
+//! The mailbox engine: one thread that owns every mailbox and applies commands in batches.
+//!
+//! Why one thread: msg_ids are dense per mailbox, leases must never be handed out twice, and a
+//! SEND reply must follow its WAL sync. A single owner makes all of that plain sequential code,
+//! and batching makes it fast: the loop takes every job that is waiting, applies them to memory
+//! and to one RocksDB write batch, writes the batch once (syncing once when any job needs
+//! durability: *group commit*), and only then releases the replies. A job that reads RocksDB
+//! for a mailbox the open batch has written commits the batch first, so reads see every write.
+//!
+//! Long-polling FETCHes park as [`waiters`]; they are retried when their mailbox receives a
+//! message, when a lease of their group ends, and answered empty at their deadline. Expiry of
+//! mailboxes and messages and the arrival of delayed messages run from time-ordered indexes
+//! ([`purge`]), woken exactly when the first entry falls due.
+
+mod commands;
+mod group;
+mod mailbox;
+mod purge;
+mod waiters;
+
+pub use group::{GroupState, Start};
+pub use mailbox::Mailbox;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rocksdb::WriteBatch;
+
+use crate::config::{Limits, SyncMode};
+use crate::protocol::headers::SendOptions;
+use crate::protocol::request::{AckRequest, CreateRequest, FetchRequest, QueryRequest};
+use crate::protocol::{Priority, ProtoError};
+use crate::store::{Store, StoreError};
+
+/// Most jobs applied in one batch: bounds the latency a batch adds to its first job.
+const MAX_BATCH: usize = 1024;
+
+/// What the engine needs to know besides its store.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub limits: Limits,
+    /// TTL of mailboxes created without one, in seconds (0 = never).
+    pub default_mailbox_ttl: u64,
+    pub sync: SyncMode,
+    /// The NATS server's `max_payload`: no reply may be larger.
+    pub max_payload: usize,
+}
+
+/// A command for the engine, already parsed and validated.
+#[derive(Debug)]
+pub enum Command {
+    Create(CreateRequest),
+    Send {
+        address: String,
+        /// From the INBOX subject; otherwise the header decides.
+        priority: Option<Priority>,
+        options: SendOptions,
+        payload: Bytes,
+    },
+    Fetch {
+        address: String,
+        request: FetchRequest,
+    },
+    Ack {
+        address: String,
+        request: AckRequest,
+    },
+    Query {
+        address: String,
+        request: QueryRequest,
+        /// `MAILBOX.QUERY` of the original design also answers `mail_id` and `unread`.
+        with_unread: bool,
+    },
+    Delete {
+        address: String,
+        msg_id: u64,
+    },
+}
+
+/// A job: a command, where to answer it, and what to record about it.
+#[derive(Debug)]
+pub struct Job {
+    pub command: Command,
+    /// `None` for a plain publish: executed, not answered.
+    pub reply_to: Option<async_nats::Subject>,
+    /// The command's name, for metrics.
+    pub kind: &'static str,
+    pub received: Instant,
+}
+
+/// A reply ready to publish.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub subject: async_nats::Subject,
+    pub body: Bytes,
+}
+
+/// Where finished jobs go: replies to publish, outcomes to count.
+pub trait Sink {
+    fn reply(&self, outgoing: Outgoing);
+    /// `outcome` is `"ok"` or an error code.
+    fn finished(&self, kind: &'static str, outcome: &'static str, latency: Duration);
+    /// Totals after a batch: mailboxes, visible and delayed messages, payload bytes.
+    fn totals(&self, mailboxes: u64, messages: u64, bytes: u64);
+}
+
+/// A finished job whose reply waits for the batch to commit.
+struct Done {
+    reply_to: Option<async_nats::Subject>,
+    result: Result<Bytes, ProtoError>,
+    kind: &'static str,
+    received: Instant,
+}
+
+/// The open batch: writes not yet committed, and the replies that wait for them.
+#[derive(Default)]
+struct Pending {
+    batch: WriteBatch,
+    sync: bool,
+    done: Vec<Done>,
+    /// Mailboxes the batch wrote messages of: a read of one of them commits first.
+    dirty: HashSet<u64>,
+    /// Mailboxes that got a visible message in this batch.
+    woken: HashSet<u64>,
+}
+
+pub struct Engine {
+    store: Store,
+    config: EngineConfig,
+    mailboxes: HashMap<Box<str>, Mailbox>,
+    next_mailbox_id: u64,
+    next_delay_seq: u64,
+    pending: Pending,
+    waiters: waiters::Waiters,
+    timers: purge::Timers,
+    /// Mailboxes that got a visible message in a committed batch: their waiters retry.
+    woken: HashSet<u64>,
+    /// Stored messages and payload bytes over all mailboxes.
+    total_messages: u64,
+    total_bytes: u64,
+}
+
+impl Engine {
+    /// Loads every mailbox from the store.
+    pub fn open(store: Store, config: EngineConfig) -> Result<Engine, StoreError> {
+        let mut engine = Engine {
+            store,
+            config,
+            mailboxes: HashMap::new(),
+            next_mailbox_id: 0,
+            next_delay_seq: 0,
+            pending: Pending::default(),
+            waiters: waiters::Waiters::default(),
+            timers: purge::Timers::default(),
+            woken: HashSet::new(),
+            total_messages: 0,
+            total_bytes: 0,
+        };
+        engine.load()?;
+        Ok(engine)
+    }
+
+    /// (Re)reads the in-memory view from disk: at start, and after a failed write.
+    fn load(&mut self) -> Result<(), StoreError> {
+        self.mailboxes = mailbox::load_all(&self.store)?;
+        self.next_mailbox_id = self.store.get_u64(crate::store::CF_META, crate::store::META_NEXT_MAILBOX_ID)?;
+        self.next_delay_seq = self.store.get_u64(crate::store::CF_META, crate::store::META_NEXT_DELAY_SEQ)?;
+        self.total_messages = self.mailboxes.values().map(|m| m.record.count).sum();
+        self.total_bytes = self.mailboxes.values().map(|m| m.record.bytes).sum();
+        self.timers = purge::Timers::load(&self.store)?;
+        Ok(())
+    }
+
+    /// Runs until every sender of `jobs` is gone, then commits what is open and returns.
+    pub fn run(mut self, jobs: flume::Receiver<Job>, sink: &dyn Sink) {
+        loop {
+            self.run_due_timers();
+            self.commit(sink);
+            let received = match self.next_timer() {
+                Some(at) => {
+                    let wait = at.saturating_sub(crate::time::now_ms());
+                    jobs.recv_timeout(Duration::from_millis(wait))
+                }
+                None => jobs.recv().map_err(|_| flume::RecvTimeoutError::Disconnected),
+            };
+            match received {
+                Ok(job) => {
+                    self.execute(job);
+                    for job in jobs.try_iter().take(MAX_BATCH - 1) {
+                        self.execute(job);
+                    }
+                }
+                Err(flume::RecvTimeoutError::Timeout) => continue,
+                Err(flume::RecvTimeoutError::Disconnected) => break,
+            }
+            self.commit(sink);
+            self.retry_woken_waiters();
+            self.commit(sink);
+        }
+        self.waiters_answer_all_empty();
+        self.commit(sink);
+    }
+
+    /// Applies one job and queues its reply behind the open batch.
+    fn execute(&mut self, job: Job) {
+        let result = match job.command {
+            Command::Create(request) => self.create(request),
+            Command::Send { address, priority, options, payload } => {
+                self.send(&address, priority, options, payload)
+            }
+            Command::Fetch { address, request } => {
+                match self.fetch(&address, &request, None, true) {
+                    Ok(commands::FetchOutcome::Reply(body)) => Ok(body),
+                    Ok(commands::FetchOutcome::Empty(start)) => {
+                        self.park(address, request, start, job.reply_to, job.kind, job.received);
+                        return;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Command::Ack { address, request } => self.ack(&address, &request),
+            Command::Query { address, request, with_unread } => self.query(&address, &request, with_unread),
+            Command::Delete { address, msg_id } => self.delete(&address, msg_id),
+        };
+        self.finish(job.reply_to, job.kind, job.received, result);
+    }
+
+    fn finish(
+        &mut self,
+        reply_to: Option<async_nats::Subject>,
+        kind: &'static str,
+        received: Instant,
+        result: Result<Bytes, ProtoError>,
+    ) {
+        self.pending.done.push(Done { reply_to, result, kind, received });
+    }
+
+    /// Writes the open batch, syncing when a job in it needs durability. On a storage error
+    /// every job waiting in the batch fails with `internal` and memory is reloaded from disk, so
+    /// nothing unwritten is ever acknowledged or remembered.
+    fn flush(&mut self) {
+        let batch = std::mem::take(&mut self.pending.batch);
+        let sync = std::mem::take(&mut self.pending.sync) && self.config.sync == SyncMode::Always;
+        self.pending.dirty.clear();
+        let woken = std::mem::take(&mut self.pending.woken);
+        if batch.is_empty() {
+            self.woken.extend(woken);
+            return;
+        }
+        match self.store.write(batch, sync) {
+            Ok(()) => self.woken.extend(woken),
+            Err(e) => {
+                tracing::error!(error = %e, "storage write failed; reloading state from disk");
+                let failure = ProtoError::internal(format!("storage write failed: {e}"));
+                for job in &mut self.pending.done {
+                    job.result = Err(failure.clone());
+                }
+                if let Err(e) = self.load() {
+                    tracing::error!(error = %e, "reloading state after a failed write failed");
+                }
+            }
+        }
+    }
+
+    /// Flushes the open batch and releases the replies that waited for it.
+    fn commit(&mut self, sink: &dyn Sink) {
+        self.flush();
+        for job in std::mem::take(&mut self.pending.done) {
+            let outcome = match &job.result {
+                Ok(_) => "ok",
+                Err(e) => e.code.as_str(),
+            };
+            if let Some(subject) = job.reply_to {
+                let body = match job.result {
+                    Ok(body) => body,
+                    Err(e) => e.to_reply(),
+                };
+                sink.reply(Outgoing { subject, body });
+            }
+            sink.finished(job.kind, outcome, job.received.elapsed());
+        }
+        sink.totals(self.mailboxes.len() as u64, self.total_messages, self.total_bytes);
+    }
+
+    /// Flushes first when the open batch wrote this mailbox's messages, so that a read sees
+    /// them. The flushed jobs' replies go out with the next commit.
+    fn read_barrier(&mut self, mailbox_id: u64) {
+        if self.pending.dirty.contains(&mailbox_id) {
+            self.flush();
+        }
+    }
+
+    /// The earliest moment a timer needs the loop.
+    fn next_timer(&self) -> Option<u64> {
+        [self.timers.next_due(), self.waiters.next_check()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}

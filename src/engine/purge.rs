@@ -1,0 +1,180 @@
+//! Time-driven work: mailbox expiry, message TTL, delayed messages becoming visible.
+//!
+//! Each is a time-ordered column family (`mailbox_expiry`, `message_expiry`, `delayed`) whose
+//! keys start with the moment they fall due. The engine remembers the first due moment of each,
+//! sleeps until the earliest, then processes exactly the entries that are due: no scan of
+//! everything, and expiry lands within milliseconds of its time. Processing starts at a cursor
+//! (the last processed moment) so the tombstones of processed entries are never re-read.
+
+use super::Engine;
+use crate::protocol::Priority;
+use crate::store::{self, expiring_message_of, time_of, DelayedRecord, MessageRecord, Store, StoreError};
+use crate::time::now_ms;
+
+#[derive(Debug, Default)]
+pub struct Timers {
+    mailbox_expiry: Index,
+    message_expiry: Index,
+    delayed: Index,
+}
+
+/// The first due moment of one index, and where its unprocessed entries begin.
+#[derive(Debug, Default)]
+struct Index {
+    next_due: Option<u64>,
+    cursor: u64,
+}
+
+impl Index {
+    fn load(store: &Store, cf: &'static str) -> Result<Index, StoreError> {
+        let mut index = Index::default();
+        index.refresh(store, cf)?;
+        Ok(index)
+    }
+
+    fn refresh(&mut self, store: &Store, cf: &'static str) -> Result<(), StoreError> {
+        self.next_due = store.first_key(cf, &self.cursor.to_be_bytes())?.map(|k| time_of(&k));
+        Ok(())
+    }
+
+    fn at(&mut self, due: u64) {
+        self.next_due = Some(self.next_due.map_or(due, |d| d.min(due)));
+    }
+
+    fn is_due(&self, now: u64) -> bool {
+        self.next_due.is_some_and(|d| d <= now)
+    }
+
+    /// Every entry due by `now`, in order; the cursor moves past them.
+    fn take_due<V: serde::de::DeserializeOwned>(
+        &mut self,
+        store: &Store,
+        cf: &'static str,
+        now: u64,
+    ) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
+        let mut due = Vec::new();
+        let end = (now + 1).to_be_bytes();
+        store.scan(cf, &self.cursor.to_be_bytes(), &end, false, |key, value: V| {
+            due.push((key.to_vec(), value));
+            true
+        })?;
+        self.cursor = self.cursor.max(now + 1);
+        Ok(due)
+    }
+}
+
+impl Timers {
+    pub fn load(store: &Store) -> Result<Timers, StoreError> {
+        Ok(Timers {
+            mailbox_expiry: Index::load(store, store::CF_MAILBOX_EXPIRY)?,
+            message_expiry: Index::load(store, store::CF_MESSAGE_EXPIRY)?,
+            delayed: Index::load(store, store::CF_DELAYED)?,
+        })
+    }
+
+    pub fn next_due(&self) -> Option<u64> {
+        [&self.mailbox_expiry, &self.message_expiry, &self.delayed]
+            .into_iter()
+            .filter_map(|i| i.next_due)
+            .min()
+    }
+
+    pub fn mailbox_expiry_at(&mut self, due: u64) {
+        self.mailbox_expiry.at(due);
+    }
+
+    pub fn message_expiry_at(&mut self, due: u64) {
+        self.message_expiry.at(due);
+    }
+
+    pub fn delayed_at(&mut self, due: u64) {
+        self.delayed.at(due);
+    }
+}
+
+impl Engine {
+    /// Runs every timer that is due. Called at the top of the loop, when the open batch is
+    /// empty, so the reads below see everything written.
+    pub(super) fn run_due_timers(&mut self) {
+        let now = now_ms();
+        if let Err(e) = self.run_indexes(now) {
+            tracing::error!(error = %e, "expiry processing failed; retrying on the next pass");
+        }
+        self.run_due_waiters(now);
+    }
+
+    fn run_indexes(&mut self, now: u64) -> Result<(), StoreError> {
+        if self.timers.mailbox_expiry.is_due(now) {
+            let due: Vec<(Vec<u8>, String)> =
+                self.timers.mailbox_expiry.take_due(&self.store, store::CF_MAILBOX_EXPIRY, now)?;
+            for (key, address) in due {
+                self.store.delete(&mut self.pending.batch, store::CF_MAILBOX_EXPIRY, &key);
+                let mailbox_id = u64::from_be_bytes(key[8..16].try_into().expect("16-byte key"));
+                if self.mailboxes.get(address.as_str()).is_some_and(|m| m.record.id == mailbox_id) {
+                    tracing::debug!(mailbox_id, "mailbox expired");
+                    self.remove_mailbox(&address);
+                }
+            }
+            self.timers.mailbox_expiry.refresh(&self.store, store::CF_MAILBOX_EXPIRY)?;
+        }
+        if self.timers.message_expiry.is_due(now) {
+            let due: Vec<(Vec<u8>, String)> =
+                self.timers.message_expiry.take_due(&self.store, store::CF_MESSAGE_EXPIRY, now)?;
+            for (key, address) in due {
+                self.store.delete(&mut self.pending.batch, store::CF_MESSAGE_EXPIRY, &key);
+                let (mailbox_id, priority, msg_id) = expiring_message_of(&key);
+                let (Some(priority), true) = (
+                    priority,
+                    self.mailboxes.get(address.as_str()).is_some_and(|m| m.record.id == mailbox_id),
+                ) else {
+                    continue;
+                };
+                let stored: Option<MessageRecord> =
+                    self.store.get(store::CF_MESSAGES, &store::message_key(mailbox_id, priority, msg_id))?;
+                if let Some(record) = stored {
+                    self.remove_message(&address, priority, msg_id, record.size());
+                }
+            }
+            self.timers.message_expiry.refresh(&self.store, store::CF_MESSAGE_EXPIRY)?;
+        }
+        if self.timers.delayed.is_due(now) {
+            let due: Vec<(Vec<u8>, DelayedRecord)> = self.timers.delayed.take_due(&self.store, store::CF_DELAYED, now)?;
+            for (key, delayed) in due {
+                self.store.delete(&mut self.pending.batch, store::CF_DELAYED, &key);
+                self.pending.sync = true;
+                self.reveal(delayed, now);
+            }
+            self.timers.delayed.refresh(&self.store, store::CF_DELAYED)?;
+        }
+        Ok(())
+    }
+
+    /// A delayed message becomes visible now, with the next msg_id, unless its mailbox is gone
+    /// (then it went with it) or its own TTL ran out while it waited.
+    fn reveal(&mut self, mut delayed: DelayedRecord, now: u64) {
+        let address = delayed.address.as_str();
+        let Some(mailbox) = self.mailboxes.get_mut(address) else {
+            return;
+        };
+        if mailbox.record.id != delayed.mailbox_id || mailbox.record.is_expired(now) {
+            return;
+        }
+        let size = delayed.message.size();
+        if delayed.message.is_expired(now) {
+            mailbox.record.count -= 1;
+            mailbox.record.bytes -= size;
+            mailbox.record.delayed -= 1;
+            self.total_messages -= 1;
+            self.total_bytes -= size;
+            let address = delayed.address.clone();
+            self.save_mailbox(&address);
+            return;
+        }
+        delayed.message.create_time_ms = now;
+        let priority = Priority::from_index(delayed.priority).unwrap_or(Priority::Normal);
+        let address = delayed.address.clone();
+        if let Err(e) = self.store_visible(&address, priority, delayed.message, true) {
+            tracing::error!(error = %e.message, "a delayed message could not become visible");
+        }
+    }
+}

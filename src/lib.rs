@@ -1,0 +1,32 @@
+//! mq9: mailboxes for AI agents, carried over NATS.
+//!
+//! The crate is one binary (`mq9`) with a library behind it so that the integration tests,
+//! the benchmarks and the binary share one implementation:
+//!
+//! - [`protocol`]: the wire contract of `../shared/spec/protocol.md` — subjects, request
+//!   fields, `mq9-*` headers, reply shapes and error codes. Pure parsing and encoding.
+//! - [`store`]: the RocksDB layout (column families, keys, records).
+//! - [`engine`]: the mailbox state machine. One thread owns all state and applies commands in
+//!   batches, so every batch of SENDs shares one WAL sync (group commit).
+//! - [`broker`]: the NATS service around the engine, with its HTTP endpoints and metrics.
+//! - [`natsd`]: starting a real `nats-server` as a child process (`mq9 dev`, tests, benchmarks).
+//! - [`dev`]: `mq9 dev`, nats-server plus broker in one command.
+
+pub mod broker;
+pub mod config;
+pub mod dev;
+pub mod engine;
+pub mod natsd;
+pub mod protocol;
+pub mod store;
+pub mod time;
+
+/// Completes on Ctrl-C or SIGTERM: how every long-running command is asked to stop.
+pub async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler succeeds in a tokio runtime");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,165 @@
+//! A real `nats-server` as a child process: for `mq9 dev`, the tests and the benchmarks.
+//!
+//! The server gets a config file in its own work directory. With no port given it listens on a
+//! random loopback port and reports it through a ports file, so parallel tests never collide.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// How to start a nats-server.
+#[derive(Debug, Clone)]
+pub struct NatsServerOptions {
+    /// The executable; `None` looks for `nats-server` on PATH.
+    pub binary: Option<PathBuf>,
+    /// Loopback port; `None` picks a free one.
+    pub port: Option<u16>,
+    /// Config file, ports file, logs and JetStream storage go here.
+    pub work_dir: PathBuf,
+    /// Extra nats-server configuration appended to the generated file.
+    pub extra_config: String,
+    /// Forward the server's output to ours (dev) instead of a log file (tests).
+    pub inherit_output: bool,
+}
+
+impl NatsServerOptions {
+    pub fn new(work_dir: impl Into<PathBuf>) -> Self {
+        NatsServerOptions {
+            binary: None,
+            port: None,
+            work_dir: work_dir.into(),
+            extra_config: String::new(),
+            inherit_output: false,
+        }
+    }
+}
+
+/// A running nats-server, killed when dropped.
+pub struct NatsServer {
+    child: Child,
+    url: String,
+    work_dir: PathBuf,
+}
+
+/// Finds the nats-server executable, or says how to install it.
+pub fn find_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        if path.is_file() {
+            return Ok(path.to_path_buf());
+        }
+        bail!("nats-server not found at {}; run scripts/setup.sh to install it", path.display());
+    }
+    if let Some(path) = std::env::var_os("MQ9_NATS_SERVER").map(PathBuf::from) {
+        return find_binary(Some(&path));
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("nats-server"))
+        .find(|candidate| candidate.is_file())
+        .context("nats-server is not on PATH; run scripts/setup.sh to install it (or pass --nats-server PATH)")
+}
+
+impl NatsServer {
+    /// Starts the server and waits (up to 10 s) until it accepts clients.
+    pub fn start(options: &NatsServerOptions) -> anyhow::Result<NatsServer> {
+        let binary = find_binary(options.binary.as_deref())?;
+        std::fs::create_dir_all(&options.work_dir)
+            .with_context(|| format!("cannot create {}", options.work_dir.display()))?;
+        let work_dir = options.work_dir.canonicalize()?;
+        let port = options.port.map_or("-1".to_owned(), |p| p.to_string());
+        let config = format!(
+            "listen: \"127.0.0.1:{port}\"\nports_file_dir: {dir:?}\n{extra}\n",
+            dir = work_dir.display().to_string(),
+            extra = options.extra_config,
+        );
+        let config_path = work_dir.join("nats-server.conf");
+        std::fs::write(&config_path, config)?;
+        let (stdout, stderr) = if options.inherit_output {
+            (Stdio::inherit(), Stdio::inherit())
+        } else {
+            let log = std::fs::File::create(work_dir.join("nats-server.log"))?;
+            (Stdio::from(log.try_clone()?), Stdio::from(log))
+        };
+        let mut child = Command::new(&binary)
+            .arg("-c")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let ports_file = work_dir.join(format!("nats-server_{}.ports", child.id()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let url = loop {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "nats-server exited at start ({status}); see {}",
+                    work_dir.join("nats-server.log").display()
+                );
+            }
+            if let Some(url) = read_client_url(&ports_file) {
+                break url;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("nats-server did not start listening within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(NatsServer { child, url, work_dir })
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Asks the server to stop (SIGTERM) and waits up to 5 s before killing it.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        // SAFETY: kill(2) with a pid we own; no memory is touched.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn read_client_url(ports_file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(ports_file).ok()?;
+    let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
+    ports["nats"].get(0)?.as_str().map(str::to_owned)
+}

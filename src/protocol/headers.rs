@@ -1,0 +1,114 @@
+//! The `mq9-*` headers of a SEND (protocol.md §3), matched case-insensitively.
+//!
+//! `mq9-*` headers are options: they are read into [`SendOptions`] and are not stored as
+//! headers (their effect is: priority, key and tags come back as fields of the message).
+//! Unknown `mq9-*` headers are ignored. Every other header is stored as sent and returned
+//! with the message; a header sent several times is returned once, its values joined by `,`.
+
+use async_nats::HeaderMap;
+
+use super::{Priority, ProtoError};
+
+/// What a SEND's headers ask for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendOptions {
+    pub priority: Option<Priority>,
+    pub key: Option<String>,
+    pub delay_secs: Option<u64>,
+    pub ttl_secs: Option<u64>,
+    pub tags: Vec<String>,
+    /// Every non-`mq9-` header, names as sent, sorted by name.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Reads the headers of a SEND. Invalid values are a `bad_request` naming the header.
+pub fn parse(headers: Option<&HeaderMap>) -> Result<SendOptions, ProtoError> {
+    let mut options = SendOptions::default();
+    let Some(headers) = headers else {
+        return Ok(options);
+    };
+    for (name, values) in headers.iter() {
+        let name: &str = name.as_ref();
+        let value = values
+            .iter()
+            .map(|v| v.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        match name.to_ascii_lowercase().as_str() {
+            "mq9-priority" => {
+                options.priority = Some(Priority::parse(&value).ok_or_else(|| {
+                    ProtoError::bad_request(format!(
+                        "header mq9-priority must be critical, urgent, normal or notify, got {value:?}"
+                    ))
+                })?)
+            }
+            "mq9-key" => {
+                let key = value.trim();
+                options.key = (!key.is_empty()).then(|| key.to_owned());
+            }
+            "mq9-delay" => options.delay_secs = Some(seconds("mq9-delay", &value)?),
+            "mq9-ttl" => options.ttl_secs = Some(seconds("mq9-ttl", &value)?),
+            "mq9-tags" => {
+                options.tags = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }
+            lower if lower.starts_with("mq9-") => {}
+            _ => options.headers.push((name.to_owned(), value)),
+        }
+    }
+    options.headers.sort();
+    Ok(options)
+}
+
+fn seconds(header: &str, value: &str) -> Result<u64, ProtoError> {
+    value.trim().parse().map_err(|_| {
+        ProtoError::bad_request(format!(
+            "header {header} must be a whole number of seconds, got {value:?}"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, *value);
+        }
+        headers
+    }
+
+    #[test]
+    fn reads_options_case_insensitively_and_keeps_other_headers() {
+        let headers = map(&[
+            ("MQ9-Priority", "urgent"),
+            ("mq9-key", "status"),
+            ("Mq9-Delay", "5"),
+            ("mq9-ttl", "60"),
+            ("mq9-tags", "a, b,,c"),
+            ("mq9-future", "ignored"),
+            ("trace-id", "t1"),
+        ]);
+        let options = parse(Some(&headers)).unwrap();
+        assert_eq!(options.priority, Some(Priority::Urgent));
+        assert_eq!(options.key.as_deref(), Some("status"));
+        assert_eq!(options.delay_secs, Some(5));
+        assert_eq!(options.ttl_secs, Some(60));
+        assert_eq!(options.tags, vec!["a", "b", "c"]);
+        assert_eq!(options.headers, vec![("trace-id".to_owned(), "t1".to_owned())]);
+    }
+
+    #[test]
+    fn bad_values_name_the_header() {
+        for (name, value) in [("mq9-priority", "loud"), ("mq9-delay", "-1"), ("mq9-ttl", "1.5")] {
+            let err = parse(Some(&map(&[(name, value)]))).unwrap_err();
+            assert!(err.message.contains(name), "{}", err.message);
+        }
+    }
+}

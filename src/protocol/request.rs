@@ -1,0 +1,206 @@
+//! The typed requests of each command, read from a [`Body`] with the defaults and bounds of
+//! protocol.md §3.
+
+use super::body::Body;
+use super::{MailboxType, ProtoError};
+
+/// Default and maximum number of messages in one FETCH reply.
+pub const DEFAULT_NUM_MSGS: u64 = 100;
+pub const MAX_NUM_MSGS: u64 = 1000;
+/// Default and maximum long-poll wait.
+pub const DEFAULT_MAX_WAIT_MS: u64 = 500;
+pub const MAX_MAX_WAIT_MS: u64 = 30_000;
+/// Default lease of a message fetched by a group.
+pub const DEFAULT_ACK_WAIT_MS: u64 = 30_000;
+/// Longest lease: a day. Longer leases would hide a crashed consumer's messages for good.
+pub const MAX_ACK_WAIT_MS: u64 = 86_400_000;
+/// Default and maximum number of messages a QUERY returns.
+pub const DEFAULT_QUERY_LIMIT: u64 = 100;
+pub const MAX_QUERY_LIMIT: u64 = 1000;
+
+/// `MAILBOX.CREATE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateRequest {
+    pub name: Option<String>,
+    /// Seconds; `None` = the broker's default, `Some(0)` = never expires.
+    pub ttl: Option<u64>,
+    pub kind: MailboxType,
+    pub desc: Option<String>,
+}
+
+impl CreateRequest {
+    pub fn parse(body: &Body) -> Result<Self, ProtoError> {
+        let name = body.opt_str("name")?.map(str::to_owned);
+        if let Some(name) = &name {
+            super::address::validate(name).map_err(|e| {
+                ProtoError::bad_request(format!("field `name`: {}", e.message))
+            })?;
+        }
+        Ok(CreateRequest {
+            name,
+            ttl: body.opt_u64("ttl")?,
+            kind: body
+                .opt_enum("type", &["standard", "latest"], MailboxType::parse)?
+                .unwrap_or(MailboxType::Standard),
+            desc: body.opt_str("desc")?.map(str::to_owned),
+        })
+    }
+}
+
+/// Where a FETCH starts when a group has no state yet, and for every stateless FETCH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Deliver {
+    /// Only messages that arrive from now on.
+    Latest,
+    /// The oldest stored message.
+    Earliest,
+    /// The first message with `create_time >= t` (Unix seconds).
+    FromTime(u64),
+    /// The first message with `msg_id >= id`.
+    FromId(u64),
+}
+
+/// `MSG.FETCH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// `None` for a stateless fetch (field absent or `""`).
+    pub group: Option<String>,
+    pub deliver: Deliver,
+    pub force_deliver: bool,
+    pub num_msgs: usize,
+    pub max_wait_ms: u64,
+    pub ack_wait_ms: u64,
+}
+
+impl FetchRequest {
+    pub fn parse(body: &Body) -> Result<Self, ProtoError> {
+        let group = body
+            .opt_str("group_name")?
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned);
+        let deliver = match body.opt_str("deliver")? {
+            None | Some("earliest") => Deliver::Earliest,
+            Some("latest") => Deliver::Latest,
+            Some("from_time") => Deliver::FromTime(required(body.opt_u64("from_time")?, "from_time")?),
+            Some("from_id") => Deliver::FromId(required(body.opt_u64("from_id")?, "from_id")?),
+            Some(other) => {
+                return Err(ProtoError::bad_request(format!(
+                    "field `deliver` must be one of latest, earliest, from_time, from_id, got {other:?}"
+                )))
+            }
+        };
+        // Validate the unused start fields' types too: a wrong type is never ignored.
+        body.opt_u64("from_time")?;
+        body.opt_u64("from_id")?;
+        let config = body.opt_object("config")?.unwrap_or_default();
+        Ok(FetchRequest {
+            group,
+            deliver,
+            force_deliver: body.opt_bool("force_deliver")?.unwrap_or(false),
+            num_msgs: config
+                .opt_u64_in("num_msgs", 1..=MAX_NUM_MSGS)
+                .map_err(in_config)?
+                .unwrap_or(DEFAULT_NUM_MSGS) as usize,
+            max_wait_ms: config
+                .opt_u64_in("max_wait_ms", 0..=MAX_MAX_WAIT_MS)
+                .map_err(in_config)?
+                .unwrap_or(DEFAULT_MAX_WAIT_MS),
+            ack_wait_ms: config
+                .opt_u64_in("ack_wait_ms", 1..=MAX_ACK_WAIT_MS)
+                .map_err(in_config)?
+                .unwrap_or(DEFAULT_ACK_WAIT_MS),
+        })
+    }
+}
+
+/// `MSG.ACK`. The subject's address wins over a `mail_address` field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckRequest {
+    pub group: String,
+    pub msg_id: u64,
+}
+
+impl AckRequest {
+    pub fn parse(body: &Body) -> Result<Self, ProtoError> {
+        let group = required(body.opt_str("group_name")?, "group_name")?;
+        if group.is_empty() {
+            return Err(ProtoError::bad_request(
+                "field `group_name` must name the group that fetched the message",
+            ));
+        }
+        Ok(AckRequest {
+            group: group.to_owned(),
+            msg_id: required(body.opt_u64("msg_id")?, "msg_id")?,
+        })
+    }
+}
+
+/// `MSG.QUERY` and `MAILBOX.QUERY`: filters that combine with AND.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryRequest {
+    pub key: Option<String>,
+    /// A message matches when it carries every listed tag.
+    pub tags: Vec<String>,
+    /// Unix seconds: `create_time >= since`.
+    pub since: Option<u64>,
+    pub limit: usize,
+}
+
+impl QueryRequest {
+    pub fn parse(body: &Body) -> Result<Self, ProtoError> {
+        Ok(QueryRequest {
+            key: body.opt_str("key")?.map(str::to_owned),
+            tags: body.opt_str_list("tags")?.unwrap_or_default(),
+            since: body.opt_u64("since")?,
+            limit: body
+                .opt_u64_in("limit", 1..=MAX_QUERY_LIMIT)?
+                .unwrap_or(DEFAULT_QUERY_LIMIT) as usize,
+        })
+    }
+}
+
+fn required<T>(value: Option<T>, field: &str) -> Result<T, ProtoError> {
+    value.ok_or_else(|| ProtoError::bad_request(format!("field `{field}` is required")))
+}
+
+fn in_config(e: ProtoError) -> ProtoError {
+    ProtoError::bad_request(e.message.replacen("field `", "field `config.", 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: &str) -> Body {
+        Body::parse(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn fetch_defaults_and_sdk_shapes() {
+        let fetch = FetchRequest::parse(&body(r#"{"group_name":"","from_time":0,"from_id":0}"#)).unwrap();
+        assert_eq!(fetch.group, None);
+        assert_eq!(fetch.deliver, Deliver::Earliest);
+        assert_eq!((fetch.num_msgs, fetch.max_wait_ms, fetch.ack_wait_ms), (100, 500, 30_000));
+        let fetch = FetchRequest::parse(&body(r#"{"group_name":"g","deliver":"from_id","from_id":4}"#)).unwrap();
+        assert_eq!(fetch.group.as_deref(), Some("g"));
+        assert_eq!(fetch.deliver, Deliver::FromId(4));
+    }
+
+    #[test]
+    fn fetch_bounds_name_the_field() {
+        let err = FetchRequest::parse(&body(r#"{"config":{"num_msgs":1001}}"#)).unwrap_err();
+        assert!(err.message.contains("config.num_msgs"), "{}", err.message);
+        let err = FetchRequest::parse(&body(r#"{"deliver":"from_time"}"#)).unwrap_err();
+        assert!(err.message.contains("from_time"), "{}", err.message);
+        let err = FetchRequest::parse(&body(r#"{"deliver":"newest"}"#)).unwrap_err();
+        assert!(err.message.contains("deliver"), "{}", err.message);
+    }
+
+    #[test]
+    fn create_and_ack() {
+        let create = CreateRequest::parse(&body(r#"{"ttl":0,"type":"latest"}"#)).unwrap();
+        assert_eq!((create.ttl, create.kind), (Some(0), MailboxType::Latest));
+        assert!(CreateRequest::parse(&body(r#"{"name":"Bad Name"}"#)).is_err());
+        assert!(AckRequest::parse(&body(r#"{"msg_id":1}"#)).unwrap_err().message.contains("group_name"));
+    }
+}

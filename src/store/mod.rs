@@ -1,0 +1,191 @@
+//! RocksDB persistence: the column families, their keys and records.
+//!
+//! The [`Store`] is owned by the engine thread alone. Writes are collected in a
+//! [`rocksdb::WriteBatch`] and committed together (one WAL write, and one sync when a command in
+//! the batch needs durability), so the store never holds half of a command.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `mailboxes` | address | [`MailboxRecord`] |
+//! | `messages` | mailbox id · priority · msg_id | [`MessageRecord`] |
+//! | `groups` | mailbox id · group name | the group's state (engine) |
+//! | `slots` | mailbox id · compaction key | [`Slot`] (which message holds the key) |
+//! | `mailbox_expiry` | expires_at · mailbox id | address |
+//! | `message_expiry` | expires_at · mailbox id · priority · msg_id | address |
+//! | `delayed` | visible_at · sequence | [`DelayedRecord`] |
+//! | `meta` | name | counters ([`META_NEXT_MAILBOX_ID`], [`META_NEXT_DELAY_SEQ`]) |
+//!
+//! Mailboxes are keyed internally by a numeric id that is never reused, so a re-created address
+//! starts empty even before the old incarnation's data is physically removed.
+
+mod keys;
+mod records;
+
+pub use keys::*;
+pub use records::*;
+
+use std::path::Path;
+
+use rocksdb::{ColumnFamily, Direction, IteratorMode, Options, ReadOptions, WriteBatch, DB};
+use serde::{de::DeserializeOwned, Serialize};
+
+pub const CF_MAILBOXES: &str = "mailboxes";
+pub const CF_MESSAGES: &str = "messages";
+pub const CF_GROUPS: &str = "groups";
+pub const CF_SLOTS: &str = "slots";
+pub const CF_MAILBOX_EXPIRY: &str = "mailbox_expiry";
+pub const CF_MESSAGE_EXPIRY: &str = "message_expiry";
+pub const CF_DELAYED: &str = "delayed";
+pub const CF_META: &str = "meta";
+
+const ALL_CFS: [&str; 8] = [
+    CF_MAILBOXES,
+    CF_MESSAGES,
+    CF_GROUPS,
+    CF_SLOTS,
+    CF_MAILBOX_EXPIRY,
+    CF_MESSAGE_EXPIRY,
+    CF_DELAYED,
+    CF_META,
+];
+
+pub const META_NEXT_MAILBOX_ID: &[u8] = b"next_mailbox_id";
+pub const META_NEXT_DELAY_SEQ: &[u8] = b"next_delay_seq";
+
+/// A storage failure. The engine answers the affected commands with `internal` and reloads its
+/// in-memory view from disk, so memory never runs ahead of what is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("corrupt record in {cf}: {source}")]
+    Corrupt {
+        cf: &'static str,
+        source: postcard::Error,
+    },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The open database.
+pub struct Store {
+    db: DB,
+}
+
+impl Store {
+    /// Opens (or creates) the database under `dir`.
+    pub fn open(dir: &Path) -> StoreResult<Store> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.increase_parallelism(2);
+        // Bound the WAL so restarts replay little; the memtables flush on their own size.
+        options.set_max_total_wal_size(256 << 20);
+        let db = DB::open_cf(&options, dir, ALL_CFS)?;
+        Ok(Store { db })
+    }
+
+    fn cf(&self, name: &'static str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every column family is created at open")
+    }
+
+    /// Writes a batch; `sync` waits for the WAL to reach the disk.
+    pub fn write(&self, batch: WriteBatch, sync: bool) -> StoreResult<()> {
+        let mut options = rocksdb::WriteOptions::default();
+        options.set_sync(sync);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    pub fn put<V: Serialize>(&self, batch: &mut WriteBatch, cf: &'static str, key: &[u8], value: &V) {
+        batch.put_cf(self.cf(cf), key, encode(value));
+    }
+
+    pub fn put_raw(&self, batch: &mut WriteBatch, cf: &'static str, key: &[u8], value: &[u8]) {
+        batch.put_cf(self.cf(cf), key, value);
+    }
+
+    pub fn delete(&self, batch: &mut WriteBatch, cf: &'static str, key: &[u8]) {
+        batch.delete_cf(self.cf(cf), key);
+    }
+
+    /// Deletes every key of `cf` that starts with `prefix`.
+    pub fn delete_prefix(&self, batch: &mut WriteBatch, cf: &'static str, prefix: &[u8]) {
+        batch.delete_range_cf(self.cf(cf), prefix, &prefix_end(prefix));
+    }
+
+    pub fn get<V: DeserializeOwned>(&self, cf: &'static str, key: &[u8]) -> StoreResult<Option<V>> {
+        match self.db.get_pinned_cf(self.cf(cf), key)? {
+            Some(bytes) => decode(cf, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn get_u64(&self, cf: &'static str, key: &[u8]) -> StoreResult<u64> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(cf), key)?
+            .and_then(|bytes| bytes.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Visits the records whose keys lie in `[from, to)`, in key order or reversed, until `visit`
+    /// returns `false`.
+    pub fn scan<V: DeserializeOwned>(
+        &self,
+        cf: &'static str,
+        from: &[u8],
+        to: &[u8],
+        reverse: bool,
+        mut visit: impl FnMut(&[u8], V) -> bool,
+    ) -> StoreResult<()> {
+        let mut read = ReadOptions::default();
+        read.set_iterate_lower_bound(from.to_vec());
+        read.set_iterate_upper_bound(to.to_vec());
+        let mode = if reverse {
+            IteratorMode::End
+        } else {
+            IteratorMode::From(from, Direction::Forward)
+        };
+        for item in self.db.iterator_cf_opt(self.cf(cf), read, mode) {
+            let (key, value) = item?;
+            if !visit(&key, decode(cf, &value)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The first key at or after `from`.
+    pub fn first_key(&self, cf: &'static str, from: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        let mut read = ReadOptions::default();
+        read.set_iterate_lower_bound(from.to_vec());
+        let mode = IteratorMode::From(from, Direction::Forward);
+        match self.db.iterator_cf_opt(self.cf(cf), read, mode).next() {
+            Some(Ok((key, _))) => Ok(Some(key.to_vec())),
+            Some(Err(e)) => Err(e.into()),
+            None => Ok(None),
+        }
+    }
+
+    /// Visits every record whose key starts with `prefix`.
+    pub fn scan_prefix<V: DeserializeOwned>(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+        visit: impl FnMut(&[u8], V) -> bool,
+    ) -> StoreResult<()> {
+        self.scan(cf, prefix, &prefix_end(prefix), false, visit)
+    }
+}
+
+/// Serializes a record (postcard: compact, versioned by field order).
+pub fn encode<V: Serialize>(value: &V) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("records always serialize")
+}
+
+fn decode<V: DeserializeOwned>(cf: &'static str, bytes: &[u8]) -> StoreResult<V> {
+    postcard::from_bytes(bytes).map_err(|source| StoreError::Corrupt { cf, source })
+}

@@ -1,0 +1,82 @@
+//! The records stored as values.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::MailboxType;
+
+/// A mailbox and its counters. Rewritten with every change of its counters, in the same batch as
+/// the change, so that a restart finds `next_msg_id`, `count` and `bytes` exact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxRecord {
+    /// Internal incarnation id, never reused: the key of everything the mailbox holds.
+    pub id: u64,
+    pub kind: MailboxType,
+    /// Seconds; 0 = never expires.
+    pub ttl_secs: u64,
+    pub created_at_ms: u64,
+    /// 0 = never.
+    pub expires_at_ms: u64,
+    pub desc: Option<String>,
+    /// Who ensured it through the admin API (the operator's Mailbox uid), if anyone.
+    pub owner: Option<String>,
+    pub next_msg_id: u64,
+    /// Stored messages, delayed ones included (they count against the limits from SEND on).
+    pub count: u64,
+    /// Payload bytes of those messages.
+    pub bytes: u64,
+    /// How many of `count` are delayed and not visible yet.
+    pub delayed: u64,
+}
+
+impl MailboxRecord {
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms != 0 && self.expires_at_ms <= now_ms
+    }
+
+    /// Messages a reader can see now (delayed ones are not yet visible).
+    pub fn visible(&self) -> u64 {
+        self.count - self.delayed
+    }
+}
+
+/// One stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// When it became visible (and got its msg_id).
+    pub create_time_ms: u64,
+    /// 0 = no message TTL.
+    pub expires_at_ms: u64,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+    pub key: Option<String>,
+    pub tags: Vec<String>,
+}
+
+impl MessageRecord {
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms != 0 && self.expires_at_ms <= now_ms
+    }
+
+    /// What the message counts against `max_bytes_per_mailbox`.
+    pub fn size(&self) -> u64 {
+        self.payload.len() as u64
+    }
+}
+
+/// A message sent with `mq9-delay`, waiting to become visible.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelayedRecord {
+    pub address: String,
+    pub mailbox_id: u64,
+    pub priority: u8,
+    pub message: MessageRecord,
+}
+
+/// Which message currently holds a compaction key (`mq9-key`, or the single slot of a
+/// `latest` mailbox, stored under the empty key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    pub priority: u8,
+    pub msg_id: u64,
+    pub size: u64,
+}
