@@ -172,11 +172,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs until every sender of `jobs` is gone, then commits what is open and returns.
+    /// Runs until every sender of `jobs` is gone, then answers what it holds and returns.
     pub fn run(mut self, jobs: flume::Receiver<Job>, sink: &dyn Sink) {
         loop {
             self.run_due_timers();
-            self.commit(sink);
+            self.settle(sink);
             let received = match self.next_timer() {
                 Some(at) => {
                     let wait = at.saturating_sub(crate::time::now_ms());
@@ -190,16 +190,24 @@ impl Engine {
                     for job in jobs.try_iter().take(MAX_BATCH - 1) {
                         self.execute(job);
                     }
+                    self.settle(sink);
                 }
-                Err(flume::RecvTimeoutError::Timeout) => continue,
+                Err(flume::RecvTimeoutError::Timeout) => {}
                 Err(flume::RecvTimeoutError::Disconnected) => break,
             }
-            self.commit(sink);
-            self.retry_woken_waiters();
-            self.commit(sink);
         }
         self.waiters_answer_all_empty();
         self.commit(sink);
+    }
+
+    /// Commits the open batch, then retries the FETCHes waiting on mailboxes that just received
+    /// messages, and commits their leases.
+    fn settle(&mut self, sink: &dyn Sink) {
+        self.commit(sink);
+        if !self.woken.is_empty() {
+            self.retry_woken_waiters();
+            self.commit(sink);
+        }
     }
 
     /// Applies one job and queues its reply behind the open batch.
