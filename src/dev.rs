@@ -50,7 +50,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         default_mailbox_ttl: 86_400,
         limits: args.limits,
     };
-    println!("mq9 is running at {url} (data in {}); Ctrl-C stops it.", args.data_dir.display());
+    println!(
+        "mq9 is running at {url} (data in {}); Ctrl-C stops it.",
+        args.data_dir.display()
+    );
     println!(
         "Try it with any NATS client: request $mq9.AI.MAILBOX.CREATE with {{\"ttl\":3600}}, then publish to $mq9.AI.INBOX.<mail_id>.normal"
     );

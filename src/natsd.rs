@@ -49,7 +49,10 @@ pub fn find_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         if path.is_file() {
             return Ok(path.to_path_buf());
         }
-        bail!("nats-server not found at {}; run scripts/setup.sh to install it", path.display());
+        bail!(
+            "nats-server not found at {}; run scripts/setup.sh to install it",
+            path.display()
+        );
     }
     if let Some(path) = std::env::var_os("MQ9_NATS_SERVER").map(PathBuf::from) {
         return find_binary(Some(&path));
@@ -109,7 +112,11 @@ impl NatsServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        Ok(NatsServer { child, url, work_dir })
+        Ok(NatsServer {
+            child,
+            url,
+            work_dir,
+        })
     }
 
     /// `nats://127.0.0.1:PORT`.

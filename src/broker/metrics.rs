@@ -45,23 +45,42 @@ impl Default for Metrics {
         let mailboxes = Gauge::<u64, AtomicU64>::default();
         let messages = Gauge::<u64, AtomicU64>::default();
         let bytes = Gauge::<u64, AtomicU64>::default();
-        registry.register("commands", "Commands handled, by command and outcome (ok or an error code)", commands.clone());
+        registry.register(
+            "commands",
+            "Commands handled, by command and outcome (ok or an error code)",
+            commands.clone(),
+        );
         registry.register(
             "command_duration_seconds",
             "Time from receipt of a command to its reply (after the commit it waits for)",
             latency.clone(),
         );
         registry.register("mailboxes", "Mailboxes held", mailboxes.clone());
-        registry.register("stored_messages", "Messages stored, delayed ones included", messages.clone());
+        registry.register(
+            "stored_messages",
+            "Messages stored, delayed ones included",
+            messages.clone(),
+        );
         registry.register("stored_bytes", "Payload bytes stored", bytes.clone());
-        Metrics { registry, commands, latency, mailboxes, messages, bytes }
+        Metrics {
+            registry,
+            commands,
+            latency,
+            mailboxes,
+            messages,
+            bytes,
+        }
     }
 }
 
 impl Metrics {
     pub fn command(&self, command: &'static str, outcome: &'static str, latency: Duration) {
-        self.commands.get_or_create(&CommandLabels { command, outcome }).inc();
-        self.latency.get_or_create(&KindLabels { command }).observe(latency.as_secs_f64());
+        self.commands
+            .get_or_create(&CommandLabels { command, outcome })
+            .inc();
+        self.latency
+            .get_or_create(&KindLabels { command })
+            .observe(latency.as_secs_f64());
     }
 
     pub fn totals(&self, mailboxes: u64, messages: u64, bytes: u64) {

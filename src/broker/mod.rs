@@ -45,7 +45,9 @@ impl Health {
     pub fn not_ready_reason(&self) -> Option<String> {
         match self.client.get() {
             None => return Some("not connected to NATS yet".into()),
-            Some(client) if client.connection_state() != async_nats::connection::State::Connected => {
+            Some(client)
+                if client.connection_state() != async_nats::connection::State::Connected =>
+            {
                 return Some(format!("NATS connection is {}", client.connection_state()))
             }
             Some(_) => {}
@@ -80,7 +82,10 @@ impl Sink for BrokerSink {
 
 /// Runs the broker until `shutdown` completes, then stops taking requests, lets the engine
 /// answer what it holds, and flushes the replies.
-pub async fn run(config: BrokerConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: BrokerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -95,7 +100,12 @@ pub async fn run(config: BrokerConfig, shutdown: impl std::future::Future<Output
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await?
-        .with_context(|| format!("cannot open the mailbox store in {}", config.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot open the mailbox store in {}",
+                config.data_dir.display()
+            )
+        })?;
 
     tokio::pin!(shutdown);
     let client = tokio::select! {
@@ -115,17 +125,25 @@ pub async fn run(config: BrokerConfig, shutdown: impl std::future::Future<Output
 
     let (jobs_tx, jobs_rx) = flume::bounded::<Job>(JOB_QUEUE);
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
-    let sink = BrokerSink { out: out_tx.clone(), metrics: metrics.clone() };
+    let sink = BrokerSink {
+        out: out_tx.clone(),
+        metrics: metrics.clone(),
+    };
     let engine_health = health.clone();
-    let engine_thread = std::thread::Builder::new().name("mq9-engine".into()).spawn(move || {
-        engine_health.engine_running.store(true, Ordering::Release);
-        engine.run(jobs_rx, &sink);
-        engine_health.engine_running.store(false, Ordering::Release);
-    })?;
+    let engine_thread = std::thread::Builder::new()
+        .name("mq9-engine".into())
+        .spawn(move || {
+            engine_health.engine_running.store(true, Ordering::Release);
+            engine.run(jobs_rx, &sink);
+            engine_health.engine_running.store(false, Ordering::Release);
+        })?;
     let publisher_client = client.clone();
     let publisher = tokio::spawn(async move {
         while let Some(outgoing) = out_rx.recv().await {
-            if let Err(e) = publisher_client.publish(outgoing.subject, outgoing.body).await {
+            if let Err(e) = publisher_client
+                .publish(outgoing.subject, outgoing.body)
+                .await
+            {
                 tracing::warn!(error = %e, "publishing a reply failed");
             }
         }
@@ -136,7 +154,10 @@ pub async fn run(config: BrokerConfig, shutdown: impl std::future::Future<Output
         .await
         .context("cannot subscribe to $mq9.AI.>")?;
     tracing::info!(sync = ?config.sync, max_payload = client.server_info().max_payload, "mq9 broker ready");
-    let rejects = BrokerSink { out: out_tx, metrics: metrics.clone() };
+    let rejects = BrokerSink {
+        out: out_tx,
+        metrics: metrics.clone(),
+    };
     loop {
         tokio::select! {
             message = requests.next() => match message {
@@ -210,7 +231,12 @@ async fn dispatch(message: async_nats::Message, jobs: &flume::Sender<Job>, rejec
     let kind = route.as_ref().map_or("unknown", Route::kind);
     match route.and_then(|route| command(route, &message)) {
         Ok(Some(command)) => {
-            let job = Job { command, reply_to: message.reply, kind, received };
+            let job = Job {
+                command,
+                reply_to: message.reply,
+                kind,
+                received,
+            };
             if jobs.send_async(job).await.is_err() {
                 tracing::warn!("the engine stopped; request dropped");
             }
@@ -218,7 +244,10 @@ async fn dispatch(message: async_nats::Message, jobs: &flume::Sender<Job>, rejec
         Ok(None) => {}
         Err(error) => {
             if let Some(subject) = message.reply {
-                rejects.reply(Outgoing { subject, body: error.to_reply() });
+                rejects.reply(Outgoing {
+                    subject,
+                    body: error.to_reply(),
+                });
             }
             rejects.finished(kind, error.code.as_str(), received.elapsed());
         }
@@ -236,12 +265,24 @@ fn command(route: Route, message: &async_nats::Message) -> Result<Option<Command
             options: headers::parse(message.headers.as_ref())?,
             payload: message.payload.clone(),
         },
-        Route::Fetch { address } => Command::Fetch { address, request: FetchRequest::parse(&body()?)? },
-        Route::Ack { address } => Command::Ack { address, request: AckRequest::parse(&body()?)? },
-        Route::Query { address } => Command::Query { address, request: QueryRequest::parse(&body()?)?, with_unread: false },
-        Route::MailboxQuery { address } => {
-            Command::Query { address, request: QueryRequest::parse(&body()?)?, with_unread: true }
-        }
+        Route::Fetch { address } => Command::Fetch {
+            address,
+            request: FetchRequest::parse(&body()?)?,
+        },
+        Route::Ack { address } => Command::Ack {
+            address,
+            request: AckRequest::parse(&body()?)?,
+        },
+        Route::Query { address } => Command::Query {
+            address,
+            request: QueryRequest::parse(&body()?)?,
+            with_unread: false,
+        },
+        Route::MailboxQuery { address } => Command::Query {
+            address,
+            request: QueryRequest::parse(&body()?)?,
+            with_unread: true,
+        },
         // DELETE takes no body; SDKs send nothing, `""` or `{}`.
         Route::Delete { address, msg_id } => Command::Delete { address, msg_id },
         Route::Broadcast { .. } => return Ok(None),

@@ -191,7 +191,10 @@ mod tests {
         assert_eq!(group.acked, BTreeMap::from([(1, 3), (7, 7)]));
         assert!(group.is_acked(2) && group.is_acked(7) && !group.is_acked(5));
         group.ack(500, 100);
-        assert!(!group.is_acked(500), "ids that never existed are not acknowledged");
+        assert!(
+            !group.is_acked(500),
+            "ids that never existed are not acknowledged"
+        );
     }
 
     #[test]

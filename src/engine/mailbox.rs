@@ -68,7 +68,11 @@ impl Engine {
             .ok_or_else(|| ProtoError::no_mailbox(address))
     }
 
-    pub(super) fn live_mut(&mut self, address: &str, now_ms: u64) -> Result<&mut Mailbox, ProtoError> {
+    pub(super) fn live_mut(
+        &mut self,
+        address: &str,
+        now_ms: u64,
+    ) -> Result<&mut Mailbox, ProtoError> {
         self.mailboxes
             .get_mut(address)
             .filter(|m| !m.record.is_expired(now_ms))
@@ -78,7 +82,12 @@ impl Engine {
     /// Queues the mailbox's record (counters included) into the open batch.
     pub(super) fn save_mailbox(&mut self, address: &str) {
         if let Some(mailbox) = self.mailboxes.get(address) {
-            self.store.put(&mut self.pending.batch, store::CF_MAILBOXES, address.as_bytes(), &mailbox.record);
+            self.store.put(
+                &mut self.pending.batch,
+                store::CF_MAILBOXES,
+                address.as_bytes(),
+                &mailbox.record,
+            );
         }
     }
 
@@ -87,15 +96,26 @@ impl Engine {
         if let Some(mailbox) = self.mailboxes.get(address) {
             let key = named_key(mailbox.record.id, group);
             match mailbox.groups.get(group) {
-                Some(state) => self.store.put(&mut self.pending.batch, store::CF_GROUPS, &key, state),
-                None => self.store.delete(&mut self.pending.batch, store::CF_GROUPS, &key),
+                Some(state) => {
+                    self.store
+                        .put(&mut self.pending.batch, store::CF_GROUPS, &key, state)
+                }
+                None => self
+                    .store
+                    .delete(&mut self.pending.batch, store::CF_GROUPS, &key),
             }
         }
     }
 
     /// Removes one stored, visible message: its record, its counters, the compaction slot it
     /// holds and every group's lease on it.
-    pub(super) fn remove_message(&mut self, address: &str, priority: Priority, msg_id: u64, size: u64) {
+    pub(super) fn remove_message(
+        &mut self,
+        address: &str,
+        priority: Priority,
+        msg_id: u64,
+        size: u64,
+    ) {
         let Some(mailbox) = self.mailboxes.get_mut(address) else {
             return;
         };
@@ -119,9 +139,14 @@ impl Engine {
             .filter_map(|(name, group)| group.delivered.remove(&msg_id).map(|_| name.clone()))
             .collect();
         let batch = &mut self.pending.batch;
-        self.store.delete(batch, store::CF_MESSAGES, &message_key(id, priority, msg_id));
+        self.store.delete(
+            batch,
+            store::CF_MESSAGES,
+            &message_key(id, priority, msg_id),
+        );
         for key in &freed_slots {
-            self.store.delete(batch, store::CF_SLOTS, &named_key(id, key));
+            self.store
+                .delete(batch, store::CF_SLOTS, &named_key(id, key));
         }
         self.pending.dirty.insert(id);
         self.pending.sync = true;
@@ -145,7 +170,8 @@ impl Engine {
         for cf in [store::CF_MESSAGES, store::CF_SLOTS, store::CF_GROUPS] {
             self.store.delete_prefix(batch, cf, &prefix);
         }
-        self.store.delete(batch, store::CF_MAILBOXES, address.as_bytes());
+        self.store
+            .delete(batch, store::CF_MAILBOXES, address.as_bytes());
         self.pending.dirty.insert(record.id);
         self.pending.sync = true;
         self.waiters_answer_gone(record.id, address);

@@ -164,8 +164,12 @@ impl Engine {
     /// (Re)reads the in-memory view from disk: at start, and after a failed write.
     fn load(&mut self) -> Result<(), StoreError> {
         self.mailboxes = mailbox::load_all(&self.store)?;
-        self.next_mailbox_id = self.store.get_u64(crate::store::CF_META, crate::store::META_NEXT_MAILBOX_ID)?;
-        self.next_delay_seq = self.store.get_u64(crate::store::CF_META, crate::store::META_NEXT_DELAY_SEQ)?;
+        self.next_mailbox_id = self
+            .store
+            .get_u64(crate::store::CF_META, crate::store::META_NEXT_MAILBOX_ID)?;
+        self.next_delay_seq = self
+            .store
+            .get_u64(crate::store::CF_META, crate::store::META_NEXT_DELAY_SEQ)?;
         self.total_messages = self.mailboxes.values().map(|m| m.record.count).sum();
         self.total_bytes = self.mailboxes.values().map(|m| m.record.bytes).sum();
         self.timers = purge::Timers::load(&self.store)?;
@@ -182,7 +186,9 @@ impl Engine {
                     let wait = at.saturating_sub(crate::time::now_ms());
                     jobs.recv_timeout(Duration::from_millis(wait))
                 }
-                None => jobs.recv().map_err(|_| flume::RecvTimeoutError::Disconnected),
+                None => jobs
+                    .recv()
+                    .map_err(|_| flume::RecvTimeoutError::Disconnected),
             };
             match received {
                 Ok(job) => {
@@ -214,21 +220,35 @@ impl Engine {
     fn execute(&mut self, job: Job) {
         let result = match job.command {
             Command::Create(request) => self.create(request),
-            Command::Send { address, priority, options, payload } => {
-                self.send(&address, priority, options, payload)
-            }
+            Command::Send {
+                address,
+                priority,
+                options,
+                payload,
+            } => self.send(&address, priority, options, payload),
             Command::Fetch { address, request } => {
                 match self.fetch(&address, &request, None, true) {
                     Ok(commands::FetchOutcome::Reply(body)) => Ok(body),
                     Ok(commands::FetchOutcome::Empty(start)) => {
-                        self.park(address, request, start, job.reply_to, job.kind, job.received);
+                        self.park(
+                            address,
+                            request,
+                            start,
+                            job.reply_to,
+                            job.kind,
+                            job.received,
+                        );
                         return;
                     }
                     Err(e) => Err(e),
                 }
             }
             Command::Ack { address, request } => self.ack(&address, &request),
-            Command::Query { address, request, with_unread } => self.query(&address, &request, with_unread),
+            Command::Query {
+                address,
+                request,
+                with_unread,
+            } => self.query(&address, &request, with_unread),
             Command::Delete { address, msg_id } => self.delete(&address, msg_id),
         };
         self.finish(job.reply_to, job.kind, job.received, result);
@@ -241,7 +261,12 @@ impl Engine {
         received: Instant,
         result: Result<Bytes, ProtoError>,
     ) {
-        self.pending.done.push(Done { reply_to, result, kind, received });
+        self.pending.done.push(Done {
+            reply_to,
+            result,
+            kind,
+            received,
+        });
     }
 
     /// Writes the open batch, syncing when a job in it needs durability. On a storage error
@@ -288,7 +313,11 @@ impl Engine {
             }
             sink.finished(job.kind, outcome, job.received.elapsed());
         }
-        sink.totals(self.mailboxes.len() as u64, self.total_messages, self.total_bytes);
+        sink.totals(
+            self.mailboxes.len() as u64,
+            self.total_messages,
+            self.total_bytes,
+        );
     }
 
     /// Flushes first when the open batch wrote this mailbox's messages, so that a read sees

@@ -8,7 +8,9 @@
 
 use super::Engine;
 use crate::protocol::Priority;
-use crate::store::{self, expiring_message_of, time_of, DelayedRecord, MessageRecord, Store, StoreError};
+use crate::store::{
+    self, expiring_message_of, time_of, DelayedRecord, MessageRecord, Store, StoreError,
+};
 use crate::time::now_ms;
 
 #[derive(Debug, Default)]
@@ -33,7 +35,9 @@ impl Index {
     }
 
     fn refresh(&mut self, store: &Store, cf: &'static str) -> Result<(), StoreError> {
-        self.next_due = store.first_key(cf, &self.cursor.to_be_bytes())?.map(|k| time_of(&k));
+        self.next_due = store
+            .first_key(cf, &self.cursor.to_be_bytes())?
+            .map(|k| time_of(&k));
         Ok(())
     }
 
@@ -54,10 +58,16 @@ impl Index {
     ) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
         let mut due = Vec::new();
         let end = (now + 1).to_be_bytes();
-        store.scan(cf, &self.cursor.to_be_bytes(), &end, false, |key, value: V| {
-            due.push((key.to_vec(), value));
-            true
-        })?;
+        store.scan(
+            cf,
+            &self.cursor.to_be_bytes(),
+            &end,
+            false,
+            |key, value: V| {
+                due.push((key.to_vec(), value));
+                true
+            },
+        )?;
         self.cursor = self.cursor.max(now + 1);
         Ok(due)
     }
@@ -106,45 +116,69 @@ impl Engine {
     fn run_indexes(&mut self, now: u64) -> Result<(), StoreError> {
         if self.timers.mailbox_expiry.is_due(now) {
             let due: Vec<(Vec<u8>, String)> =
-                self.timers.mailbox_expiry.take_due(&self.store, store::CF_MAILBOX_EXPIRY, now)?;
+                self.timers
+                    .mailbox_expiry
+                    .take_due(&self.store, store::CF_MAILBOX_EXPIRY, now)?;
             for (key, address) in due {
-                self.store.delete(&mut self.pending.batch, store::CF_MAILBOX_EXPIRY, &key);
+                self.store
+                    .delete(&mut self.pending.batch, store::CF_MAILBOX_EXPIRY, &key);
                 let mailbox_id = u64::from_be_bytes(key[8..16].try_into().expect("16-byte key"));
-                if self.mailboxes.get(address.as_str()).is_some_and(|m| m.record.id == mailbox_id) {
+                if self
+                    .mailboxes
+                    .get(address.as_str())
+                    .is_some_and(|m| m.record.id == mailbox_id)
+                {
                     tracing::debug!(mailbox_id, "mailbox expired");
                     self.remove_mailbox(&address);
                 }
             }
-            self.timers.mailbox_expiry.refresh(&self.store, store::CF_MAILBOX_EXPIRY)?;
+            self.timers
+                .mailbox_expiry
+                .refresh(&self.store, store::CF_MAILBOX_EXPIRY)?;
         }
         if self.timers.message_expiry.is_due(now) {
             let due: Vec<(Vec<u8>, String)> =
-                self.timers.message_expiry.take_due(&self.store, store::CF_MESSAGE_EXPIRY, now)?;
+                self.timers
+                    .message_expiry
+                    .take_due(&self.store, store::CF_MESSAGE_EXPIRY, now)?;
             for (key, address) in due {
-                self.store.delete(&mut self.pending.batch, store::CF_MESSAGE_EXPIRY, &key);
+                self.store
+                    .delete(&mut self.pending.batch, store::CF_MESSAGE_EXPIRY, &key);
                 let (mailbox_id, priority, msg_id) = expiring_message_of(&key);
                 let (Some(priority), true) = (
                     priority,
-                    self.mailboxes.get(address.as_str()).is_some_and(|m| m.record.id == mailbox_id),
+                    self.mailboxes
+                        .get(address.as_str())
+                        .is_some_and(|m| m.record.id == mailbox_id),
                 ) else {
                     continue;
                 };
-                let stored: Option<MessageRecord> =
-                    self.store.get(store::CF_MESSAGES, &store::message_key(mailbox_id, priority, msg_id))?;
+                let stored: Option<MessageRecord> = self.store.get(
+                    store::CF_MESSAGES,
+                    &store::message_key(mailbox_id, priority, msg_id),
+                )?;
                 if let Some(record) = stored {
                     self.remove_message(&address, priority, msg_id, record.size());
                 }
             }
-            self.timers.message_expiry.refresh(&self.store, store::CF_MESSAGE_EXPIRY)?;
+            self.timers
+                .message_expiry
+                .refresh(&self.store, store::CF_MESSAGE_EXPIRY)?;
         }
         if self.timers.delayed.is_due(now) {
-            let due: Vec<(Vec<u8>, DelayedRecord)> = self.timers.delayed.take_due(&self.store, store::CF_DELAYED, now)?;
+            let due: Vec<(Vec<u8>, DelayedRecord)> =
+                self.timers
+                    .delayed
+                    .take_due(&self.store, store::CF_DELAYED, now)?;
             for (key, delayed) in due {
-                self.store.delete(&mut self.pending.batch, store::CF_DELAYED, &key);
+                self.store
+                    .delete(&mut self.pending.batch, store::CF_DELAYED, &key);
                 self.pending.sync = true;
                 self.reveal(delayed, now);
             }
-            self.timers.delayed.refresh(&self.store, store::CF_DELAYED)?;
+            self.timers
+                .delayed
+                .refresh(&self.store, store::CF_DELAYED)?;
         }
         Ok(())
     }

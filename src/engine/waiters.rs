@@ -46,7 +46,10 @@ impl Waiters {
         let id = self.next_id;
         self.next_id += 1;
         self.checks.insert((waiter.check_at_ms, id));
-        self.by_mailbox.entry(waiter.mailbox_id).or_default().insert(id);
+        self.by_mailbox
+            .entry(waiter.mailbox_id)
+            .or_default()
+            .insert(id);
         self.parked.insert(id, waiter);
     }
 
@@ -84,7 +87,10 @@ impl Engine {
         let deadline_ms = now_ms().saturating_add(request.max_wait_ms);
         match reply_to {
             Some(reply_to) if request.max_wait_ms > 0 => {
-                let mailbox_id = self.mailboxes.get(address.as_str()).map_or(u64::MAX, |m| m.record.id);
+                let mailbox_id = self
+                    .mailboxes
+                    .get(address.as_str())
+                    .map_or(u64::MAX, |m| m.record.id);
                 self.repark(Waiter {
                     address,
                     mailbox_id,
@@ -103,17 +109,26 @@ impl Engine {
 
     fn repark(&mut self, mut waiter: Waiter) {
         let lease_end = self.group_lease_end(&waiter.address, waiter.request.group.as_deref());
-        waiter.check_at_ms = lease_end.map_or(waiter.deadline_ms, |end| end.min(waiter.deadline_ms));
+        waiter.check_at_ms =
+            lease_end.map_or(waiter.deadline_ms, |end| end.min(waiter.deadline_ms));
         self.waiters.insert(waiter);
     }
 
     fn retry(&mut self, waiter: Waiter) {
         match self.fetch(&waiter.address, &waiter.request, Some(waiter.start), false) {
             Ok(FetchOutcome::Empty(_)) if now_ms() < waiter.deadline_ms => self.repark(waiter),
-            Ok(FetchOutcome::Empty(_)) => {
-                self.finish(Some(waiter.reply_to), waiter.kind, waiter.received, Ok(empty_batch()))
-            }
-            Ok(FetchOutcome::Reply(body)) => self.finish(Some(waiter.reply_to), waiter.kind, waiter.received, Ok(body)),
+            Ok(FetchOutcome::Empty(_)) => self.finish(
+                Some(waiter.reply_to),
+                waiter.kind,
+                waiter.received,
+                Ok(empty_batch()),
+            ),
+            Ok(FetchOutcome::Reply(body)) => self.finish(
+                Some(waiter.reply_to),
+                waiter.kind,
+                waiter.received,
+                Ok(body),
+            ),
             Err(e) => self.finish(Some(waiter.reply_to), waiter.kind, waiter.received, Err(e)),
         }
     }
@@ -149,7 +164,12 @@ impl Engine {
     pub(super) fn waiters_answer_gone(&mut self, mailbox_id: u64, address: &str) {
         for id in self.waiters.of_mailbox(mailbox_id) {
             if let Some(w) = self.waiters.take(id) {
-                self.finish(Some(w.reply_to), w.kind, w.received, Err(ProtoError::no_mailbox(address)));
+                self.finish(
+                    Some(w.reply_to),
+                    w.kind,
+                    w.received,
+                    Err(ProtoError::no_mailbox(address)),
+                );
             }
         }
     }

@@ -48,7 +48,18 @@ mod tests {
         for ok in ["a", "agent.42", "x1.y2.z3", &"a".repeat(128)] {
             assert!(validate(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "A", "a..b", ".a", "a.", "a-b", "a b", "a*", "a>", &"a".repeat(129)] {
+        for bad in [
+            "",
+            "A",
+            "a..b",
+            ".a",
+            "a.",
+            "a-b",
+            "a b",
+            "a*",
+            "a>",
+            &"a".repeat(129),
+        ] {
             assert!(validate(bad).is_err(), "{bad}");
         }
     }

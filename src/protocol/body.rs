@@ -143,7 +143,11 @@ mod tests {
     fn errors_name_the_field() {
         let body = Body::parse(br#"{"ttl":"soon","tags":[1],"kind":"odd"}"#).unwrap();
         assert!(body.opt_u64("ttl").unwrap_err().message.contains("`ttl`"));
-        assert!(body.opt_str_list("tags").unwrap_err().message.contains("`tags`"));
+        assert!(body
+            .opt_str_list("tags")
+            .unwrap_err()
+            .message
+            .contains("`tags`"));
         let err = body
             .opt_enum("kind", &["a", "b"], |_| None::<()>)
             .unwrap_err();

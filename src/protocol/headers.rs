@@ -101,12 +101,19 @@ mod tests {
         assert_eq!(options.delay_secs, Some(5));
         assert_eq!(options.ttl_secs, Some(60));
         assert_eq!(options.tags, vec!["a", "b", "c"]);
-        assert_eq!(options.headers, vec![("trace-id".to_owned(), "t1".to_owned())]);
+        assert_eq!(
+            options.headers,
+            vec![("trace-id".to_owned(), "t1".to_owned())]
+        );
     }
 
     #[test]
     fn bad_values_name_the_header() {
-        for (name, value) in [("mq9-priority", "loud"), ("mq9-delay", "-1"), ("mq9-ttl", "1.5")] {
+        for (name, value) in [
+            ("mq9-priority", "loud"),
+            ("mq9-delay", "-1"),
+            ("mq9-ttl", "1.5"),
+        ] {
             let err = parse(Some(&map(&[(name, value)]))).unwrap_err();
             assert!(err.message.contains(name), "{}", err.message);
         }

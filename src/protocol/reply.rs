@@ -185,6 +185,9 @@ mod tests {
         assert_eq!(taken, 2);
         assert!(batch.finish(json!({})).len() <= max_payload);
         let mut tiny = BatchBuilder::new(10);
-        assert!(tiny.push(&view(&big)), "a lone message is returned even when larger");
+        assert!(
+            tiny.push(&view(&big)),
+            "a lone message is returned even when larger"
+        );
     }
 }

@@ -32,9 +32,8 @@ impl CreateRequest {
     pub fn parse(body: &Body) -> Result<Self, ProtoError> {
         let name = body.opt_str("name")?.map(str::to_owned);
         if let Some(name) = &name {
-            super::address::validate(name).map_err(|e| {
-                ProtoError::bad_request(format!("field `name`: {}", e.message))
-            })?;
+            super::address::validate(name)
+                .map_err(|e| ProtoError::bad_request(format!("field `name`: {}", e.message)))?;
         }
         Ok(CreateRequest {
             name,
@@ -177,11 +176,18 @@ mod tests {
 
     #[test]
     fn fetch_defaults_and_sdk_shapes() {
-        let fetch = FetchRequest::parse(&body(r#"{"group_name":"","from_time":0,"from_id":0}"#)).unwrap();
+        let fetch =
+            FetchRequest::parse(&body(r#"{"group_name":"","from_time":0,"from_id":0}"#)).unwrap();
         assert_eq!(fetch.group, None);
         assert_eq!(fetch.deliver, Deliver::Earliest);
-        assert_eq!((fetch.num_msgs, fetch.max_wait_ms, fetch.ack_wait_ms), (100, 500, 30_000));
-        let fetch = FetchRequest::parse(&body(r#"{"group_name":"g","deliver":"from_id","from_id":4}"#)).unwrap();
+        assert_eq!(
+            (fetch.num_msgs, fetch.max_wait_ms, fetch.ack_wait_ms),
+            (100, 500, 30_000)
+        );
+        let fetch = FetchRequest::parse(&body(
+            r#"{"group_name":"g","deliver":"from_id","from_id":4}"#,
+        ))
+        .unwrap();
         assert_eq!(fetch.group.as_deref(), Some("g"));
         assert_eq!(fetch.deliver, Deliver::FromId(4));
     }
@@ -201,6 +207,9 @@ mod tests {
         let create = CreateRequest::parse(&body(r#"{"ttl":0,"type":"latest"}"#)).unwrap();
         assert_eq!((create.ttl, create.kind), (Some(0), MailboxType::Latest));
         assert!(CreateRequest::parse(&body(r#"{"name":"Bad Name"}"#)).is_err());
-        assert!(AckRequest::parse(&body(r#"{"msg_id":1}"#)).unwrap_err().message.contains("group_name"));
+        assert!(AckRequest::parse(&body(r#"{"msg_id":1}"#))
+            .unwrap_err()
+            .message
+            .contains("group_name"));
     }
 }

@@ -17,18 +17,31 @@ pub const AI_WILDCARD: &str = "$mq9.AI.>";
 pub enum Route {
     MailboxCreate,
     /// The original design's pull fallback: `MAILBOX.QUERY.{addr}`.
-    MailboxQuery { address: String },
+    MailboxQuery {
+        address: String,
+    },
     /// `MSG.SEND.{addr}` (priority from the header) or `INBOX.{addr}.{priority}`.
     Send {
         address: String,
         priority: Option<Priority>,
     },
-    Fetch { address: String },
-    Ack { address: String },
-    Query { address: String },
-    Delete { address: String, msg_id: u64 },
+    Fetch {
+        address: String,
+    },
+    Ack {
+        address: String,
+    },
+    Query {
+        address: String,
+    },
+    Delete {
+        address: String,
+        msg_id: u64,
+    },
     /// `$mq9.AI.BROADCAST.{topic}`: plain pub/sub, answered by nobody.
-    Broadcast { topic: String },
+    Broadcast {
+        topic: String,
+    },
 }
 
 impl Route {
@@ -89,11 +102,13 @@ pub fn parse(subject: &str) -> Result<Route, ProtoError> {
         }
         ("INBOX", "") => {
             let (address, last) = split_last(tail, "INBOX.{mail_address}.{priority}")?;
-            let priority = Priority::parse(&last).filter(|p| p.as_str() == last).ok_or_else(|| {
-                ProtoError::bad_request(format!(
+            let priority = Priority::parse(&last)
+                .filter(|p| p.as_str() == last)
+                .ok_or_else(|| {
+                    ProtoError::bad_request(format!(
                     "INBOX subject must end in critical, urgent, normal or notify, got {last:?}"
                 ))
-            })?;
+                })?;
             Ok(Route::Send {
                 address,
                 priority: Some(priority),
@@ -130,32 +145,53 @@ mod tests {
 
     #[test]
     fn commands_and_dotted_addresses() {
-        assert_eq!(parse("$mq9.AI.MAILBOX.CREATE").unwrap(), Route::MailboxCreate);
+        assert_eq!(
+            parse("$mq9.AI.MAILBOX.CREATE").unwrap(),
+            Route::MailboxCreate
+        );
         assert_eq!(
             parse("$mq9.AI.MSG.SEND.team.a1").unwrap(),
-            Route::Send { address: "team.a1".into(), priority: None }
+            Route::Send {
+                address: "team.a1".into(),
+                priority: None
+            }
         );
         assert_eq!(
             parse("$mq9.AI.INBOX.team.a1.urgent").unwrap(),
-            Route::Send { address: "team.a1".into(), priority: Some(Priority::Urgent) }
+            Route::Send {
+                address: "team.a1".into(),
+                priority: Some(Priority::Urgent)
+            }
         );
         assert_eq!(
             parse("$mq9.AI.MSG.DELETE.team.a1.7").unwrap(),
-            Route::Delete { address: "team.a1".into(), msg_id: 7 }
+            Route::Delete {
+                address: "team.a1".into(),
+                msg_id: 7
+            }
         );
         assert_eq!(
             parse("$mq9.AI.MAILBOX.QUERY.x").unwrap(),
-            Route::MailboxQuery { address: "x".into() }
+            Route::MailboxQuery {
+                address: "x".into()
+            }
         );
         assert_eq!(
             parse("$mq9.AI.BROADCAST.task.available").unwrap(),
-            Route::Broadcast { topic: "task.available".into() }
+            Route::Broadcast {
+                topic: "task.available".into()
+            }
         );
     }
 
     #[test]
     fn unknown_and_malformed_subjects() {
-        for subject in ["$mq9.AI.NOPE", "$mq9.AI.MSG.PEEK.x", "$mq9.AI.MAILBOX.CREATE.x", "$mq9.AI.MSG"] {
+        for subject in [
+            "$mq9.AI.NOPE",
+            "$mq9.AI.MSG.PEEK.x",
+            "$mq9.AI.MAILBOX.CREATE.x",
+            "$mq9.AI.MSG",
+        ] {
             let err = parse(subject).unwrap_err();
             assert_eq!(err.message, format!("unknown command: {subject}"));
         }

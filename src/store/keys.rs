@@ -54,7 +54,12 @@ pub fn mailbox_expiry_key(expires_at_ms: u64, mailbox_id: u64) -> [u8; 16] {
 }
 
 /// `message_expiry`: expires_at · mailbox id · priority · msg_id.
-pub fn message_expiry_key(expires_at_ms: u64, mailbox_id: u64, priority: Priority, msg_id: u64) -> [u8; 25] {
+pub fn message_expiry_key(
+    expires_at_ms: u64,
+    mailbox_id: u64,
+    priority: Priority,
+    msg_id: u64,
+) -> [u8; 25] {
     let mut key = [0u8; 25];
     key[..8].copy_from_slice(&expires_at_ms.to_be_bytes());
     key[8..].copy_from_slice(&message_key(mailbox_id, priority, msg_id));
@@ -68,7 +73,11 @@ pub fn delayed_key(visible_at_ms: u64, seq: u64) -> [u8; 16] {
 
 /// The leading timestamp of a time-ordered index key.
 pub fn time_of(key: &[u8]) -> u64 {
-    u64::from_be_bytes(key[..8].try_into().expect("index keys start with a timestamp"))
+    u64::from_be_bytes(
+        key[..8]
+            .try_into()
+            .expect("index keys start with a timestamp"),
+    )
 }
 
 /// Splits the `messages` key embedded in a `message_expiry` key.

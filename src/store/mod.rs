@@ -99,7 +99,13 @@ impl Store {
         Ok(())
     }
 
-    pub fn put<V: Serialize>(&self, batch: &mut WriteBatch, cf: &'static str, key: &[u8], value: &V) {
+    pub fn put<V: Serialize>(
+        &self,
+        batch: &mut WriteBatch,
+        cf: &'static str,
+        key: &[u8],
+        value: &V,
+    ) {
         batch.put_cf(self.cf(cf), key, encode(value));
     }
 

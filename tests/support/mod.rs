@@ -55,7 +55,13 @@ impl Env {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let broker = Broker::spawn(nats.url(), data_dir.path(), &args);
         let client = async_nats::connect(nats.url()).await.unwrap();
-        let env = Env { nats, broker, client, _nats_dir: nats_dir, data_dir };
+        let env = Env {
+            nats,
+            broker,
+            client,
+            _nats_dir: nats_dir,
+            data_dir,
+        };
         env.wait_ready().await;
         env
     }
@@ -67,14 +73,22 @@ impl Env {
     /// Stops the broker with SIGTERM and starts it again on the same data dir.
     pub async fn restart_broker(&mut self) {
         self.broker.terminate();
-        self.broker = Broker::spawn(self.nats.url(), self.data_dir.path(), &self.broker.args.clone());
+        self.broker = Broker::spawn(
+            self.nats.url(),
+            self.data_dir.path(),
+            &self.broker.args.clone(),
+        );
         self.wait_ready().await;
     }
 
     /// Kills the broker with SIGKILL (a crash) and starts it again on the same data dir.
     pub async fn crash_and_restart_broker(&mut self) {
         self.broker.kill();
-        self.broker = Broker::spawn(self.nats.url(), self.data_dir.path(), &self.broker.args.clone());
+        self.broker = Broker::spawn(
+            self.nats.url(),
+            self.data_dir.path(),
+            &self.broker.args.clone(),
+        );
         self.wait_ready().await;
     }
 
@@ -82,18 +96,25 @@ impl Env {
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let probe = self.client.request("$mq9.AI.MSG.QUERY.ready.probe", "".into());
+            let probe = self
+                .client
+                .request("$mq9.AI.MSG.QUERY.ready.probe", "".into());
             if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), probe).await {
                 return;
             }
-            assert!(Instant::now() < deadline, "broker not ready; log: {}", self.broker.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "broker not ready; log: {}",
+                self.broker.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// A request with a JSON (or any) body; the reply parsed as JSON.
     pub async fn request(&self, subject: &str, body: &str) -> Value {
-        self.request_with(subject, HeaderMap::new(), body.as_bytes().to_vec()).await
+        self.request_with(subject, HeaderMap::new(), body.as_bytes().to_vec())
+            .await
     }
 
     /// A request with headers and a raw payload.
@@ -111,7 +132,9 @@ impl Env {
 
     /// Creates a mailbox and returns its address; panics on an error reply.
     pub async fn create(&self, body: Value) -> String {
-        let reply = self.request("$mq9.AI.MAILBOX.CREATE", &body.to_string()).await;
+        let reply = self
+            .request("$mq9.AI.MAILBOX.CREATE", &body.to_string())
+            .await;
         assert_eq!(reply["error"], "", "create failed: {reply}");
         reply["mail_address"].as_str().unwrap().to_owned()
     }
@@ -122,7 +145,12 @@ impl Env {
         for (name, value) in headers {
             map.append(*name, *value);
         }
-        self.request_with(&format!("$mq9.AI.MSG.SEND.{address}"), map, payload.to_vec()).await
+        self.request_with(
+            &format!("$mq9.AI.MSG.SEND.{address}"),
+            map,
+            payload.to_vec(),
+        )
+        .await
     }
 
     /// MSG.SEND expecting success; returns the msg_id.
@@ -134,13 +162,15 @@ impl Env {
 
     /// MSG.FETCH; returns the reply.
     pub async fn fetch(&self, address: &str, body: Value) -> Value {
-        self.request(&format!("$mq9.AI.MSG.FETCH.{address}"), &body.to_string()).await
+        self.request(&format!("$mq9.AI.MSG.FETCH.{address}"), &body.to_string())
+            .await
     }
 
     /// MSG.ACK; returns the reply.
     pub async fn ack(&self, address: &str, group: &str, msg_id: u64) -> Value {
         let body = json!({"group_name": group, "msg_id": msg_id});
-        self.request(&format!("$mq9.AI.MSG.ACK.{address}"), &body.to_string()).await
+        self.request(&format!("$mq9.AI.MSG.ACK.{address}"), &body.to_string())
+            .await
     }
 
     /// The body of `/metrics`.
@@ -152,12 +182,18 @@ impl Env {
 /// The messages of a FETCH or QUERY reply (panics on an error reply).
 pub fn messages(reply: &Value) -> Vec<Value> {
     assert_eq!(reply["error"], "", "error reply: {reply}");
-    reply["messages"].as_array().expect("messages array").clone()
+    reply["messages"]
+        .as_array()
+        .expect("messages array")
+        .clone()
 }
 
 /// The msg_ids of a FETCH or QUERY reply, in reply order.
 pub fn ids(reply: &Value) -> Vec<u64> {
-    messages(reply).iter().map(|m| m["msg_id"].as_u64().unwrap()).collect()
+    messages(reply)
+        .iter()
+        .map(|m| m["msg_id"].as_u64().unwrap())
+        .collect()
 }
 
 /// A message's payload, base64-decoded as every SDK decodes it.
@@ -170,8 +206,15 @@ pub fn payload(message: &Value) -> Vec<u8> {
 /// Asserts an error reply with this code and exactly two fields.
 pub fn assert_error(reply: &Value, code: &str) {
     assert_eq!(reply["code"], code, "expected {code}: {reply}");
-    assert!(!reply["error"].as_str().unwrap_or("").is_empty(), "error message missing: {reply}");
-    assert_eq!(reply.as_object().unwrap().len(), 2, "failure replies carry only error and code: {reply}");
+    assert!(
+        !reply["error"].as_str().unwrap_or("").is_empty(),
+        "error message missing: {reply}"
+    );
+    assert_eq!(
+        reply.as_object().unwrap().len(),
+        2,
+        "failure replies carry only error and code: {reply}"
+    );
 }
 
 /// Waits for a condition, polling, failing the test at the deadline.
@@ -190,13 +233,18 @@ where
 /// A minimal HTTP/1.1 GET: (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("HTTP port open");
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("HTTP port open");
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -204,7 +252,11 @@ impl Broker {
     fn spawn(nats_url: &str, data_dir: &Path, args: &[String]) -> Broker {
         let http_addr = free_port();
         let log = data_dir.with_extension("broker.log");
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mq9"))
             .arg("broker")
             .arg("--nats-url")
@@ -220,7 +272,12 @@ impl Broker {
             .stderr(Stdio::from(log_file))
             .spawn()
             .expect("mq9 binary starts");
-        Broker { child, http_addr, log, args: args.to_vec() }
+        Broker {
+            child,
+            http_addr,
+            log,
+            args: args.to_vec(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -236,7 +293,11 @@ impl Broker {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "broker exited with {status}; log: {}", self.log_text());
+        assert!(
+            status.success(),
+            "broker exited with {status}; log: {}",
+            self.log_text()
+        );
     }
 
     /// SIGKILL: a crash.
@@ -254,5 +315,8 @@ impl Drop for Broker {
 }
 
 fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }

@@ -14,7 +14,11 @@ impl Engine {
     /// that never fetched has nothing to acknowledge. Group state is written without a sync: a
     /// crash of the machine can at worst deliver an acknowledged message again (at-least-once),
     /// never lose one.
-    pub(in crate::engine) fn ack(&mut self, address: &str, request: &AckRequest) -> Result<Bytes, ProtoError> {
+    pub(in crate::engine) fn ack(
+        &mut self,
+        address: &str,
+        request: &AckRequest,
+    ) -> Result<Bytes, ProtoError> {
         let mailbox = self.live_mut(address, now_ms())?;
         let next_msg_id = mailbox.record.next_msg_id;
         if let Some(group) = mailbox.groups.get_mut(&request.group) {

@@ -10,7 +10,10 @@ use crate::store::{self, mailbox_expiry_key, MailboxRecord};
 use crate::time::{ms_to_secs, now_ms, secs_to_ms};
 
 impl Engine {
-    pub(in crate::engine) fn create(&mut self, request: CreateRequest) -> Result<Bytes, ProtoError> {
+    pub(in crate::engine) fn create(
+        &mut self,
+        request: CreateRequest,
+    ) -> Result<Bytes, ProtoError> {
         let now = now_ms();
         let address = match request.name {
             Some(name) => {
@@ -32,8 +35,20 @@ impl Engine {
             },
         };
         let ttl = request.ttl.unwrap_or(self.config.default_mailbox_ttl);
-        let expires_at_ms = if ttl == 0 { 0 } else { now.saturating_add(secs_to_ms(ttl)) };
-        self.insert_mailbox(&address, request.kind, ttl, expires_at_ms, request.desc, None, now)?;
+        let expires_at_ms = if ttl == 0 {
+            0
+        } else {
+            now.saturating_add(secs_to_ms(ttl))
+        };
+        self.insert_mailbox(
+            &address,
+            request.kind,
+            ttl,
+            expires_at_ms,
+            request.desc,
+            None,
+            now,
+        )?;
         Ok(reply::ok(json!({
             "mail_address": address,
             "mail_id": address,
@@ -78,9 +93,19 @@ impl Engine {
             delayed: 0,
         };
         let batch = &mut self.pending.batch;
-        self.store.put_raw(batch, store::CF_META, store::META_NEXT_MAILBOX_ID, &self.next_mailbox_id.to_be_bytes());
+        self.store.put_raw(
+            batch,
+            store::CF_META,
+            store::META_NEXT_MAILBOX_ID,
+            &self.next_mailbox_id.to_be_bytes(),
+        );
         if expires_at_ms != 0 {
-            self.store.put_raw(batch, store::CF_MAILBOX_EXPIRY, &mailbox_expiry_key(expires_at_ms, id), address.as_bytes());
+            self.store.put_raw(
+                batch,
+                store::CF_MAILBOX_EXPIRY,
+                &mailbox_expiry_key(expires_at_ms, id),
+                address.as_bytes(),
+            );
             self.timers.mailbox_expiry_at(expires_at_ms);
         }
         self.pending.sync = true;

@@ -11,7 +11,11 @@ use crate::time::now_ms;
 impl Engine {
     /// Deletes one message of this mailbox. Keys carry the mailbox's internal id, so no
     /// address can reach another mailbox's message.
-    pub(in crate::engine) fn delete(&mut self, address: &str, msg_id: u64) -> Result<Bytes, ProtoError> {
+    pub(in crate::engine) fn delete(
+        &mut self,
+        address: &str,
+        msg_id: u64,
+    ) -> Result<Bytes, ProtoError> {
         let id = self.live(address, now_ms())?.record.id;
         self.read_barrier(id);
         for priority in Priority::ALL {

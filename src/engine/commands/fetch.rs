@@ -34,7 +34,9 @@ impl Engine {
         let id = self.live(address, now)?.record.id;
         self.read_barrier(id);
         let max_payload = self.config.max_payload;
-        let Engine { store, mailboxes, .. } = self;
+        let Engine {
+            store, mailboxes, ..
+        } = self;
         let mailbox = mailboxes
             .get_mut(address)
             .filter(|m| !m.record.is_expired(now))
@@ -59,7 +61,9 @@ impl Engine {
                 }
                 entry.into_mut()
             }
-            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(GroupState::new(resolved)),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(GroupState::new(resolved))
+            }
         };
         let start = group.start;
         collect(store, id, start, Some(group), now, request, &mut batch)?;
@@ -72,7 +76,11 @@ impl Engine {
     }
 
     /// The moment a waiting FETCH of this group could find a message whose lease ended.
-    pub(in crate::engine) fn group_lease_end(&self, address: &str, group: Option<&str>) -> Option<u64> {
+    pub(in crate::engine) fn group_lease_end(
+        &self,
+        address: &str,
+        group: Option<&str>,
+    ) -> Option<u64> {
         let group = self.mailboxes.get(address)?.groups.get(group?)?;
         group.earliest_lease_end()
     }

@@ -27,7 +27,10 @@ impl Engine {
         let matches = |record: &MessageRecord| {
             !record.is_expired(now)
                 && record.create_time_ms >= since_ms
-                && request.key.as_ref().is_none_or(|k| record.key.as_ref() == Some(k))
+                && request
+                    .key
+                    .as_ref()
+                    .is_none_or(|k| record.key.as_ref() == Some(k))
                 && request.tags.iter().all(|t| record.tags.contains(t))
         };
         // The newest `limit` matches of each priority, then the newest `limit` of those.
@@ -36,16 +39,22 @@ impl Engine {
             let prefix = &message_key(id, priority, 0)[..9];
             let mut taken = 0;
             self.store
-                .scan(store::CF_MESSAGES, prefix, &prefix_end(prefix), true, |key, record: MessageRecord| {
-                    if matches(&record) {
-                        found.push((message_id_of(key), priority, record));
-                        taken += 1;
-                    }
-                    taken < request.limit
-                })
+                .scan(
+                    store::CF_MESSAGES,
+                    prefix,
+                    &prefix_end(prefix),
+                    true,
+                    |key, record: MessageRecord| {
+                        if matches(&record) {
+                            found.push((message_id_of(key), priority, record));
+                            taken += 1;
+                        }
+                        taken < request.limit
+                    },
+                )
                 .map_err(|e| ProtoError::internal(format!("reading messages failed: {e}")))?;
         }
-        found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        found.sort_unstable_by_key(|(msg_id, _, _)| std::cmp::Reverse(*msg_id));
         found.truncate(request.limit);
         let mut batch = BatchBuilder::new(self.config.max_payload);
         for (msg_id, priority, record) in &found {

@@ -8,7 +8,10 @@ use crate::engine::Engine;
 use crate::protocol::headers::SendOptions;
 use crate::protocol::reply::{self, single_item_reply_len};
 use crate::protocol::{ErrorCode, MailboxType, Priority, ProtoError};
-use crate::store::{self, delayed_key, message_expiry_key, message_key, named_key, DelayedRecord, MessageRecord, Slot};
+use crate::store::{
+    self, delayed_key, message_expiry_key, message_key, named_key, DelayedRecord, MessageRecord,
+    Slot,
+};
 use crate::time::{now_ms, secs_to_ms};
 
 impl Engine {
@@ -20,7 +23,9 @@ impl Engine {
         payload: Bytes,
     ) -> Result<Bytes, ProtoError> {
         let now = now_ms();
-        let priority = subject_priority.or(options.priority).unwrap_or(Priority::Normal);
+        let priority = subject_priority
+            .or(options.priority)
+            .unwrap_or(Priority::Normal);
         let message = MessageRecord {
             create_time_ms: now,
             expires_at_ms: match options.ttl_secs {
@@ -45,7 +50,12 @@ impl Engine {
         self.live(address, now)?;
         match options.delay_secs {
             Some(delay) if delay > 0 => {
-                self.send_delayed(address, priority, message, now.saturating_add(secs_to_ms(delay)))?;
+                self.send_delayed(
+                    address,
+                    priority,
+                    message,
+                    now.saturating_add(secs_to_ms(delay)),
+                )?;
                 Ok(reply::ok(json!({"msg_id": -1})))
             }
             _ => {
@@ -66,7 +76,10 @@ impl Engine {
     ) -> Result<(), ProtoError> {
         let size = message.size();
         self.check_room(address, 1, size)?;
-        let mailbox = self.mailboxes.get_mut(address).expect("checked live by the caller");
+        let mailbox = self
+            .mailboxes
+            .get_mut(address)
+            .expect("checked live by the caller");
         mailbox.record.count += 1;
         mailbox.record.bytes += size;
         mailbox.record.delayed += 1;
@@ -81,8 +94,18 @@ impl Engine {
         let seq = self.next_delay_seq;
         self.next_delay_seq += 1;
         let batch = &mut self.pending.batch;
-        self.store.put_raw(batch, store::CF_META, store::META_NEXT_DELAY_SEQ, &self.next_delay_seq.to_be_bytes());
-        self.store.put(batch, store::CF_DELAYED, &delayed_key(visible_at, seq), &delayed);
+        self.store.put_raw(
+            batch,
+            store::CF_META,
+            store::META_NEXT_DELAY_SEQ,
+            &self.next_delay_seq.to_be_bytes(),
+        );
+        self.store.put(
+            batch,
+            store::CF_DELAYED,
+            &delayed_key(visible_at, seq),
+            &delayed,
+        );
         self.timers.delayed_at(visible_at);
         self.pending.sync = true;
         self.save_mailbox(address);
@@ -100,16 +123,25 @@ impl Engine {
         message: MessageRecord,
         counted: bool,
     ) -> Result<u64, ProtoError> {
-        let mailbox = self.mailboxes.get(address).expect("checked live by the caller");
+        let mailbox = self
+            .mailboxes
+            .get(address)
+            .expect("checked live by the caller");
         let slot_key = match mailbox.record.kind {
             MailboxType::Latest => Some(String::new()),
             MailboxType::Standard => message.key.clone(),
         };
-        let replaced = slot_key.as_ref().and_then(|k| mailbox.slots.get(k).copied());
+        let replaced = slot_key
+            .as_ref()
+            .and_then(|k| mailbox.slots.get(k).copied());
         let size = message.size();
         if !counted {
             let (freed_count, freed_bytes) = replaced.map_or((0, 0), |s| (1, s.size));
-            self.check_room(address, 1 - freed_count.min(1), size.saturating_sub(freed_bytes))?;
+            self.check_room(
+                address,
+                1 - freed_count.min(1),
+                size.saturating_sub(freed_bytes),
+            )?;
         }
         if let Some(old) = replaced {
             let old_priority = Priority::from_index(old.priority).unwrap_or(Priority::Normal);
@@ -130,15 +162,26 @@ impl Engine {
         let batch = &mut self.pending.batch;
         if message.expires_at_ms != 0 {
             let key = message_expiry_key(message.expires_at_ms, id, priority, msg_id);
-            self.store.put(batch, store::CF_MESSAGE_EXPIRY, &key, &address);
+            self.store
+                .put(batch, store::CF_MESSAGE_EXPIRY, &key, &address);
             self.timers.message_expiry_at(message.expires_at_ms);
         }
         if let Some(slot_key) = slot_key {
-            let slot = Slot { priority: priority.index(), msg_id, size };
-            self.store.put(batch, store::CF_SLOTS, &named_key(id, &slot_key), &slot);
+            let slot = Slot {
+                priority: priority.index(),
+                msg_id,
+                size,
+            };
+            self.store
+                .put(batch, store::CF_SLOTS, &named_key(id, &slot_key), &slot);
             mailbox.slots.insert(slot_key, slot);
         }
-        self.store.put(batch, store::CF_MESSAGES, &message_key(id, priority, msg_id), &message);
+        self.store.put(
+            batch,
+            store::CF_MESSAGES,
+            &message_key(id, priority, msg_id),
+            &message,
+        );
         self.pending.dirty.insert(id);
         self.pending.woken.insert(id);
         self.pending.sync = true;
@@ -149,17 +192,29 @@ impl Engine {
     /// `full` unless the mailbox has room for `messages` more messages and `bytes` more bytes.
     fn check_room(&self, address: &str, messages: u64, bytes: u64) -> Result<(), ProtoError> {
         let limits = &self.config.limits;
-        let record = &self.mailboxes.get(address).expect("checked live by the caller").record;
-        if limits.max_messages_per_mailbox > 0 && record.count + messages > limits.max_messages_per_mailbox {
+        let record = &self
+            .mailboxes
+            .get(address)
+            .expect("checked live by the caller")
+            .record;
+        if limits.max_messages_per_mailbox > 0
+            && record.count + messages > limits.max_messages_per_mailbox
+        {
             return Err(ProtoError::new(
                 ErrorCode::Full,
-                format!("mailbox {address} is full: it holds its maximum of {} messages", limits.max_messages_per_mailbox),
+                format!(
+                    "mailbox {address} is full: it holds its maximum of {} messages",
+                    limits.max_messages_per_mailbox
+                ),
             ));
         }
         if limits.max_bytes_per_mailbox > 0 && record.bytes + bytes > limits.max_bytes_per_mailbox {
             return Err(ProtoError::new(
                 ErrorCode::Full,
-                format!("mailbox {address} is full: it would exceed its maximum of {} bytes", limits.max_bytes_per_mailbox),
+                format!(
+                    "mailbox {address} is full: it would exceed its maximum of {} bytes",
+                    limits.max_bytes_per_mailbox
+                ),
             ));
         }
         Ok(())

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, and integration tests against real nats-server and RocksDB.
+# Needs scripts/setup.sh to have run once (nats-server on PATH, Debian's librocksdb-dev).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${MQ9_CACHE:-$HOME/.cache/mq9}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
+export PATH="$HOME/.cargo/bin:$HOME/.local/bin:$cache/venv/bin:$PATH"
+cd "$repo"
+cargo test --all-targets "$@"
