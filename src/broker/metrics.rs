@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::engine::Totals;
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabels {
     command: &'static str,
@@ -30,6 +32,8 @@ pub struct Metrics {
     mailboxes: Gauge<u64, AtomicU64>,
     messages: Gauge<u64, AtomicU64>,
     bytes: Gauge<u64, AtomicU64>,
+    writes: Counter,
+    syncs: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -62,6 +66,14 @@ impl Default for Metrics {
             messages.clone(),
         );
         registry.register("stored_bytes", "Payload bytes stored", bytes.clone());
+        let writes = Counter::default();
+        let syncs = Counter::default();
+        registry.register("store_writes", "Write batches committed to RocksDB", writes.clone());
+        registry.register(
+            "store_syncs",
+            "Write batches that synced the WAL; concurrent SENDs share one (group commit)",
+            syncs.clone(),
+        );
         Metrics {
             registry,
             commands,
@@ -69,6 +81,8 @@ impl Default for Metrics {
             mailboxes,
             messages,
             bytes,
+            writes,
+            syncs,
         }
     }
 }
@@ -83,10 +97,14 @@ impl Metrics {
             .observe(latency.as_secs_f64());
     }
 
-    pub fn totals(&self, mailboxes: u64, messages: u64, bytes: u64) {
-        self.mailboxes.set(mailboxes);
-        self.messages.set(messages);
-        self.bytes.set(bytes);
+    pub fn totals(&self, totals: &Totals) {
+        self.mailboxes.set(totals.mailboxes);
+        self.messages.set(totals.messages);
+        self.bytes.set(totals.bytes);
+        // The engine reports running totals; counters advance by the difference.
+        for (counter, total) in [(&self.writes, totals.writes), (&self.syncs, totals.syncs)] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
     }
 
     /// The text exposition format.

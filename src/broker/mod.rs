@@ -20,7 +20,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::config::{BrokerConfig, NatsOptions};
-use crate::engine::{Command, Engine, EngineConfig, Job, Outgoing, Sink};
+use crate::engine::{Command, Engine, EngineConfig, Job, Outgoing, Sink, Totals};
 use crate::protocol::body::Body;
 use crate::protocol::request::{AckRequest, CreateRequest, FetchRequest, QueryRequest};
 use crate::protocol::subject::{self, Route};
@@ -75,8 +75,8 @@ impl Sink for BrokerSink {
         self.metrics.command(kind, outcome, latency);
     }
 
-    fn totals(&self, mailboxes: u64, messages: u64, bytes: u64) {
-        self.metrics.totals(mailboxes, messages, bytes);
+    fn totals(&self, totals: &Totals) {
+        self.metrics.totals(totals);
     }
 }
 

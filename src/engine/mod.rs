@@ -101,8 +101,23 @@ pub trait Sink {
     fn reply(&self, outgoing: Outgoing);
     /// `outcome` is `"ok"` or an error code.
     fn finished(&self, kind: &'static str, outcome: &'static str, latency: Duration);
-    /// Totals after a batch: mailboxes, visible and delayed messages, payload bytes.
-    fn totals(&self, mailboxes: u64, messages: u64, bytes: u64);
+    /// The engine's totals, after every commit.
+    fn totals(&self, totals: &Totals);
+}
+
+/// What the engine holds and how much it wrote, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub mailboxes: u64,
+    /// Stored messages, delayed ones included.
+    pub messages: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// Write batches committed since start.
+    pub writes: u64,
+    /// Of those, the ones that synced the WAL: fewer than the SENDs they made durable when
+    /// concurrent SENDs share a sync (group commit).
+    pub syncs: u64,
 }
 
 /// A finished job whose reply waits for the batch to commit.
@@ -139,6 +154,9 @@ pub struct Engine {
     /// Stored messages and payload bytes over all mailboxes.
     total_messages: u64,
     total_bytes: u64,
+    /// Committed write batches, and how many of them synced.
+    writes: u64,
+    syncs: u64,
 }
 
 impl Engine {
@@ -156,6 +174,8 @@ impl Engine {
             woken: HashSet::new(),
             total_messages: 0,
             total_bytes: 0,
+            writes: 0,
+            syncs: 0,
         };
         engine.load()?;
         Ok(engine)
@@ -282,7 +302,11 @@ impl Engine {
             return;
         }
         match self.store.write(batch, sync) {
-            Ok(()) => self.woken.extend(woken),
+            Ok(()) => {
+                self.writes += 1;
+                self.syncs += u64::from(sync);
+                self.woken.extend(woken);
+            }
             Err(e) => {
                 tracing::error!(error = %e, "storage write failed; reloading state from disk");
                 let failure = ProtoError::internal(format!("storage write failed: {e}"));
@@ -313,11 +337,13 @@ impl Engine {
             }
             sink.finished(job.kind, outcome, job.received.elapsed());
         }
-        sink.totals(
-            self.mailboxes.len() as u64,
-            self.total_messages,
-            self.total_bytes,
-        );
+        sink.totals(&Totals {
+            mailboxes: self.mailboxes.len() as u64,
+            messages: self.total_messages,
+            bytes: self.total_bytes,
+            writes: self.writes,
+            syncs: self.syncs,
+        });
     }
 
     /// Flushes first when the open batch wrote this mailbox's messages, so that a read sees
