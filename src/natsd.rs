@@ -3,6 +3,7 @@
 //! The server gets a config file in its own work directory. With no port given it listens on a
 //! random loopback port and reports it through a ports file, so parallel tests never collide.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -86,7 +87,10 @@ impl NatsServer {
             let log = std::fs::File::create(work_dir.join("nats-server.log"))?;
             (Stdio::from(log.try_clone()?), Stdio::from(log))
         };
+        // Its own process group: a Ctrl-C in the terminal reaches us, and we stop the server
+        // after the broker has flushed its last replies.
         let mut child = Command::new(&binary)
+            .process_group(0)
             .arg("-c")
             .arg(&config_path)
             .stdin(Stdio::null())

@@ -68,7 +68,11 @@ impl Default for Metrics {
         registry.register("stored_bytes", "Payload bytes stored", bytes.clone());
         let writes = Counter::default();
         let syncs = Counter::default();
-        registry.register("store_writes", "Write batches committed to RocksDB", writes.clone());
+        registry.register(
+            "store_writes",
+            "Write batches committed to RocksDB",
+            writes.clone(),
+        );
         registry.register(
             "store_syncs",
             "Write batches that synced the WAL; concurrent SENDs share one (group commit)",

@@ -21,9 +21,13 @@ use tokio::sync::mpsc;
 
 use crate::config::{BrokerConfig, NatsOptions};
 use crate::engine::{Command, Engine, EngineConfig, Job, Outgoing, Sink, Totals};
+use crate::protocol::admin::{self, EnsureRequest, ListRequest};
+use crate::protocol::agents::{AgentLookup, DiscoverRequest, RegisterRequest};
 use crate::protocol::body::Body;
-use crate::protocol::request::{AckRequest, CreateRequest, FetchRequest, QueryRequest};
-use crate::protocol::subject::{self, Route};
+use crate::protocol::request::{
+    AckRequest, CreateRequest, FetchRequest, QueryRequest, SubscribeRequest,
+};
+use crate::protocol::subject::{self, AdminVerb, AgentVerb, Route};
 use crate::protocol::{headers, ProtoError};
 use crate::store::Store;
 
@@ -149,10 +153,15 @@ pub async fn run(
         }
     });
 
-    let mut requests = client
+    let agents = client
         .queue_subscribe(subject::AI_WILDCARD, QUEUE_GROUP.into())
         .await
         .context("cannot subscribe to $mq9.AI.>")?;
+    let admin = client
+        .queue_subscribe(subject::ADMIN_WILDCARD, QUEUE_GROUP.into())
+        .await
+        .context("cannot subscribe to $mq9.ADMIN.>")?;
+    let mut requests = futures::stream::select(agents, admin);
     tracing::info!(sync = ?config.sync, max_payload = client.server_info().max_payload, "mq9 broker ready");
     let rejects = BrokerSink {
         out: out_tx,
@@ -169,14 +178,21 @@ pub async fn run(
     }
 
     tracing::info!("mq9 broker stopping");
-    let _ = requests.unsubscribe().await;
+    let (mut agents, mut admin) = requests.into_inner();
+    let _ = agents.unsubscribe().await;
+    let _ = admin.unsubscribe().await;
     drop(jobs_tx);
     drop(rejects);
     tokio::task::spawn_blocking(move || engine_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
     publisher.await?;
-    client.flush().await.context("flushing the last replies")?;
+    // Bounded: with nats-server gone, a flush would wait for a reconnect that never comes.
+    match tokio::time::timeout(Duration::from_secs(2), client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "flushing the last replies failed"),
+        Err(_) => tracing::warn!("NATS unreachable; the last replies may not have been delivered"),
+    }
     let _ = http_stop.send(());
     http_task.await??;
     Ok(())
@@ -285,6 +301,38 @@ fn command(route: Route, message: &async_nats::Message) -> Result<Option<Command
         },
         // DELETE takes no body; SDKs send nothing, `""` or `{}`.
         Route::Delete { address, msg_id } => Command::Delete { address, msg_id },
-        Route::Broadcast { .. } => return Ok(None),
+        Route::Subscribe { subscribe } => Command::Subscribe {
+            request: SubscribeRequest::parse(&body()?)?,
+            subscribe,
+        },
+        Route::Broadcast { topic } => match headers::parse(message.headers.as_ref()) {
+            Ok(options) => Command::Broadcast {
+                topic,
+                options,
+                payload: message.payload.clone(),
+            },
+            Err(e) => {
+                tracing::warn!(topic, error = %e.message, "broadcast not stored durably: bad headers");
+                return Ok(None);
+            }
+        },
+        Route::Agent(AgentVerb::Register) => {
+            Command::Register(RegisterRequest::parse(&message.payload)?)
+        }
+        Route::Agent(AgentVerb::Unregister) => Command::Unregister(AgentLookup::parse(&body()?)?),
+        Route::Agent(AgentVerb::Report) => Command::Report {
+            lookup: AgentLookup::parse(&body()?)?,
+            status: String::from_utf8_lossy(&message.payload).trim().to_owned(),
+        },
+        Route::Agent(AgentVerb::Discover) => Command::Discover(DiscoverRequest::parse(&body()?)?),
+        Route::Admin(AdminVerb::Ensure) => Command::Ensure(EnsureRequest::parse(&body()?)?),
+        Route::Admin(AdminVerb::Delete) => Command::AdminDelete {
+            name: admin::name(&body()?)?,
+        },
+        Route::Admin(AdminVerb::Info) => Command::Info {
+            name: admin::name(&body()?)?,
+        },
+        Route::Admin(AdminVerb::List) => Command::List(ListRequest::parse(&body()?)?),
+        Route::Admin(AdminVerb::Stats) => Command::Stats,
     }))
 }

@@ -16,6 +16,8 @@ pub struct Mailbox {
     pub slots: HashMap<String, Slot>,
     /// Consumer groups by name.
     pub groups: HashMap<String, GroupState>,
+    /// Broadcast topic patterns this mailbox durably receives.
+    pub subscriptions: Vec<String>,
 }
 
 impl Mailbox {
@@ -24,6 +26,7 @@ impl Mailbox {
             record,
             slots: HashMap::new(),
             groups: HashMap::new(),
+            subscriptions: Vec::new(),
         }
     }
 }
@@ -53,6 +56,12 @@ pub fn load_all(store: &Store) -> Result<HashMap<Box<str>, Mailbox>, StoreError>
     store.scan_prefix(store::CF_GROUPS, &[], |key, group: GroupState| {
         if let Some(mailbox) = owner(key).and_then(|a| mailboxes.get_mut(&a)) {
             mailbox.groups.insert(name_of(key), group);
+        }
+        true
+    })?;
+    store.scan_prefix(store::CF_SUBSCRIPTIONS, &[], |key, (): ()| {
+        if let Some(mailbox) = owner(key).and_then(|a| mailboxes.get_mut(&a)) {
+            mailbox.subscriptions.push(name_of(key));
         }
         true
     })?;
@@ -156,7 +165,8 @@ impl Engine {
         self.save_mailbox(address);
     }
 
-    /// Removes a mailbox and everything it holds (messages, slots, groups) in the open batch.
+    /// Removes a mailbox and everything it holds (messages, slots, groups, subscriptions) in the
+    /// open batch.
     /// Delayed and expiry index entries of the old incarnation are skipped when they fall due.
     pub(super) fn remove_mailbox(&mut self, address: &str) {
         let Some(mailbox) = self.mailboxes.remove(address) else {
@@ -167,8 +177,16 @@ impl Engine {
         self.total_bytes -= record.bytes;
         let prefix = mailbox_prefix(record.id);
         let batch = &mut self.pending.batch;
-        for cf in [store::CF_MESSAGES, store::CF_SLOTS, store::CF_GROUPS] {
+        for cf in [
+            store::CF_MESSAGES,
+            store::CF_SLOTS,
+            store::CF_GROUPS,
+            store::CF_SUBSCRIPTIONS,
+        ] {
             self.store.delete_prefix(batch, cf, &prefix);
+        }
+        for topic in &mailbox.subscriptions {
+            self.topics.remove(topic, address);
         }
         self.store
             .delete(batch, store::CF_MAILBOXES, address.as_bytes());

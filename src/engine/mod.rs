@@ -16,6 +16,9 @@ mod commands;
 mod group;
 mod mailbox;
 mod purge;
+mod registry;
+mod search;
+mod topics;
 mod waiters;
 
 pub use group::{GroupState, Start};
@@ -28,8 +31,12 @@ use bytes::Bytes;
 use rocksdb::WriteBatch;
 
 use crate::config::{Limits, SyncMode};
+use crate::protocol::admin::{EnsureRequest, ListRequest};
+use crate::protocol::agents::{AgentLookup, DiscoverRequest, RegisterRequest};
 use crate::protocol::headers::SendOptions;
-use crate::protocol::request::{AckRequest, CreateRequest, FetchRequest, QueryRequest};
+use crate::protocol::request::{
+    AckRequest, CreateRequest, FetchRequest, QueryRequest, SubscribeRequest,
+};
 use crate::protocol::{Priority, ProtoError};
 use crate::store::{Store, StoreError};
 
@@ -76,6 +83,34 @@ pub enum Command {
         address: String,
         msg_id: u64,
     },
+    Subscribe {
+        request: SubscribeRequest,
+        /// false for UNSUBSCRIBE.
+        subscribe: bool,
+    },
+    /// A publish on `$mq9.AI.BROADCAST.{topic}`: stored in every durably subscribed mailbox.
+    Broadcast {
+        topic: String,
+        options: SendOptions,
+        payload: Bytes,
+    },
+    Register(RegisterRequest),
+    Unregister(AgentLookup),
+    Report {
+        lookup: AgentLookup,
+        /// The REPORT body as sent.
+        status: String,
+    },
+    Discover(DiscoverRequest),
+    Ensure(EnsureRequest),
+    AdminDelete {
+        name: String,
+    },
+    Info {
+        name: String,
+    },
+    List(ListRequest),
+    Stats,
 }
 
 /// A job: a command, where to answer it, and what to record about it.
@@ -149,6 +184,8 @@ pub struct Engine {
     pending: Pending,
     waiters: waiters::Waiters,
     timers: purge::Timers,
+    registry: registry::Registry,
+    topics: topics::TopicIndex,
     /// Mailboxes that got a visible message in a committed batch: their waiters retry.
     woken: HashSet<u64>,
     /// Stored messages and payload bytes over all mailboxes.
@@ -171,6 +208,8 @@ impl Engine {
             pending: Pending::default(),
             waiters: waiters::Waiters::default(),
             timers: purge::Timers::default(),
+            registry: registry::Registry::default(),
+            topics: topics::TopicIndex::default(),
             woken: HashSet::new(),
             total_messages: 0,
             total_bytes: 0,
@@ -193,6 +232,13 @@ impl Engine {
         self.total_messages = self.mailboxes.values().map(|m| m.record.count).sum();
         self.total_bytes = self.mailboxes.values().map(|m| m.record.bytes).sum();
         self.timers = purge::Timers::load(&self.store)?;
+        self.registry = registry::Registry::load(&self.store)?;
+        self.topics = topics::TopicIndex::default();
+        for (address, mailbox) in &self.mailboxes {
+            for topic in &mailbox.subscriptions {
+                self.topics.insert(topic, address);
+            }
+        }
         Ok(())
     }
 
@@ -270,6 +316,21 @@ impl Engine {
                 with_unread,
             } => self.query(&address, &request, with_unread),
             Command::Delete { address, msg_id } => self.delete(&address, msg_id),
+            Command::Subscribe { request, subscribe } => self.subscribe(&request, subscribe),
+            Command::Broadcast {
+                topic,
+                options,
+                payload,
+            } => self.broadcast(&topic, options, payload),
+            Command::Register(request) => self.register(request),
+            Command::Unregister(lookup) => self.unregister(&lookup),
+            Command::Report { lookup, status } => self.report(&lookup, status),
+            Command::Discover(request) => self.discover(&request),
+            Command::Ensure(request) => self.ensure(request),
+            Command::AdminDelete { name } => self.admin_delete(&name),
+            Command::Info { name } => self.info(&name),
+            Command::List(request) => self.list(&request),
+            Command::Stats => self.stats(),
         };
         self.finish(job.reply_to, job.kind, job.received, result);
     }
@@ -356,9 +417,13 @@ impl Engine {
 
     /// The earliest moment a timer needs the loop.
     fn next_timer(&self) -> Option<u64> {
-        [self.timers.next_due(), self.waiters.next_check()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.timers.next_due(),
+            self.waiters.next_check(),
+            self.registry.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }

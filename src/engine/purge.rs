@@ -110,6 +110,7 @@ impl Engine {
         if let Err(e) = self.run_indexes(now) {
             tracing::error!(error = %e, "expiry processing failed; retrying on the next pass");
         }
+        self.expire_agents(now);
         self.run_due_waiters(now);
     }
 

@@ -9,6 +9,8 @@
 //! - [`error`] is the error model (`code` + human-readable `error`).
 
 pub mod address;
+pub mod admin;
+pub mod agents;
 pub mod body;
 pub mod error;
 pub mod headers;

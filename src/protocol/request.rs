@@ -134,6 +134,27 @@ impl AckRequest {
     }
 }
 
+/// `MAILBOX.SUBSCRIBE` / `MAILBOX.UNSUBSCRIBE`: a mailbox and a broadcast topic pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeRequest {
+    pub address: String,
+    pub topic: String,
+}
+
+impl SubscribeRequest {
+    pub fn parse(body: &Body) -> Result<Self, ProtoError> {
+        let address = required(body.opt_str("mail_address")?, "mail_address")?;
+        super::address::validate(address)
+            .map_err(|e| ProtoError::bad_request(format!("field `mail_address`: {}", e.message)))?;
+        let topic = required(body.opt_str("topic")?, "topic")?;
+        super::subject::validate_topic(topic)?;
+        Ok(SubscribeRequest {
+            address: address.to_owned(),
+            topic: topic.to_owned(),
+        })
+    }
+}
+
 /// `MSG.QUERY` and `MAILBOX.QUERY`: filters that combine with AND.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryRequest {

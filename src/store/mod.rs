@@ -13,6 +13,8 @@
 //! | `mailbox_expiry` | expires_at · mailbox id | address |
 //! | `message_expiry` | expires_at · mailbox id · priority · msg_id | address |
 //! | `delayed` | visible_at · sequence | [`DelayedRecord`] |
+//! | `subscriptions` | mailbox id · topic | `()` (durable broadcast subscriptions) |
+//! | `agents` | identity (name, else mailbox) | [`AgentRecord`] |
 //! | `meta` | name | counters ([`META_NEXT_MAILBOX_ID`], [`META_NEXT_DELAY_SEQ`]) |
 //!
 //! Mailboxes are keyed internally by a numeric id that is never reused, so a re-created address
@@ -36,9 +38,11 @@ pub const CF_SLOTS: &str = "slots";
 pub const CF_MAILBOX_EXPIRY: &str = "mailbox_expiry";
 pub const CF_MESSAGE_EXPIRY: &str = "message_expiry";
 pub const CF_DELAYED: &str = "delayed";
+pub const CF_SUBSCRIPTIONS: &str = "subscriptions";
+pub const CF_AGENTS: &str = "agents";
 pub const CF_META: &str = "meta";
 
-const ALL_CFS: [&str; 8] = [
+const ALL_CFS: [&str; 10] = [
     CF_MAILBOXES,
     CF_MESSAGES,
     CF_GROUPS,
@@ -46,6 +50,8 @@ const ALL_CFS: [&str; 8] = [
     CF_MAILBOX_EXPIRY,
     CF_MESSAGE_EXPIRY,
     CF_DELAYED,
+    CF_SUBSCRIPTIONS,
+    CF_AGENTS,
     CF_META,
 ];
 

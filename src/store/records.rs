@@ -80,3 +80,31 @@ pub struct Slot {
     pub msg_id: u64,
     pub size: u64,
 }
+
+/// An entry of the agent registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// Registration order (DISCOVER without a query lists in this order).
+    pub seq: u64,
+    /// The REGISTER body exactly as sent.
+    pub card: String,
+    /// The card's string values, as indexed for search.
+    pub text: String,
+    pub name: Option<String>,
+    pub mailbox: Option<String>,
+    /// The latest REPORT body.
+    pub status: Option<String>,
+    pub last_seen_ms: u64,
+    /// Seconds without a REPORT before the entry expires; 0 = never.
+    pub ttl_secs: u64,
+}
+
+impl AgentRecord {
+    /// When the entry expires, if it has a TTL.
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        (self.ttl_secs > 0).then(|| {
+            self.last_seen_ms
+                .saturating_add(self.ttl_secs.saturating_mul(1000))
+        })
+    }
+}

@@ -2,6 +2,9 @@
 //! changes in memory, what it queues into the open write batch, and what it answers.
 
 mod ack;
+mod admin;
+mod agents;
+mod broadcast;
 mod create;
 mod delete;
 mod fetch;

@@ -1,0 +1,160 @@
+//! `$mq9.ADMIN.MAILBOX.ENSURE | DELETE | INFO | LIST` and `$mq9.ADMIN.STATS`: the operator's
+//! API to the broker. Every command is idempotent.
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::engine::{Engine, Mailbox};
+use crate::protocol::admin::{EnsureRequest, ListRequest};
+use crate::protocol::{reply, ErrorCode, ProtoError};
+use crate::store::{self, prefix_end, MailboxRecord};
+use crate::time::{ms_to_secs, now_ms, secs_to_ms};
+
+impl Engine {
+    /// Creates the mailbox, or confirms it when it exists with the same owner. A mailbox of
+    /// another owner (or created by an agent, without one) is a `conflict`.
+    pub(in crate::engine) fn ensure(
+        &mut self,
+        request: EnsureRequest,
+    ) -> Result<Bytes, ProtoError> {
+        let now = now_ms();
+        if let Ok(existing) = self.live(&request.name, now) {
+            if existing.record.owner != request.owner {
+                return Err(ProtoError::new(
+                    ErrorCode::Conflict,
+                    format!("mailbox {} exists with another owner", request.name),
+                ));
+            }
+            return Ok(reply::ok(
+                json!({"created": false, "mailbox": info(&request.name, existing)}),
+            ));
+        }
+        let (ttl, expires_at_ms) = match (request.expires_at, request.ttl) {
+            (Some(at), _) if secs_to_ms(at) <= now => {
+                return Err(ProtoError::bad_request(
+                    "field `expires_at` lies in the past",
+                ))
+            }
+            (Some(at), ttl) => (ttl.unwrap_or(0), secs_to_ms(at)),
+            (None, ttl) => {
+                let ttl = ttl.unwrap_or(self.config.default_mailbox_ttl);
+                (
+                    ttl,
+                    if ttl == 0 {
+                        0
+                    } else {
+                        now.saturating_add(secs_to_ms(ttl))
+                    },
+                )
+            }
+        };
+        self.remove_mailbox(&request.name);
+        self.insert_mailbox(
+            &request.name,
+            request.kind,
+            ttl,
+            expires_at_ms,
+            request.desc,
+            request.owner,
+            now,
+        )?;
+        let created = self.live(&request.name, now)?;
+        Ok(reply::ok(
+            json!({"created": true, "mailbox": info(&request.name, created)}),
+        ))
+    }
+
+    pub(in crate::engine) fn admin_delete(&mut self, name: &str) -> Result<Bytes, ProtoError> {
+        let existed = self.live(name, now_ms()).is_ok();
+        self.remove_mailbox(name);
+        Ok(reply::ok(json!({"deleted": existed})))
+    }
+
+    pub(in crate::engine) fn info(&mut self, name: &str) -> Result<Bytes, ProtoError> {
+        Ok(match self.live(name, now_ms()) {
+            Ok(mailbox) => {
+                let mut fields = info(name, mailbox);
+                fields.insert("exists".into(), Value::Bool(true));
+                reply::ok(Value::Object(fields))
+            }
+            Err(_) => reply::ok(json!({"exists": false})),
+        })
+    }
+
+    /// Live mailboxes in name order, from the store (which keeps them sorted).
+    pub(in crate::engine) fn list(&mut self, request: &ListRequest) -> Result<Bytes, ProtoError> {
+        self.flush();
+        let now = now_ms();
+        let from = match &request.after {
+            Some(after) if after.as_str() >= request.prefix.as_str() => format!("{after}\0"),
+            _ => request.prefix.clone(),
+        };
+        let to = if request.prefix.is_empty() {
+            vec![u8::MAX]
+        } else {
+            prefix_end(request.prefix.as_bytes())
+        };
+        let mut mailboxes = Vec::new();
+        let mut more = false;
+        self.store
+            .scan(
+                store::CF_MAILBOXES,
+                from.as_bytes(),
+                &to,
+                false,
+                |key, record: MailboxRecord| {
+                    if record.is_expired(now) {
+                        return true;
+                    }
+                    if mailboxes.len() == request.limit {
+                        more = true;
+                        return false;
+                    }
+                    mailboxes.push(json!({
+                        "name": String::from_utf8_lossy(key),
+                        "type": record.kind.as_str(),
+                        "ttl": record.ttl_secs,
+                        "expires_at": ms_to_secs(record.expires_at_ms),
+                        "owner": record.owner,
+                        "messages": record.visible(),
+                    }));
+                    true
+                },
+            )
+            .map_err(|e| ProtoError::internal(format!("listing mailboxes failed: {e}")))?;
+        Ok(reply::ok(json!({"mailboxes": mailboxes, "more": more})))
+    }
+
+    pub(in crate::engine) fn stats(&mut self) -> Result<Bytes, ProtoError> {
+        Ok(reply::ok(json!({
+            "mailboxes": self.mailboxes.len(),
+            "messages": self.total_messages,
+            "bytes": self.total_bytes,
+            "agents": self.registry.count(),
+            "subscriptions": self.topics.count(),
+            "max_payload": self.config.max_payload,
+            "version": env!("CARGO_PKG_VERSION"),
+        })))
+    }
+}
+
+/// What INFO and ENSURE say about a mailbox.
+fn info(name: &str, mailbox: &Mailbox) -> serde_json::Map<String, Value> {
+    let record = &mailbox.record;
+    let Value::Object(fields) = json!({
+        "name": name,
+        "type": record.kind.as_str(),
+        "ttl": record.ttl_secs,
+        "expires_at": ms_to_secs(record.expires_at_ms),
+        "created_at": ms_to_secs(record.created_at_ms),
+        "owner": record.owner,
+        "messages": record.visible(),
+        "delayed": record.delayed,
+        "bytes": record.bytes,
+        "groups": mailbox.groups.len(),
+        "subscriptions": mailbox.subscriptions,
+    }) else {
+        unreachable!("json! of an object literal is an object")
+    };
+    fields
+}
