@@ -14,6 +14,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod crd;
 pub mod dev;
 pub mod engine;
 pub mod natsd;

@@ -1,0 +1,181 @@
+//! `Broker`: a managed mq9 data plane — nats-server plus `mq9 broker` in a StatefulSet.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A managed mq9 broker: nats-server and the mq9 broker in each pod of a StatefulSet, with
+/// mailboxes on a persistent volume.
+#[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "mq9.io",
+    version = "v1alpha1",
+    kind = "Broker",
+    namespaced,
+    status = "BrokerStatus",
+    shortname = "mq9b",
+    category = "mq9",
+    doc = "A managed mq9 broker: nats-server plus the mq9 mailbox service, run as a StatefulSet.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Available\")].status"
+    ),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerSpec {
+    /// Number of pods (nats-server + mq9 broker each). More than one form a NATS cluster.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 9))]
+    pub replicas: i32,
+    /// The mq9 container image.
+    #[serde(default = "default_image")]
+    pub image: String,
+    /// The nats-server container image (2.11 or later: per-message TTL and JWT auth).
+    #[serde(default = "default_nats_image")]
+    pub nats_image: String,
+    /// The persistent volume that holds the mailboxes.
+    #[serde(default)]
+    pub storage: BrokerStorage,
+    /// Compute resources of the mq9 broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// TTL of mailboxes created without one, e.g. `24h`; `0` means they never expire.
+    #[serde(default = "default_mailbox_ttl")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(s|m|h|d))+)$"))]
+    pub default_mailbox_ttl: String,
+    /// Caps that protect the broker; CREATE and SEND beyond them are answered `full`.
+    #[serde(default)]
+    pub limits: BrokerLimits,
+    /// How clients authenticate to NATS.
+    #[serde(default)]
+    pub auth: BrokerAuth,
+    /// While true, the operator changes nothing of this Broker's workload.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// The persistent volume of each broker pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerStorage {
+    /// Size of each pod's volume, e.g. `10Gi`. It can grow (if the storage class allows) but
+    /// never shrink: a smaller size is refused with a Warning event.
+    #[serde(default = "default_storage_size")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    pub size: String,
+    /// Storage class of the volumes; the cluster default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for BrokerStorage {
+    fn default() -> Self {
+        BrokerStorage {
+            size: default_storage_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// Broker-wide caps; `0` means unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerLimits {
+    /// Most mailboxes the broker holds (0 = unlimited).
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub max_mailboxes: i64,
+    /// Most messages one mailbox holds (0 = unlimited).
+    #[serde(default = "default_max_messages")]
+    #[schemars(range(min = 0))]
+    pub max_messages_per_mailbox: i64,
+    /// Most payload bytes one mailbox holds (0 = unlimited).
+    #[serde(default = "default_max_bytes")]
+    #[schemars(range(min = 0))]
+    pub max_bytes_per_mailbox: i64,
+}
+
+impl Default for BrokerLimits {
+    fn default() -> Self {
+        BrokerLimits {
+            max_mailboxes: 0,
+            max_messages_per_mailbox: default_max_messages(),
+            max_bytes_per_mailbox: default_max_bytes(),
+        }
+    }
+}
+
+/// NATS authentication of the broker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerAuth {
+    /// `jwt` (default): every client needs credentials; each Mailbox's Secret holds credentials
+    /// scoped to that mailbox and expiring with it. `none`: no authentication (development
+    /// only: anyone who can reach NATS can read any mailbox whose address they know).
+    #[serde(default)]
+    pub mode: AuthMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Jwt,
+    None,
+}
+
+/// What the operator observed of a Broker.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerStatus {
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Available`, `Progressing` and `Degraded`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Pods whose containers are all ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// The in-cluster NATS URL of the broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+fn default_image() -> String {
+    format!("ghcr.io/mq9/mq9:{}", env!("CARGO_PKG_VERSION"))
+}
+
+fn default_nats_image() -> String {
+    "nats:2.11-alpine".to_owned()
+}
+
+fn default_storage_size() -> String {
+    "1Gi".to_owned()
+}
+
+fn default_mailbox_ttl() -> String {
+    "24h".to_owned()
+}
+
+fn default_max_messages() -> i64 {
+    100_000
+}
+
+fn default_max_bytes() -> i64 {
+    256 * 1024 * 1024
+}
