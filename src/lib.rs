@@ -17,6 +17,7 @@ pub mod config;
 pub mod crd;
 pub mod dev;
 pub mod engine;
+pub mod http;
 pub mod natsd;
 pub mod protocol;
 pub mod store;

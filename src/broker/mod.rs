@@ -6,7 +6,6 @@
 //! come back through a channel and are published by one task. Live subscribers of INBOX and
 //! BROADCAST subjects receive those publishes from nats-server directly.
 
-mod http;
 mod metrics;
 
 pub use metrics::Metrics;
@@ -37,16 +36,20 @@ pub const QUEUE_GROUP: &str = "mq9";
 /// Jobs waiting for the engine; beyond this the subscription stops reading (back-pressure).
 const JOB_QUEUE: usize = 16_384;
 
-/// What `/readyz` checks.
+/// What `/metrics` and `/readyz` show.
 #[derive(Default)]
 pub struct Health {
+    metrics: Metrics,
     client: OnceLock<async_nats::Client>,
     engine_running: AtomicBool,
 }
 
-impl Health {
-    /// `None` when ready, else why not.
-    pub fn not_ready_reason(&self) -> Option<String> {
+impl crate::http::Probe for Health {
+    fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
+
+    fn not_ready_reason(&self) -> Option<String> {
         match self.client.get() {
             None => return Some("not connected to NATS yet".into()),
             Some(client)
@@ -66,7 +69,7 @@ impl Health {
 /// Publishes replies and records outcomes: the engine's view of the outside world.
 struct BrokerSink {
     out: mpsc::UnboundedSender<Outgoing>,
-    metrics: Arc<Metrics>,
+    health: Arc<Health>,
 }
 
 impl Sink for BrokerSink {
@@ -76,11 +79,11 @@ impl Sink for BrokerSink {
     }
 
     fn finished(&self, kind: &'static str, outcome: &'static str, latency: Duration) {
-        self.metrics.command(kind, outcome, latency);
+        self.health.metrics.command(kind, outcome, latency);
     }
 
     fn totals(&self, totals: &Totals) {
-        self.metrics.totals(totals);
+        self.health.metrics.totals(totals);
     }
 }
 
@@ -90,10 +93,9 @@ pub async fn run(
     config: BrokerConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = http::serve(config.http_addr, metrics.clone(), health.clone(), async {
+    let http = crate::http::serve(config.http_addr, health.clone(), async {
         let _ = http_stopped.await;
     })
     .await?;
@@ -131,7 +133,7 @@ pub async fn run(
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let sink = BrokerSink {
         out: out_tx.clone(),
-        metrics: metrics.clone(),
+        health: health.clone(),
     };
     let engine_health = health.clone();
     let engine_thread = std::thread::Builder::new()
@@ -165,7 +167,7 @@ pub async fn run(
     tracing::info!(sync = ?config.sync, max_payload = client.server_info().max_payload, "mq9 broker ready");
     let rejects = BrokerSink {
         out: out_tx,
-        metrics: metrics.clone(),
+        health: health.clone(),
     };
     loop {
         tokio::select! {

@@ -1,4 +1,5 @@
-//! `/metrics`, `/healthz` (the process runs) and `/readyz` (NATS connected and store open).
+//! The HTTP endpoints every long-running mq9 process serves: `/metrics` (Prometheus text),
+//! `/healthz` (the process runs) and `/readyz` (it can do its job, else 503 with the reason).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,26 +10,26 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use super::{Health, Metrics};
-
-#[derive(Clone)]
-struct AppState {
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
+/// What a process exposes over HTTP.
+pub trait Probe: Send + Sync + 'static {
+    /// The metrics in Prometheus text format.
+    fn metrics(&self) -> String;
+    /// `None` when ready, else why not.
+    fn not_ready_reason(&self) -> Option<String>;
 }
 
-/// Binds the HTTP endpoints; serving starts when the returned future is polled.
+/// Binds the endpoints; serving starts when the returned future is polled and ends when
+/// `shutdown` completes.
 pub async fn serve(
     addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
+    probe: Arc<dyn Probe>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>>> {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready_handler))
-        .with_state(AppState { metrics, health });
+        .with_state(probe);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {addr}: {e}"))?;
@@ -38,18 +39,18 @@ pub async fn serve(
     ))
 }
 
-async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics_handler(State(probe): State<Arc<dyn Probe>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.encode(),
+        probe.metrics(),
     )
 }
 
-async fn ready_handler(State(state): State<AppState>) -> impl IntoResponse {
-    match state.health.not_ready_reason() {
+async fn ready_handler(State(probe): State<Arc<dyn Probe>>) -> impl IntoResponse {
+    match probe.not_ready_reason() {
         None => (StatusCode::OK, "ready".to_owned()),
         Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
     }
