@@ -9,6 +9,8 @@ use super::BrokerRef;
 
 /// Every member mailbox holds a durable subscription to the topic on the broker, so broadcasts
 /// reach agents that were offline.
+// `printcolumn(... type_ = "string" ...)` repeated is not a duplicate; clippy's lint misreads it.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "mq9.io",

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 /// A managed mq9 broker: nats-server and the mq9 broker in each pod of a StatefulSet, with
 /// mailboxes on a persistent volume.
+// `printcolumn(... type_ = "string" ...)` repeated is not a duplicate; clippy's lint misreads it.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "mq9.io",

@@ -11,6 +11,8 @@ use super::BrokerRef;
 
 /// One mailbox on a Broker. Its address lives only in the Secret the operator writes (never
 /// in status or events): on a broker without auth, knowing it is enough to read the mailbox.
+// `printcolumn(... type_ = "string" ...)` repeated is not a duplicate; clippy's lint misreads it.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "mq9.io",

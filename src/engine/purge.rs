@@ -13,6 +13,9 @@ use crate::store::{
 };
 use crate::time::now_ms;
 
+/// An index entry that fell due: its key, and its value unless it could not be decoded.
+type Due<V> = (Vec<u8>, Option<V>);
+
 #[derive(Debug, Default)]
 pub struct Timers {
     mailbox_expiry: Index,
@@ -49,25 +52,26 @@ impl Index {
         self.next_due.is_some_and(|d| d <= now)
     }
 
-    /// Every entry due by `now`, in order; the cursor moves past them.
+    /// Every entry due by `now`, in order; the cursor moves past them. An entry that cannot be
+    /// decoded comes back as `None` (logged): the caller deletes it, so one bad record never
+    /// stalls the timers.
     fn take_due<V: serde::de::DeserializeOwned>(
         &mut self,
         store: &Store,
         cf: &'static str,
         now: u64,
-    ) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
+    ) -> Result<Vec<Due<V>>, StoreError> {
         let mut due = Vec::new();
         let end = (now + 1).to_be_bytes();
-        store.scan(
-            cf,
-            &self.cursor.to_be_bytes(),
-            &end,
-            false,
-            |key, value: V| {
-                due.push((key.to_vec(), value));
-                true
-            },
-        )?;
+        store.scan_raw(cf, &self.cursor.to_be_bytes(), &end, false, |key, value| {
+            let record = store::decode(cf, value)
+                .inspect_err(
+                    |e| tracing::error!(error = %e, cf, "dropping an undecodable index entry"),
+                )
+                .ok();
+            due.push((key.to_vec(), record));
+            true
+        })?;
         self.cursor = self.cursor.max(now + 1);
         Ok(due)
     }
@@ -116,72 +120,76 @@ impl Engine {
 
     fn run_indexes(&mut self, now: u64) -> Result<(), StoreError> {
         if self.timers.mailbox_expiry.is_due(now) {
-            let due: Vec<(Vec<u8>, String)> =
-                self.timers
-                    .mailbox_expiry
-                    .take_due(&self.store, store::CF_MAILBOX_EXPIRY, now)?;
-            for (key, address) in due {
-                self.store
-                    .delete(&mut self.pending.batch, store::CF_MAILBOX_EXPIRY, &key);
-                let mailbox_id = u64::from_be_bytes(key[8..16].try_into().expect("16-byte key"));
-                if self
-                    .mailboxes
-                    .get(address.as_str())
-                    .is_some_and(|m| m.record.id == mailbox_id)
-                {
-                    tracing::debug!(mailbox_id, "mailbox expired");
-                    self.remove_mailbox(&address);
-                }
-            }
-            self.timers
-                .mailbox_expiry
-                .refresh(&self.store, store::CF_MAILBOX_EXPIRY)?;
+            self.expire_mailboxes(now)?;
         }
         if self.timers.message_expiry.is_due(now) {
-            let due: Vec<(Vec<u8>, String)> =
-                self.timers
-                    .message_expiry
-                    .take_due(&self.store, store::CF_MESSAGE_EXPIRY, now)?;
-            for (key, address) in due {
-                self.store
-                    .delete(&mut self.pending.batch, store::CF_MESSAGE_EXPIRY, &key);
-                let (mailbox_id, priority, msg_id) = expiring_message_of(&key);
-                let (Some(priority), true) = (
-                    priority,
-                    self.mailboxes
-                        .get(address.as_str())
-                        .is_some_and(|m| m.record.id == mailbox_id),
-                ) else {
-                    continue;
-                };
-                let stored: Option<MessageRecord> = self.store.get(
-                    store::CF_MESSAGES,
-                    &store::message_key(mailbox_id, priority, msg_id),
-                )?;
-                if let Some(record) = stored {
-                    self.remove_message(&address, priority, msg_id, record.size());
-                }
-            }
-            self.timers
-                .message_expiry
-                .refresh(&self.store, store::CF_MESSAGE_EXPIRY)?;
+            self.expire_messages(now)?;
         }
         if self.timers.delayed.is_due(now) {
-            let due: Vec<(Vec<u8>, DelayedRecord)> =
-                self.timers
-                    .delayed
-                    .take_due(&self.store, store::CF_DELAYED, now)?;
-            for (key, delayed) in due {
-                self.store
-                    .delete(&mut self.pending.batch, store::CF_DELAYED, &key);
-                self.pending.sync = true;
-                self.reveal(delayed, now);
-            }
-            self.timers
-                .delayed
-                .refresh(&self.store, store::CF_DELAYED)?;
+            self.reveal_delayed(now)?;
         }
         Ok(())
+    }
+
+    /// Removes the mailboxes whose TTL ran out (entries of re-created or deleted incarnations
+    /// are just dropped).
+    fn expire_mailboxes(&mut self, now: u64) -> Result<(), StoreError> {
+        let cf = store::CF_MAILBOX_EXPIRY;
+        let due: Vec<Due<String>> = self.timers.mailbox_expiry.take_due(&self.store, cf, now)?;
+        for (key, address) in due {
+            self.store.delete(&mut self.pending.batch, cf, &key);
+            let mailbox_id = u64::from_be_bytes(key[8..16].try_into().expect("16-byte key"));
+            if let Some(address) = address.filter(|a| self.incarnation_is(a, mailbox_id)) {
+                tracing::debug!(mailbox_id, "mailbox expired");
+                self.remove_mailbox(&address);
+            }
+        }
+        self.timers.mailbox_expiry.refresh(&self.store, cf)
+    }
+
+    /// Removes the messages whose `mq9-ttl` ran out.
+    fn expire_messages(&mut self, now: u64) -> Result<(), StoreError> {
+        let cf = store::CF_MESSAGE_EXPIRY;
+        let due: Vec<Due<String>> = self.timers.message_expiry.take_due(&self.store, cf, now)?;
+        for (key, address) in due {
+            self.store.delete(&mut self.pending.batch, cf, &key);
+            let (mailbox_id, priority, msg_id) = expiring_message_of(&key);
+            let (Some(address), Some(priority)) = (
+                address.filter(|a| self.incarnation_is(a, mailbox_id)),
+                priority,
+            ) else {
+                continue;
+            };
+            let stored: Option<MessageRecord> = self.store.get(
+                store::CF_MESSAGES,
+                &store::message_key(mailbox_id, priority, msg_id),
+            )?;
+            if let Some(record) = stored {
+                self.remove_message(&address, priority, msg_id, record.size());
+            }
+        }
+        self.timers.message_expiry.refresh(&self.store, cf)
+    }
+
+    /// Makes the delayed messages whose delay ended visible.
+    fn reveal_delayed(&mut self, now: u64) -> Result<(), StoreError> {
+        let cf = store::CF_DELAYED;
+        let due: Vec<Due<DelayedRecord>> = self.timers.delayed.take_due(&self.store, cf, now)?;
+        for (key, delayed) in due {
+            self.store.delete(&mut self.pending.batch, cf, &key);
+            self.pending.sync = true;
+            if let Some(delayed) = delayed {
+                self.reveal(delayed, now);
+            }
+        }
+        self.timers.delayed.refresh(&self.store, cf)
+    }
+
+    /// Whether `address` is still the incarnation `mailbox_id` (not re-created since).
+    fn incarnation_is(&self, address: &str, mailbox_id: u64) -> bool {
+        self.mailboxes
+            .get(address)
+            .is_some_and(|m| m.record.id == mailbox_id)
     }
 
     /// A delayed message becomes visible now, with the next msg_id, unless its mailbox is gone

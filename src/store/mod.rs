@@ -153,6 +153,28 @@ impl Store {
         reverse: bool,
         mut visit: impl FnMut(&[u8], V) -> bool,
     ) -> StoreResult<()> {
+        let mut failure = None;
+        self.scan_raw(cf, from, to, reverse, |key, value| {
+            match decode(cf, value) {
+                Ok(record) => visit(key, record),
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        })?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// As [`Store::scan`], with the values undecoded.
+    pub fn scan_raw(
+        &self,
+        cf: &'static str,
+        from: &[u8],
+        to: &[u8],
+        reverse: bool,
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> StoreResult<()> {
         let mut read = ReadOptions::default();
         read.set_iterate_lower_bound(from.to_vec());
         read.set_iterate_upper_bound(to.to_vec());
@@ -163,7 +185,7 @@ impl Store {
         };
         for item in self.db.iterator_cf_opt(self.cf(cf), read, mode) {
             let (key, value) = item?;
-            if !visit(&key, decode(cf, &value)?) {
+            if !visit(&key, &value) {
                 break;
             }
         }
@@ -198,6 +220,7 @@ pub fn encode<V: Serialize>(value: &V) -> Vec<u8> {
     postcard::to_allocvec(value).expect("records always serialize")
 }
 
-fn decode<V: DeserializeOwned>(cf: &'static str, bytes: &[u8]) -> StoreResult<V> {
+/// Deserializes a record read from `cf`.
+pub fn decode<V: DeserializeOwned>(cf: &'static str, bytes: &[u8]) -> StoreResult<V> {
     postcard::from_bytes(bytes).map_err(|source| StoreError::Corrupt { cf, source })
 }

@@ -141,16 +141,101 @@ impl Env {
 
     /// MSG.SEND with headers; returns the reply.
     pub async fn send(&self, address: &str, payload: &[u8], headers: &[(&str, &str)]) -> Value {
-        let mut map = HeaderMap::new();
-        for (name, value) in headers {
-            map.append(*name, *value);
-        }
         self.request_with(
             &format!("$mq9.AI.MSG.SEND.{address}"),
-            map,
+            header_map(headers),
             payload.to_vec(),
         )
         .await
+    }
+
+    /// The original design's send: a request on `$mq9.AI.INBOX.{address}.{priority}`.
+    pub async fn inbox(&self, address: &str, priority: &str, payload: &[u8]) -> Value {
+        self.request_with(
+            &format!("$mq9.AI.INBOX.{address}.{priority}"),
+            HeaderMap::new(),
+            payload.to_vec(),
+        )
+        .await
+    }
+
+    /// Sends `count` messages concurrently (payloads `m0`, `m1`, ...); returns their msg_ids.
+    pub async fn send_many(&self, address: &str, count: usize) -> Vec<i64> {
+        let payloads: Vec<String> = (0..count).map(|i| format!("m{i}")).collect();
+        let sends = payloads
+            .iter()
+            .map(|p| self.send_ok(address, p.as_bytes(), &[]));
+        futures::future::join_all(sends).await
+    }
+
+    /// A plain publish (no reply subject), flushed to the server.
+    pub async fn publish(&self, subject: &str, headers: &[(&str, &str)], payload: &[u8]) {
+        self.client
+            .publish_with_headers(
+                subject.to_owned(),
+                header_map(headers),
+                payload.to_vec().into(),
+            )
+            .await
+            .unwrap();
+        self.client.flush().await.unwrap();
+    }
+
+    /// A request whose raw reply is returned (to look at its size).
+    pub async fn request_raw(&self, subject: &str, body: &str) -> async_nats::Message {
+        let request = self
+            .client
+            .request(subject.to_owned(), body.as_bytes().to_vec().into());
+        tokio::time::timeout(DEADLINE, request)
+            .await
+            .unwrap_or_else(|_| panic!("no reply to {subject} within {DEADLINE:?}"))
+            .unwrap_or_else(|e| panic!("request {subject} failed: {e}"))
+    }
+
+    /// MSG.FETCH, also returning how long the reply took.
+    pub async fn fetch_timed(&self, address: &str, body: Value) -> (Value, Duration) {
+        let started = Instant::now();
+        let reply = self.fetch(address, body).await;
+        (reply, started.elapsed())
+    }
+
+    /// MSG.QUERY; returns the reply.
+    pub async fn query(&self, address: &str, body: Value) -> Value {
+        self.request(&format!("$mq9.AI.MSG.QUERY.{address}"), &body.to_string())
+            .await
+    }
+
+    /// The msg_ids an empty MSG.QUERY returns.
+    pub async fn query_ids(&self, address: &str) -> Vec<u64> {
+        ids(&self.query(address, json!({})).await)
+    }
+
+    /// MAILBOX.QUERY (the original design's pull); returns the reply.
+    pub async fn mailbox_query(&self, address: &str, body: Value) -> Value {
+        self.request(
+            &format!("$mq9.AI.MAILBOX.QUERY.{address}"),
+            &body.to_string(),
+        )
+        .await
+    }
+
+    /// MSG.DELETE with an empty body; returns the reply.
+    pub async fn delete(&self, address: &str, msg_id: u64) -> Value {
+        self.request(&format!("$mq9.AI.MSG.DELETE.{address}.{msg_id}"), "")
+            .await
+    }
+
+    /// Waits until commands on the mailbox answer `not_found`.
+    pub async fn wait_gone(&self, address: &str) {
+        wait_until(&format!("mailbox {address} is gone"), || async {
+            self.query(address, json!({})).await["code"] == "not_found"
+        })
+        .await;
+    }
+
+    /// The value of an unlabelled metric (a gauge) in `/metrics`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        metric_value(&self.metrics().await, name)
     }
 
     /// MSG.SEND expecting success; returns the msg_id.
@@ -201,6 +286,58 @@ pub fn payload(message: &Value) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(message["payload"].as_str().unwrap())
         .expect("standard base64 with padding")
+}
+
+/// A header map from name/value pairs (a name may repeat).
+pub fn header_map(headers: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        map.append(*name, *value);
+    }
+    map
+}
+
+/// The payloads of a FETCH or QUERY reply as strings, in reply order.
+pub fn texts(reply: &Value) -> Vec<String> {
+    messages(reply)
+        .iter()
+        .map(|m| String::from_utf8(payload(m)).unwrap())
+        .collect()
+}
+
+/// Unix seconds now.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Sleeps into the next wall-clock second: creates the gap that `from_time` and `since`
+/// (whole seconds) need to tell two sends apart.
+pub async fn sleep_into_next_second() {
+    let start = now_secs();
+    while now_secs() == start {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of the line `name value` (no labels) in a Prometheus text exposition.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (metric, value) = line.split_once(' ')?;
+        (metric == name).then(|| value.trim().parse().ok())?
+    })
+}
+
+/// Asserts an error reply with this code whose message contains `needle`.
+pub fn assert_error_says(reply: &Value, code: &str, needle: &str) {
+    assert_error(reply, code);
+    let message = reply["error"].as_str().unwrap();
+    assert!(
+        message.contains(needle),
+        "error should mention {needle:?}: {reply}"
+    );
 }
 
 /// Asserts an error reply with this code and exactly two fields.

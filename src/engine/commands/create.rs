@@ -100,11 +100,11 @@ impl Engine {
             &self.next_mailbox_id.to_be_bytes(),
         );
         if expires_at_ms != 0 {
-            self.store.put_raw(
+            self.store.put(
                 batch,
                 store::CF_MAILBOX_EXPIRY,
                 &mailbox_expiry_key(expires_at_ms, id),
-                address.as_bytes(),
+                &address,
             );
             self.timers.mailbox_expiry_at(expires_at_ms);
         }

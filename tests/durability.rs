@@ -1,0 +1,209 @@
+//! Durability (protocol.md §5): a restart (SIGTERM) or a crash (SIGKILL) of the broker on the
+//! same data dir keeps messages, the msg_id sequence, group state and TTLs.
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+#[tokio::test]
+async fn a_restart_keeps_messages_and_the_msg_id_sequence() {
+    let mut env = Env::start().await;
+    let address = env.create(json!({"name": "kept", "ttl": 3600})).await;
+    let latest = env.create(json!({"type": "latest", "ttl": 0})).await;
+    let headers = [
+        ("mq9-priority", "urgent"),
+        ("mq9-key", "k"),
+        ("mq9-tags", "t"),
+        ("h", "v"),
+    ];
+    env.send_ok(&address, b"first", &headers).await;
+    env.send_ok(&address, b"second", &[]).await;
+    env.send_ok(&address, b"third", &[]).await;
+    env.delete(&address, 2).await;
+    env.send_ok(&latest, b"old", &[]).await;
+    env.send_ok(&latest, b"new", &[]).await;
+    let before = env.query(&address, json!({})).await;
+
+    env.restart_broker().await;
+    assert_eq!(env.query(&address, json!({})).await, before);
+    assert_eq!(
+        env.send_ok(&address, b"fourth", &[]).await,
+        3,
+        "ids continue"
+    );
+    assert_eq!(env.send_ok(&address, b"k2", &[("mq9-key", "k")]).await, 4);
+    assert_eq!(
+        texts(&env.query(&address, json!({})).await),
+        vec!["second", "fourth", "k2"],
+        "compaction slots survive"
+    );
+    assert_eq!(texts(&env.query(&latest, json!({})).await), vec!["new"]);
+    env.send_ok(&latest, b"newer", &[]).await;
+    assert_eq!(texts(&env.query(&latest, json!({})).await), vec!["newer"]);
+    let again = env
+        .request("$mq9.AI.MAILBOX.CREATE", r#"{"name":"kept"}"#)
+        .await;
+    assert_error(&again, "already_exists");
+}
+
+#[tokio::test]
+async fn a_restart_keeps_group_state() {
+    let mut env = Env::start().await;
+    let address = env.create(json!({"ttl": 3600})).await;
+    env.send_many(&address, 6).await;
+    let take = |n: u64| json!({"group_name": "g", "config": {"num_msgs": n, "max_wait_ms": 0}});
+    assert_eq!(ids(&env.fetch(&address, take(2)).await), vec![0, 1]);
+    env.ack(&address, "g", 1).await;
+    assert_eq!(ids(&env.fetch(&address, take(1)).await), vec![2]);
+    env.ack(&address, "g", 2).await;
+    let leased = json!({"group_name": "g", "config": {"num_msgs": 1, "ack_wait_ms": 60000}});
+    assert_eq!(ids(&env.fetch(&address, leased).await), vec![3]);
+
+    env.restart_broker().await;
+    assert_eq!(
+        ids(&env.fetch(&address, take(100)).await),
+        vec![4, 5],
+        "acked messages stay acked, the lease on 3 holds"
+    );
+    env.ack(&address, "g", 5).await;
+    env.send_ok(&address, b"m6", &[]).await;
+    assert_eq!(ids(&env.fetch(&address, take(100)).await), vec![6]);
+    let other = env.fetch(&address, json!({"group_name": "h"})).await;
+    assert_eq!(ids(&other).len(), 7, "other groups are unaffected");
+}
+
+#[tokio::test]
+async fn a_restart_keeps_ttls_and_delays() {
+    let mut env = Env::start().await;
+    let created = env
+        .request("$mq9.AI.MAILBOX.CREATE", r#"{"name":"brief","ttl":5}"#)
+        .await;
+    let expires_at = created["expires_at"].as_u64().unwrap();
+    let address = env.create(json!({"ttl": 3600})).await;
+    env.send_ok(&address, b"short", &[("mq9-ttl", "3")]).await;
+    env.send_ok(&address, b"long", &[]).await;
+    env.send_ok(&address, b"later", &[("mq9-delay", "2")]).await;
+
+    env.restart_broker().await;
+    assert!(
+        now_secs() < expires_at,
+        "restart took too long for this test"
+    );
+    assert_eq!(env.query("brief", json!({})).await["error"], "");
+    wait_until("the delayed message became visible", || async {
+        texts(&env.query(&address, json!({})).await).contains(&"later".to_owned())
+    })
+    .await;
+    env.wait_gone("brief").await;
+    assert!(now_secs() <= expires_at + 2, "mailbox outlived its ttl");
+    assert_eq!(
+        texts(&env.query(&address, json!({})).await),
+        vec!["long", "later"]
+    );
+}
+
+/// A SEND outcome: the msg_id for a success reply, `None` when no reply came.
+async fn try_send(client: &async_nats::Client, subject: &str, payload: String) -> Option<Value> {
+    let request = client.request(subject.to_owned(), payload.into_bytes().into());
+    match tokio::time::timeout(Duration::from_secs(3), request).await {
+        Ok(Ok(reply)) => serde_json::from_slice(&reply.payload).ok(),
+        _ => None,
+    }
+}
+
+/// Sends `t{task}-{i}` in a loop until `stop`; returns the acknowledged (msg_id, payload).
+async fn sender(
+    client: async_nats::Client,
+    subject: String,
+    task: usize,
+    acked: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> Vec<(u64, String)> {
+    let mut confirmed = Vec::new();
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let payload = format!("t{task}-{i}");
+        i += 1;
+        match try_send(&client, &subject, payload.clone()).await {
+            Some(reply) if reply["error"] == "" => {
+                confirmed.push((reply["msg_id"].as_u64().unwrap(), payload));
+                acked.fetch_add(1, Ordering::Relaxed);
+            }
+            // No broker (no responders) or no reply: back off briefly, the send may be lost.
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    confirmed
+}
+
+/// Every stored message of a mailbox by msg_id, read with stateless FETCHes.
+async fn read_all(env: &Env, address: &str) -> HashMap<u64, String> {
+    let mut stored = HashMap::new();
+    let mut from_id = 0;
+    loop {
+        let body = json!({"deliver": "from_id", "from_id": from_id,
+            "config": {"num_msgs": 1000, "max_wait_ms": 0}});
+        let reply = env.fetch(address, body).await;
+        let batch = messages(&reply);
+        let Some(last) = batch.last() else { break };
+        from_id = last["msg_id"].as_u64().unwrap() + 1;
+        for m in &batch {
+            let text = String::from_utf8(payload(m)).unwrap();
+            stored.insert(m["msg_id"].as_u64().unwrap(), text);
+        }
+    }
+    stored
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_loses_no_acknowledged_send_and_reuses_no_msg_id() {
+    let mut env = Env::start().await;
+    let address = env.create(json!({"ttl": 3600})).await;
+    let subject = format!("$mq9.AI.MSG.SEND.{address}");
+    let acked = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let args = (
+                env.client.clone(),
+                subject.clone(),
+                acked.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(sender(args.0, args.1, task, args.2, args.3))
+        })
+        .collect();
+    let count = || async { acked.load(Ordering::Relaxed) };
+    wait_until("sends are flowing", || async { count().await >= 200 }).await;
+    env.crash_and_restart_broker().await;
+    let after_crash = count().await;
+    wait_until("sends flow again", || async {
+        count().await >= after_crash + 200
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let mut confirmed = Vec::new();
+    for task in tasks {
+        confirmed.extend(task.await.unwrap());
+    }
+
+    let distinct: HashSet<u64> = confirmed.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        distinct.len(),
+        confirmed.len(),
+        "a msg_id was handed out twice"
+    );
+    let stored = read_all(&env, &address).await;
+    for (msg_id, sent) in &confirmed {
+        assert_eq!(
+            stored.get(msg_id),
+            Some(sent),
+            "acknowledged msg {msg_id} lost"
+        );
+    }
+}
