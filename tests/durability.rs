@@ -207,3 +207,17 @@ async fn a_crash_loses_no_acknowledged_send_and_reuses_no_msg_id() {
         );
     }
 }
+
+/// Group commit: concurrent SENDs share WAL syncs, so 400 concurrent sends need far fewer
+/// syncs than messages (each acknowledged only after its sync).
+#[tokio::test]
+async fn concurrent_sends_share_syncs() {
+    let env = Env::start().await;
+    let address = env.create(json!({"ttl": 3600})).await;
+    let syncs_before = env.metric("mq9_store_syncs_total").await.unwrap_or(0.0);
+    let ids = env.send_many(&address, 400).await;
+    assert_eq!(ids.len(), 400);
+    let syncs = env.metric("mq9_store_syncs_total").await.unwrap() - syncs_before;
+    assert!(syncs >= 1.0, "the sends were synced");
+    assert!(syncs < 200.0, "400 concurrent sends took {syncs} syncs: no group commit");
+}
