@@ -69,4 +69,9 @@ pub struct BrokerConfig {
     pub default_mailbox_ttl: u64,
     #[command(flatten)]
     pub limits: Limits,
+    /// Serve mailboxes only in the pod of this name (`$POD_NAME`); elsewhere stand by. The
+    /// operator sets it for Brokers with several replicas: nats-server forms a cluster across
+    /// the pods, one RocksDB (pod 0's) holds the mailboxes, the other brokers wait.
+    #[arg(long, env = "MQ9_ACTIVE_POD")]
+    pub active_pod: Option<String>,
 }

@@ -49,6 +49,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         sync: SyncMode::Always,
         default_mailbox_ttl: 86_400,
         limits: args.limits,
+        active_pod: None,
     };
     println!(
         "mq9 is running at {url} (data in {}); Ctrl-C stops it.",

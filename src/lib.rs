@@ -11,14 +11,20 @@
 //! - [`broker`]: the NATS service around the engine, with its HTTP endpoints and metrics.
 //! - [`natsd`]: starting a real `nats-server` as a child process (`mq9 dev`, tests, benchmarks).
 //! - [`dev`]: `mq9 dev`, nats-server plus broker in one command.
+//! - [`crd`], [`operator`], [`auth`]: the Kubernetes side: the `mq9.io` kinds, their
+//!   controllers, and the NATS credentials the operator mints.
+//! - [`cli`]: the client commands (`mq9 mailbox | send | fetch | query | agents | subscribe`).
 
+pub mod auth;
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod crd;
 pub mod dev;
 pub mod engine;
 pub mod http;
 pub mod natsd;
+pub mod operator;
 pub mod protocol;
 pub mod store;
 pub mod time;

@@ -219,5 +219,8 @@ async fn concurrent_sends_share_syncs() {
     assert_eq!(ids.len(), 400);
     let syncs = env.metric("mq9_store_syncs_total").await.unwrap() - syncs_before;
     assert!(syncs >= 1.0, "the sends were synced");
-    assert!(syncs < 200.0, "400 concurrent sends took {syncs} syncs: no group commit");
+    assert!(
+        syncs < 200.0,
+        "400 concurrent sends took {syncs} syncs: no group commit"
+    );
 }

@@ -66,6 +66,42 @@ impl crate::http::Probe for Health {
     }
 }
 
+/// A broker that is not the active pod's: always ready (its pod's nats-server serves clients),
+/// nothing to measure.
+struct Standby;
+
+impl crate::http::Probe for Standby {
+    fn metrics(&self) -> String {
+        "# this broker stands by: the active pod's broker serves mailboxes\n# EOF\n".into()
+    }
+
+    fn not_ready_reason(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Serves only the HTTP endpoints until `shutdown`: see `BrokerConfig::active_pod`.
+async fn stand_by(
+    config: &BrokerConfig,
+    active: &str,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tracing::info!(
+        active_pod = active,
+        "standing by: the active pod's broker serves mailboxes"
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = crate::http::serve(config.http_addr, Arc::new(Standby), async {
+        let _ = stopped.await;
+    })
+    .await?;
+    let http = tokio::spawn(http);
+    shutdown.await;
+    let _ = stop.send(());
+    http.await??;
+    Ok(())
+}
+
 /// Publishes replies and records outcomes: the engine's view of the outside world.
 struct BrokerSink {
     out: mpsc::UnboundedSender<Outgoing>,
@@ -93,6 +129,11 @@ pub async fn run(
     config: BrokerConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    if let Some(active) = config.active_pod.as_deref() {
+        if std::env::var("POD_NAME").ok().as_deref() != Some(active) {
+            return stand_by(&config, active, shutdown).await;
+        }
+    }
     let health = Arc::new(Health::default());
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = crate::http::serve(config.http_addr, health.clone(), async {

@@ -3,6 +3,8 @@
 //! speak the wire protocol as any agent would. No mocks.
 #![allow(dead_code)]
 
+pub mod apiserver;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

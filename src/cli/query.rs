@@ -1,0 +1,44 @@
+//! `mq9 query`: `$mq9.AI.MSG.QUERY.{addr}` — read a mailbox's newest matching messages without
+//! consuming them (no group state changes, `delivery_count` stays 0).
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::Value;
+
+use super::output::messages;
+use super::{address, body, Context};
+use crate::protocol::request::MAX_QUERY_LIMIT;
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// The mailbox to read.
+    #[arg(value_parser = address)]
+    address: String,
+    /// Only the message stored under this compaction key.
+    #[arg(long)]
+    key: Option<String>,
+    /// Only messages carrying every one of these tags (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    tags: Vec<String>,
+    /// Only messages created at or after these Unix seconds.
+    #[arg(long, value_name = "T")]
+    since: Option<u64>,
+    /// The newest N matching messages (broker default 100).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_QUERY_LIMIT))]
+    limit: Option<u64>,
+}
+
+pub async fn run(args: QueryArgs, ctx: &Context) -> Result<()> {
+    let request = body([
+        ("key", args.key.map(Value::from)),
+        (
+            "tags",
+            (!args.tags.is_empty()).then(|| Value::from(args.tags)),
+        ),
+        ("since", args.since.map(Value::from)),
+        ("limit", args.limit.map(Value::from)),
+    ]);
+    let subject = format!("$mq9.AI.MSG.QUERY.{}", args.address);
+    let reply = ctx.client.request(&subject, &request).await?;
+    ctx.out.print(&reply, || messages(&reply))
+}

@@ -1,0 +1,189 @@
+//! The Broker controller: dereference (the running StatefulSet, the signing keys) → validate
+//! (storage changes) → build ([`builders`](crate::operator::builders), pure) → apply (server-side
+//! apply, one field manager) → status from the StatefulSet.
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::{watcher, Controller};
+use kube::{Api, Resource, ResourceExt};
+
+use super::apply::apply;
+use super::builders;
+use super::context::Context;
+use super::credentials;
+use super::error::{Error, Result};
+use crate::crd::{AuthMode, Broker, BrokerStatus};
+
+const CONTROLLER: &str = "broker";
+
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let owned = || {
+        watcher::Config::default().labels(&format!(
+            "{}={}",
+            builders::MANAGED_BY_LABEL,
+            builders::MANAGED_BY
+        ))
+    };
+    Controller::new(
+        Api::<Broker>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<StatefulSet>::all(client.clone()), owned())
+    .owns(Api::<Service>::all(client.clone()), owned())
+    .owns(Api::<ConfigMap>::all(client.clone()), owned())
+    .owns(Api::<PodDisruptionBudget>::all(client), owned())
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|_| async {})
+    .await;
+}
+
+async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_broker(&broker, &ctx).await;
+    ctx.metrics.reconciled(
+        CONTROLLER,
+        started.elapsed(),
+        result.as_ref().err().map(Error::reason),
+    );
+    result
+}
+
+fn error_policy(_broker: Arc<Broker>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(controller = CONTROLLER, reason = error.reason(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(10))
+}
+
+async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
+    if broker.metadata.deletion_timestamp.is_some() {
+        // Owned objects go by garbage collection; the volumes stay (retention policy Retain).
+        return Ok(Action::await_change());
+    }
+    let namespace = broker.namespace().unwrap_or_default();
+    let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace);
+    let existing = statefulsets.get_opt(&broker.name_any()).await?;
+    let mut refused = None;
+    if !broker.spec.paused {
+        let auth = match broker.spec.auth.mode {
+            AuthMode::Jwt => Some(credentials::ensure_broker_keys(ctx, broker).await?),
+            AuthMode::None => None,
+        };
+        let auth_block = auth.as_ref().map(credentials::BrokerAuth::server_config);
+        let config_map = builders::config_map(
+            broker,
+            builders::nats_server_config(broker, auth_block.as_deref()),
+        );
+        let checksum =
+            builders::config_checksum(config_map.data.as_ref().expect("the config map has data"));
+        let auth_secret = auth.as_ref().map(|_| builders::auth_secret_name(broker));
+        let mut statefulset = builders::statefulset(broker, &checksum, auth_secret.as_deref());
+        if let plan::Storage::KeepCurrent {
+            current,
+            refused: why,
+        } = plan::storage(broker, existing.as_ref())
+        {
+            set_storage(&mut statefulset, current);
+            refused = why;
+        }
+        apply(&ctx.client, &config_map).await?;
+        apply(&ctx.client, &builders::headless_service(broker)).await?;
+        apply(&ctx.client, &builders::client_service(broker)).await?;
+        apply(&ctx.client, &statefulset).await?;
+        let pdbs = Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &namespace);
+        match builders::pod_disruption_budget(broker) {
+            Some(pdb) => drop(apply(&ctx.client, &pdb).await?),
+            None => {
+                if pdbs.get_opt(&broker.name_any()).await?.is_some() {
+                    pdbs.delete(&broker.name_any(), &DeleteParams::default())
+                        .await?;
+                }
+            }
+        }
+    }
+    let current = statefulsets.get_opt(&broker.name_any()).await?;
+    let status = plan::next_status(
+        broker,
+        current.as_ref(),
+        refused.as_deref(),
+        builders::broker_url(broker),
+        Timestamp::now(),
+    );
+    write_status(broker, ctx, status).await?;
+    Ok(Action::requeue(Duration::from_secs(60)))
+}
+
+/// Keeps the volume size the StatefulSet already has (claim templates are immutable).
+fn set_storage(statefulset: &mut StatefulSet, size: String) {
+    let templates = statefulset
+        .spec
+        .as_mut()
+        .and_then(|s| s.volume_claim_templates.as_mut());
+    for template in templates.into_iter().flatten() {
+        if let Some(requests) = template
+            .spec
+            .as_mut()
+            .and_then(|s| s.resources.as_mut())
+            .and_then(|r| r.requests.as_mut())
+        {
+            requests.insert("storage".into(), Quantity(size.clone()));
+        }
+    }
+}
+
+/// Writes the status when it changed and records an Event for each condition that flipped.
+async fn write_status(broker: &Broker, ctx: &Context, status: BrokerStatus) -> Result<()> {
+    let before = broker.status.clone().unwrap_or_default();
+    if before == status {
+        return Ok(());
+    }
+    let api =
+        Api::<Broker>::namespaced(ctx.client.clone(), &broker.namespace().unwrap_or_default());
+    let mut updated = broker.clone();
+    updated.status = Some(status.clone());
+    api.replace_status(&broker.name_any(), &PostParams::default(), &updated)
+        .await?;
+    for condition in &status.conditions {
+        let previous = super::conditions::find(&before.conditions, &condition.type_);
+        if previous.map(|p| (&p.status, &p.reason)) != Some((&condition.status, &condition.reason))
+        {
+            let type_ = if (condition.type_ == "Degraded") == (condition.status == "True") {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            let reason = format!(
+                "{}{}",
+                condition.type_,
+                if condition.status == "True" {
+                    ""
+                } else {
+                    "False"
+                }
+            );
+            ctx.event(
+                &broker.object_ref(&()),
+                type_,
+                &reason,
+                format!("{}: {}", condition.reason, condition.message),
+            )
+            .await;
+        }
+    }
+    Ok(())
+}

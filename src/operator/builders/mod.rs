@@ -1,0 +1,212 @@
+//! The Kubernetes objects of a [`Broker`], built as values: pure functions of the Broker (and of
+//! what the controller looked up for them), with no API calls and no I/O, so every field the
+//! operator writes is pinned by a unit test.
+//!
+//! Every object comes out complete for server-side apply: `apiVersion` and `kind` (the
+//! `k8s_openapi` types serialize them), name, namespace, the [broker labels](broker_labels) and a
+//! controller [owner reference](owner_reference) to the Broker, so Kubernetes' garbage collector
+//! deletes them with it. The one thing that outlives a Broker on purpose is its data: see
+//! [`statefulset`] (`persistentVolumeClaimRetentionPolicy`).
+//!
+//! Names, all derived from the Broker's name `<b>` in its namespace `<ns>`:
+//!
+//! | object | name |
+//! |---|---|
+//! | StatefulSet (pods `<b>-0`, `<b>-1`, …) | `<b>` |
+//! | headless Service (pod DNS, cluster routes) | `<b>-nats` |
+//! | client Service (`nats://<b>.<ns>.svc:4222`) | `<b>` |
+//! | ConfigMap (`nats-server.conf`) | `<b>-config` |
+//! | PodDisruptionBudget | `<b>` |
+//! | Secret with the signing keys (built elsewhere) | `<b>-auth` |
+
+mod nats_config;
+mod pdb;
+mod quantity;
+mod services;
+mod statefulset;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+
+use crate::crd::Broker;
+
+pub use nats_config::{config_checksum, config_map, nats_server_config, CONFIG_KEY};
+pub use pdb::pod_disruption_budget;
+pub use quantity::storage_shrink;
+pub use services::{client_service, headless_service};
+pub use statefulset::{statefulset, BROKER_CREDS_KEY, CONFIG_CHECKSUM_ANNOTATION};
+
+/// The field manager of every server-side apply: one name, so the operator owns (and may
+/// remove) exactly the fields it wrote.
+pub const FIELD_MANAGER: &str = "mq9-operator";
+
+/// Recommended label: the application.
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+/// Recommended label: which Broker the object belongs to.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// Recommended label: the part of the application.
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// Recommended label: who writes the object. The controller watches owned objects through it.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "mq9-operator";
+
+/// NATS clients (agents, the broker container, the operator's admin connection).
+pub const CLIENT_PORT: u16 = 4222;
+/// NATS cluster routes between the pods of one Broker.
+pub const CLUSTER_PORT: u16 = 6222;
+/// nats-server's monitoring endpoint (`/healthz`, `/varz`, …).
+pub const MONITOR_PORT: u16 = 8222;
+/// The `mq9 broker` HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
+pub const BROKER_HTTP_PORT: u16 = 9090;
+
+/// The labels of every object of a Broker. They are also the pod selector, so they must never
+/// change for a given Broker (a StatefulSet's selector is immutable): only the name goes in.
+pub fn broker_labels(name: &str) -> BTreeMap<String, String> {
+    [
+        (NAME_LABEL, "mq9"),
+        (INSTANCE_LABEL, name),
+        (COMPONENT_LABEL, "broker"),
+        (MANAGED_BY_LABEL, MANAGED_BY),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect()
+}
+
+/// The controller reference to the Broker: Kubernetes deletes the object when the Broker goes
+/// (`blockOwnerDeletion`: a foreground deletion of the Broker waits for it), and kube's
+/// controller maps events on the object back to the Broker.
+///
+/// # Panics
+/// When the Broker has no name or uid: every Broker read from the API server has both.
+pub fn owner_reference(broker: &Broker) -> OwnerReference {
+    let reference = broker
+        .controller_owner_ref(&())
+        .expect("a Broker read from the API server has a name and a uid");
+    OwnerReference {
+        block_owner_deletion: Some(true),
+        ..reference
+    }
+}
+
+/// Metadata of an object named `name` that belongs to `broker`.
+fn metadata(broker: &Broker, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: broker.namespace(),
+        labels: Some(broker_labels(&broker.name_any())),
+        owner_references: Some(vec![owner_reference(broker)]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The Broker's namespace. Brokers are namespaced, so one read from the API server has one.
+fn namespace(broker: &Broker) -> String {
+    broker
+        .namespace()
+        .expect("a Broker read from the API server has a namespace")
+}
+
+/// The StatefulSet; its pods are `<name>-0`, `<name>-1`, ….
+pub fn statefulset_name(broker: &Broker) -> String {
+    broker.name_any()
+}
+
+/// The headless Service that gives each pod a stable DNS name for the cluster routes.
+pub fn headless_service_name(broker: &Broker) -> String {
+    format!("{}-nats", broker.name_any())
+}
+
+/// The client Service: the address agents and the operator connect to.
+pub fn client_service_name(broker: &Broker) -> String {
+    broker.name_any()
+}
+
+/// The ConfigMap that holds `nats-server.conf`.
+pub fn config_map_name(broker: &Broker) -> String {
+    format!("{}-config", broker.name_any())
+}
+
+/// The PodDisruptionBudget (only with more than one replica).
+pub fn pdb_name(broker: &Broker) -> String {
+    broker.name_any()
+}
+
+/// The Secret with the Broker's signing keys and the broker container's credentials.
+pub fn auth_secret_name(broker: &Broker) -> String {
+    format!("{}-auth", broker.name_any())
+}
+
+/// In-cluster host and port of the client Service: `(<name>.<ns>.svc, 4222)`.
+pub fn client_endpoint(broker: &Broker) -> (String, u16) {
+    let host = format!("{}.{}.svc", client_service_name(broker), namespace(broker));
+    (host, CLIENT_PORT)
+}
+
+/// The in-cluster NATS URL of the Broker, `nats://<name>.<ns>.svc:4222` (its `status.url`).
+pub fn broker_url(broker: &Broker) -> String {
+    let (host, port) = client_endpoint(broker);
+    format!("nats://{host}:{port}")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::crd::BrokerSpec;
+
+    /// A Broker as the API server would hand it over: `b1` in `ns`, with a uid.
+    pub(crate) fn broker(spec: serde_json::Value) -> Broker {
+        let spec: BrokerSpec = serde_json::from_value(spec).unwrap();
+        let mut broker = Broker::new("b1", spec);
+        broker.metadata.namespace = Some("ns".into());
+        broker.metadata.uid = Some("uid-1".into());
+        broker
+    }
+
+    /// Checks what every built object carries, on its JSON form (what is applied).
+    pub(crate) fn assert_applyable(object: &impl serde::Serialize, kind: &str, name: &str) {
+        let json = serde_json::to_value(object).unwrap();
+        assert_eq!(json["kind"], kind);
+        assert!(json["apiVersion"].is_string());
+        assert_eq!(json["metadata"]["name"], name);
+        assert_eq!(json["metadata"]["namespace"], "ns");
+        assert_eq!(json["metadata"]["labels"][INSTANCE_LABEL], "b1");
+        assert_eq!(json["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+    }
+
+    #[test]
+    fn labels_name_the_instance() {
+        let labels = broker_labels("b1");
+        assert_eq!(labels[NAME_LABEL], "mq9");
+        assert_eq!(labels[INSTANCE_LABEL], "b1");
+        assert_eq!(labels[COMPONENT_LABEL], "broker");
+        assert_eq!(labels[MANAGED_BY_LABEL], "mq9-operator");
+    }
+
+    #[test]
+    fn owner_reference_is_the_controlling_broker() {
+        let owner = owner_reference(&broker(serde_json::json!({})));
+        assert_eq!(owner.uid, "uid-1");
+        assert_eq!(owner.name, "b1");
+        assert_eq!(owner.kind, "Broker");
+        assert_eq!(owner.api_version, "mq9.io/v1alpha1");
+        assert_eq!(owner.controller, Some(true));
+        assert_eq!(owner.block_owner_deletion, Some(true));
+    }
+
+    #[test]
+    fn names_and_url() {
+        let b = broker(serde_json::json!({}));
+        assert_eq!(statefulset_name(&b), "b1");
+        assert_eq!(headless_service_name(&b), "b1-nats");
+        assert_eq!(client_service_name(&b), "b1");
+        assert_eq!(config_map_name(&b), "b1-config");
+        assert_eq!(pdb_name(&b), "b1");
+        assert_eq!(auth_secret_name(&b), "b1-auth");
+        assert_eq!(client_endpoint(&b), ("b1.ns.svc".to_owned(), 4222));
+        assert_eq!(broker_url(&b), "nats://b1.ns.svc:4222");
+    }
+}

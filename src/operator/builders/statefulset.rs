@@ -1,0 +1,334 @@
+//! The StatefulSet of a Broker: each pod runs nats-server and `mq9 broker` side by side, the
+//! broker a NATS client of its own pod's server over `127.0.0.1`, its mailboxes in RocksDB on
+//! the pod's volume.
+//!
+//! Why a StatefulSet: each pod keeps its volume (`data-<b>-<i>`) and its DNS name
+//! (`<b>-<i>.<b>-nats`) across restarts, which the cluster routes and the mailboxes rely on.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use super::nats_config::{CONFIG_KEY, PID_FILE};
+use super::{broker_labels, config_map_name, headless_service_name, metadata, statefulset_name};
+use super::{BROKER_HTTP_PORT, CLIENT_PORT, CLUSTER_PORT, MONITOR_PORT};
+use crate::crd::{duration, Broker};
+
+/// Pod template annotation holding [`config_checksum`](super::config_checksum): a new
+/// configuration is a new template, so the StatefulSet rolls the pods one at a time.
+pub const CONFIG_CHECKSUM_ANNOTATION: &str = "mq9.io/config-checksum";
+
+/// The key of the auth Secret projected into the broker container: its NATS credentials. Only
+/// this key is mounted, so the signing keys in the same Secret never reach a pod.
+pub const BROKER_CREDS_KEY: &str = "broker.creds";
+
+const CONFIG_DIR: &str = "/etc/nats";
+const RUN_DIR: &str = "/var/run/nats";
+const DATA_DIR: &str = "/data";
+const AUTH_DIR: &str = "/etc/mq9/auth";
+/// The unprivileged user (and group) of both containers; `fsGroup` makes the volumes theirs.
+const USER: i64 = 1000;
+/// Lame duck (10s grace + 30s, see [`nats_server_config`](super::nats_server_config)) plus room
+/// for the broker to finish its last batch.
+const TERMINATION_GRACE_SECONDS: i64 = 60;
+
+/// The StatefulSet `<b>` of `broker`.
+///
+/// - `config_checksum` goes on the pod template ([`CONFIG_CHECKSUM_ANNOTATION`]).
+/// - `auth_secret`: with JWT auth, the Secret whose [`BROKER_CREDS_KEY`] the broker connects
+///   with (`--nats-creds`, mounted read-only at `/etc/mq9/auth`); `None` without auth.
+/// - Pods start in parallel (`podManagementPolicy: Parallel`): a NATS cluster needs its peers
+///   up to form, and ordered start-up would only slow that down.
+/// - Volumes are retained, both when the Broker (hence the StatefulSet) is deleted and when it
+///   is scaled down: the volumes hold the mailboxes, and losing them must be a deliberate
+///   `kubectl delete pvc`, never a side effect. Re-creating the Broker reattaches them.
+pub fn statefulset(
+    broker: &Broker,
+    config_checksum: &str,
+    auth_secret: Option<&str>,
+) -> StatefulSet {
+    let labels = broker_labels(&broker.name_any());
+    let mut volumes = vec![
+        Volume {
+            name: "config".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map_name(broker),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "run".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    if let Some(secret) = auth_secret {
+        volumes.push(Volume {
+            name: "auth".to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.to_owned()),
+                items: Some(vec![KeyToPath {
+                    key: BROKER_CREDS_KEY.to_owned(),
+                    path: BROKER_CREDS_KEY.to_owned(),
+                    mode: None,
+                }]),
+                // Group-readable: the files belong to root and to `fsGroup`.
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    StatefulSet {
+        metadata: metadata(broker, statefulset_name(broker)),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(broker.spec.replicas),
+            service_name: Some(headless_service_name(broker)),
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..LabelSelector::default()
+            },
+            pod_management_policy: Some("Parallel".to_owned()),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".to_owned()),
+                    when_scaled: Some("Retain".to_owned()),
+                },
+            ),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.clone()),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_CHECKSUM_ANNOTATION.to_owned(),
+                        config_checksum.to_owned(),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![
+                        nats_container(broker),
+                        broker_container(broker, auth_secret.is_some()),
+                    ],
+                    volumes: Some(volumes),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(USER),
+                        run_as_group: Some(USER),
+                        fs_group: Some(USER),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            localhost_profile: None,
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+                    // Neither container talks to the Kubernetes API or needs Service env vars.
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("data".to_owned()),
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+                    storage_class_name: broker.spec.storage.storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_owned(),
+                            Quantity(broker.spec.storage.size.clone()),
+                        )])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                status: None,
+            }]),
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// nats-server, configured by the mounted ConfigMap. Its preStop hook puts it in lame-duck
+/// mode; the SIGTERM that follows is ignored while lame duck runs its course.
+fn nats_container(broker: &Broker) -> Container {
+    Container {
+        args: Some(strings(&["-c", &format!("{CONFIG_DIR}/{CONFIG_KEY}")])),
+        ports: Some(vec![
+            port("client", CLIENT_PORT),
+            port("cluster", CLUSTER_PORT),
+            port("monitor", MONITOR_PORT),
+        ]),
+        readiness_probe: Some(http_probe("/healthz", MONITOR_PORT, 3)),
+        liveness_probe: Some(http_probe("/healthz", MONITOR_PORT, 6)),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                exec: Some(ExecAction {
+                    command: Some(strings(&[
+                        "nats-server",
+                        "--signal",
+                        &format!("ldm={PID_FILE}"),
+                    ])),
+                }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
+        volume_mounts: Some(vec![
+            mount("config", CONFIG_DIR, true),
+            mount("run", RUN_DIR, false),
+        ]),
+        ..container("nats", &broker.spec.nats_image)
+    }
+}
+
+/// `mq9 broker`, connected to the pod's own nats-server, configured by flags from the spec.
+fn broker_container(broker: &Broker, auth: bool) -> Container {
+    let spec = &broker.spec;
+    let mut args = strings(&[
+        "broker",
+        "--nats-url",
+        &format!("nats://127.0.0.1:{CLIENT_PORT}"),
+        "--data-dir",
+        DATA_DIR,
+        "--http-addr",
+        &format!("0.0.0.0:{BROKER_HTTP_PORT}"),
+        "--default-mailbox-ttl",
+        &default_ttl_seconds(&spec.default_mailbox_ttl).to_string(),
+        "--max-mailboxes",
+        &spec.limits.max_mailboxes.to_string(),
+        "--max-messages-per-mailbox",
+        &spec.limits.max_messages_per_mailbox.to_string(),
+        "--max-bytes-per-mailbox",
+        &spec.limits.max_bytes_per_mailbox.to_string(),
+        "--log-format",
+        "json",
+    ]);
+    if spec.replicas > 1 {
+        // One RocksDB holds the mailboxes: the broker of pod 0. The others stand by (their
+        // nats-server still serves clients and routes to pod 0's broker).
+        args.extend(strings(&[
+            "--active-pod",
+            &format!("{}-0", statefulset_name(broker)),
+        ]));
+    }
+    let mut mounts = vec![mount("data", DATA_DIR, false)];
+    if auth {
+        args.extend(strings(&[
+            "--nats-creds",
+            &format!("{AUTH_DIR}/{BROKER_CREDS_KEY}"),
+        ]));
+        mounts.push(mount("auth", AUTH_DIR, true));
+    }
+    Container {
+        command: Some(strings(&["mq9"])),
+        args: Some(args),
+        ports: Some(vec![port("metrics", BROKER_HTTP_PORT)]),
+        readiness_probe: Some(http_probe("/readyz", BROKER_HTTP_PORT, 3)),
+        liveness_probe: Some(http_probe("/healthz", BROKER_HTTP_PORT, 6)),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(mounts),
+        ..container("broker", &spec.image)
+    }
+}
+
+/// `spec.defaultMailboxTtl` in seconds, `0` for `0` (never expire). The schema admits only
+/// well-formed durations, so the one error left is a sum beyond `u64` seconds: that is clamped,
+/// still a finite TTL as asked.
+fn default_ttl_seconds(ttl: &str) -> u64 {
+    duration::parse(ttl).map_or(u64::MAX, |ttl| ttl.map_or(0, |d| d.as_secs()))
+}
+
+/// What both containers share: name, image, `POD_NAME` and a locked-down security context
+/// (no privilege escalation, no capabilities, read-only root filesystem: every write goes to a
+/// volume).
+fn container(name: &str, image: &str) -> Container {
+    Container {
+        name: name.to_owned(),
+        image: Some(image.to_owned()),
+        env: Some(vec![EnvVar {
+            name: "POD_NAME".to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".to_owned(),
+                    api_version: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+            value: None,
+        }]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(strings(&["ALL"])),
+                add: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    }
+}
+
+/// An HTTP GET probe every 10s; `failure_threshold` failures in a row count. Readiness uses 3
+/// (out of the Service within 30s), liveness 6 (a restart only after a minute of silence).
+fn http_probe(path: &str, port: u16, failure_threshold: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(i32::from(port)),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(10),
+        timeout_seconds: Some(3),
+        failure_threshold: Some(failure_threshold),
+        ..Probe::default()
+    }
+}
+
+/// A named TCP container port. The protocol is explicit: it is part of the list's merge key,
+/// which server-side apply wants present.
+fn port(name: &str, number: u16) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: i32::from(number),
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    }
+}
+
+fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: volume.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[cfg(test)]
+#[path = "statefulset_tests.rs"]
+mod tests;

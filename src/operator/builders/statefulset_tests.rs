@@ -1,0 +1,182 @@
+use super::*;
+use crate::operator::builders::tests::{assert_applyable, broker};
+use serde_json::json;
+
+fn pod_spec(sts: &StatefulSet) -> &PodSpec {
+    sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+}
+
+fn container<'a>(sts: &'a StatefulSet, name: &str) -> &'a Container {
+    pod_spec(sts)
+        .containers
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap()
+}
+
+fn args(container: &Container) -> String {
+    container.args.as_ref().unwrap().join(" ")
+}
+
+#[test]
+fn pods_run_nats_and_the_broker_on_a_retained_volume() {
+    let b = broker(
+        json!({"replicas": 3, "image": "mq9:1", "natsImage": "nats:2.15",
+        "storage": {"size": "5Gi", "storageClassName": "fast"}}),
+    );
+    let sts = statefulset(&b, "sum1", None);
+    assert_applyable(&sts, "StatefulSet", "b1");
+    let spec = sts.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.service_name.as_deref(), Some("b1-nats"));
+    assert_eq!(
+        spec.selector.match_labels.as_ref(),
+        Some(&broker_labels("b1"))
+    );
+    let retention = spec
+        .persistent_volume_claim_retention_policy
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (
+            retention.when_deleted.as_deref(),
+            retention.when_scaled.as_deref()
+        ),
+        (Some("Retain"), Some("Retain"))
+    );
+    let claim = &spec.volume_claim_templates.as_ref().unwrap()[0];
+    assert_eq!(claim.metadata.name.as_deref(), Some("data"));
+    let claim_spec = claim.spec.as_ref().unwrap();
+    assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+    assert_eq!(
+        claim_spec
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["storage"],
+        Quantity("5Gi".into())
+    );
+    assert_eq!(container(&sts, "nats").image.as_deref(), Some("nats:2.15"));
+    assert_eq!(container(&sts, "broker").image.as_deref(), Some("mq9:1"));
+}
+
+#[test]
+fn config_checksum_rolls_the_pods() {
+    let b = broker(json!({}));
+    let annotations = |sum: &str| {
+        let sts = statefulset(&b, sum, None);
+        sts.spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()[CONFIG_CHECKSUM_ANNOTATION]
+            .clone()
+    };
+    assert_eq!(annotations("a"), "a");
+    assert_ne!(annotations("a"), annotations("b"));
+}
+
+#[test]
+fn probes_and_lame_duck() {
+    let sts = statefulset(&broker(json!({})), "sum", None);
+    let nats = container(&sts, "nats");
+    let probe_path = |p: &Option<Probe>| {
+        p.as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(probe_path(&nats.readiness_probe), "/healthz");
+    let pre_stop = nats.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
+    let command = pre_stop
+        .exec
+        .as_ref()
+        .unwrap()
+        .command
+        .as_ref()
+        .unwrap()
+        .join(" ");
+    assert!(command.contains("--signal ldm="), "{command}");
+    let broker_container = container(&sts, "broker");
+    assert_eq!(probe_path(&broker_container.readiness_probe), "/readyz");
+    assert_eq!(probe_path(&broker_container.liveness_probe), "/healthz");
+    assert!(
+        pod_spec(&sts).termination_grace_period_seconds.unwrap() >= 40,
+        "lame duck fits in the grace period"
+    );
+}
+
+#[test]
+fn broker_flags_follow_the_spec() {
+    let b = broker(
+        json!({"defaultMailboxTtl": "1h", "limits": {"maxMailboxes": 10,
+        "maxMessagesPerMailbox": 20, "maxBytesPerMailbox": 30}}),
+    );
+    let sts = statefulset(&b, "sum", None);
+    let line = args(container(&sts, "broker"));
+    for expected in [
+        "--nats-url nats://127.0.0.1:4222",
+        "--data-dir /data",
+        "--default-mailbox-ttl 3600",
+        "--max-mailboxes 10",
+        "--max-messages-per-mailbox 20",
+        "--max-bytes-per-mailbox 30",
+    ] {
+        assert!(line.contains(expected), "{expected} in {line}");
+    }
+    assert!(!line.contains("--nats-creds"));
+    assert!(!line.contains("--active-pod"), "a single pod always serves");
+}
+
+#[test]
+fn only_pod_zero_serves_mailboxes_in_a_cluster() {
+    let sts = statefulset(&broker(json!({"replicas": 3})), "sum", None);
+    assert!(args(container(&sts, "broker")).contains("--active-pod b1-0"));
+}
+
+#[test]
+fn jwt_auth_mounts_only_the_broker_credentials() {
+    let sts = statefulset(&broker(json!({})), "sum", Some("b1-auth"));
+    assert!(args(container(&sts, "broker")).contains("--nats-creds /etc/mq9/auth/broker.creds"));
+    let volume = pod_spec(&sts)
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "auth")
+        .unwrap();
+    let secret = volume.secret.as_ref().unwrap();
+    assert_eq!(secret.secret_name.as_deref(), Some("b1-auth"));
+    let keys: Vec<&str> = secret
+        .items
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|i| i.key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [BROKER_CREDS_KEY],
+        "the signing keys never reach a pod"
+    );
+}
+
+#[test]
+fn pods_run_unprivileged() {
+    let sts = statefulset(&broker(json!({})), "sum", None);
+    let pod = pod_spec(&sts).security_context.as_ref().unwrap();
+    assert_eq!(pod.run_as_non_root, Some(true));
+    for c in &pod_spec(&sts).containers {
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
+    }
+}

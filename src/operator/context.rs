@@ -1,0 +1,67 @@
+//! What every controller shares: the Kubernetes client, connections to brokers, the Event
+//! recorder, metrics and settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::Client;
+
+use super::broker_client::BrokerClients;
+use super::metrics::OperatorMetrics;
+
+/// Operator settings that controllers read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often a Ready Mailbox is checked against its broker (drift repair).
+    pub resync: Duration,
+    /// Reach every Broker's NATS at this URL instead of its in-cluster Service (development
+    /// outside the cluster, tests).
+    pub nats_url_override: Option<String>,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub brokers: BrokerClients,
+    pub recorder: Recorder,
+    pub metrics: Arc<OperatorMetrics>,
+    pub settings: Settings,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<OperatorMetrics>, settings: Settings) -> Context {
+        let reporter = Reporter {
+            controller: "mq9-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            brokers: BrokerClients::default(),
+            metrics,
+            settings,
+        }
+    }
+
+    /// Publishes an Event about `object`. Failing to record an Event never fails a reconcile.
+    /// Notes must never contain a mail address.
+    pub async fn event(
+        &self,
+        object: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, object).await {
+            tracing::warn!(error = %e, reason, "could not record an Event");
+        }
+    }
+}

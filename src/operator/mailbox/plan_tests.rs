@@ -1,0 +1,204 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, Time};
+
+use super::*;
+use crate::crd::{BroadcastMembers, BroadcastSpec, BrokerRef, MailboxSpec};
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(secs).unwrap()
+}
+
+fn mailbox(spec: MailboxSpec) -> Mailbox {
+    let mut mailbox = Mailbox::new("inbox", spec);
+    mailbox.metadata.namespace = Some("team".into());
+    mailbox.metadata.generation = Some(3);
+    mailbox.metadata.labels = Some([("role".to_owned(), "worker".to_owned())].into());
+    mailbox
+}
+
+fn spec() -> MailboxSpec {
+    MailboxSpec {
+        broker_ref: BrokerRef {
+            name: "b".into(),
+            namespace: None,
+        },
+        ..Default::default()
+    }
+}
+
+fn broadcast(topic: &str, members: BroadcastMembers) -> Broadcast {
+    let mut broadcast = Broadcast::new(
+        topic,
+        BroadcastSpec {
+            broker_ref: BrokerRef {
+                name: "b".into(),
+                namespace: None,
+            },
+            topic: topic.into(),
+            members,
+            publishers: vec![],
+        },
+    );
+    broadcast.metadata.namespace = Some("team".into());
+    broadcast
+}
+
+#[test]
+fn validation_names_the_field() {
+    let bad_topic = mailbox(MailboxSpec {
+        subscriptions: vec!["a..b".into()],
+        ..spec()
+    });
+    assert!(validate(&bad_topic)
+        .unwrap_err()
+        .starts_with("subscriptions"));
+    let bad_send_to = mailbox(MailboxSpec {
+        send_to: vec!["Team.*".into()],
+        ..spec()
+    });
+    assert!(validate(&bad_send_to).unwrap_err().starts_with("sendTo"));
+    let good = mailbox(MailboxSpec {
+        send_to: vec!["team.*".into(), "ops.>".into()],
+        subscriptions: vec!["task.>".into()],
+        ..spec()
+    });
+    assert!(validate(&good).is_ok());
+}
+
+#[test]
+fn expiry_comes_from_ttl_and_is_recorded_once() {
+    let with_ttl = mailbox(MailboxSpec {
+        ttl: Some("1h".into()),
+        ..spec()
+    });
+    assert_eq!(ttl_secs(&with_ttl), 3600);
+    assert_eq!(expiry(at(100), 3600), Some(at(3700)));
+    assert_eq!(expiry(at(100), 0), None);
+    let ready = Outcome::Ready {
+        created_at: at(100),
+        expires_at: Some(at(3700)),
+        secret_name: "s".into(),
+    };
+    let mut mailbox = with_ttl;
+    mailbox.status = Some(next_status(&mailbox, &ready, at(100)));
+    let later = Outcome::Ready {
+        created_at: at(500),
+        expires_at: Some(at(4100)),
+        secret_name: "s".into(),
+    };
+    let status = next_status(&mailbox, &later, at(500));
+    assert_eq!(status.created_at.as_deref(), Some("1970-01-01T00:01:40Z"));
+    assert_eq!(recorded_expiry(Some(&status)), Some(at(3700)));
+    assert!(!is_expired(Some(&status), at(3699)) && is_expired(Some(&status), at(3700)));
+    assert_eq!(
+        status,
+        next_status(
+            &Mailbox {
+                status: Some(status.clone()),
+                ..mailbox.clone()
+            },
+            &later,
+            at(900)
+        ),
+        "no change when nothing changed"
+    );
+}
+
+#[test]
+fn expired_status_drops_the_secret_and_says_why() {
+    let mut mailbox = mailbox(spec());
+    let ready = Outcome::Ready {
+        created_at: at(1),
+        expires_at: Some(at(2)),
+        secret_name: "inbox-mq9".into(),
+    };
+    mailbox.status = Some(next_status(&mailbox, &ready, at(1)));
+    let expired = Outcome::NotReady {
+        reason: Reason::Expired,
+        message: "expired".into(),
+    };
+    let status = next_status(&mailbox, &expired, at(2));
+    let ready = conditions::find(&status.conditions, "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "Expired")
+    );
+    assert_eq!(ready.last_transition_time, Time(at(2)));
+    assert_eq!((status.secret_name, status.binding), (None, None));
+    assert!(status.expires_at.is_some(), "the expiry stays recorded");
+}
+
+#[test]
+fn finalizer_never_wedges() {
+    let mut deleting = mailbox(spec());
+    deleting.metadata.deletion_timestamp = Some(Time(at(1000)));
+    assert_eq!(
+        finalize(&deleting, &BrokerState::Ready, at(1000)),
+        Finalize::DeleteOnBroker
+    );
+    assert!(matches!(
+        finalize(&deleting, &BrokerState::Missing, at(1000)),
+        Finalize::Release(_)
+    ));
+    assert!(matches!(
+        finalize(&deleting, &BrokerState::Deleting, at(1000)),
+        Finalize::Release(_)
+    ));
+    let down = BrokerState::NotReady("connection refused".into());
+    assert_eq!(finalize(&deleting, &down, at(1299)), Finalize::RetryLater);
+    assert!(matches!(
+        finalize(&deleting, &down, at(1300)),
+        Finalize::Release(_)
+    ));
+    let mut retain = deleting.clone();
+    retain.spec.deletion_policy = DeletionPolicy::Retain;
+    assert!(matches!(
+        finalize(&retain, &BrokerState::Ready, at(1000)),
+        Finalize::Release(_)
+    ));
+}
+
+#[test]
+fn topics_are_own_subscriptions_plus_broadcast_memberships() {
+    let mailbox = mailbox(MailboxSpec {
+        subscriptions: vec!["own.>".into()],
+        ..spec()
+    });
+    let by_label = broadcast(
+        "task.*",
+        BroadcastMembers {
+            mailbox_selector: Some(LabelSelector {
+                match_labels: Some([("role".to_owned(), "worker".to_owned())].into()),
+                match_expressions: None,
+            }),
+            mailbox_refs: vec![],
+        },
+    );
+    let by_name = broadcast(
+        "alerts",
+        BroadcastMembers {
+            mailbox_selector: None,
+            mailbox_refs: vec!["inbox".into()],
+        },
+    );
+    let other = broadcast(
+        "ops",
+        BroadcastMembers {
+            mailbox_selector: Some(LabelSelector {
+                match_labels: None,
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "role".into(),
+                    operator: "NotIn".into(),
+                    values: Some(vec!["worker".into()]),
+                }]),
+            }),
+            mailbox_refs: vec![],
+        },
+    );
+    let mut elsewhere = by_name.clone();
+    elsewhere.metadata.namespace = Some("other".into());
+    let topics = desired_topics(&mailbox, &[by_label, by_name, other, elsewhere]);
+    assert_eq!(
+        topics.into_iter().collect::<Vec<_>>(),
+        ["alerts", "own.>", "task.*"]
+    );
+}

@@ -1,0 +1,29 @@
+//! `mq9 operator`: Kubernetes controllers for the `mq9.io` kinds (see `crd`).
+//!
+//! Layout, following the reconcile steps dereference → validate → build → apply → status:
+//! - [`builders`]: the Broker's Kubernetes objects as pure values (no API calls);
+//! - [`broker`], [`mailbox`], [`broadcast`]: one controller per kind, each with a `plan`
+//!   of pure, unit-tested decisions and a thin I/O layer that carries them out;
+//! - [`credentials`]: a Broker's signing keys and the NATS credentials minted from them;
+//! - [`broker_client`]: the operator's NATS connection to a broker's `$mq9.ADMIN.>` API;
+//! - [`apply`], [`conditions`], [`context`], [`error`], [`metrics`]: what the controllers share;
+//! - [`leader`], [`service`]: leader election and the process around the controllers.
+//!
+//! A mail address never appears in a status, an Event or a log line: knowing one is enough
+//! to read the mailbox on a broker without auth. It lives only in the Mailbox's Secret.
+
+pub mod apply;
+pub mod broadcast;
+pub mod broker;
+pub mod broker_client;
+pub mod builders;
+pub mod conditions;
+pub mod context;
+pub mod credentials;
+pub mod error;
+pub mod leader;
+pub mod mailbox;
+pub mod metrics;
+pub mod service;
+
+pub use service::{run, OperatorArgs};

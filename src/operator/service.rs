@@ -1,0 +1,141 @@
+//! `mq9 operator`: the three controllers behind leader election, with `/metrics`, `/healthz`
+//! and `/readyz`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client, Config};
+
+use super::context::{Context, Settings};
+use super::leader::LeaderElection;
+use super::metrics::OperatorMetrics;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct OperatorArgs {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "MQ9_OPERATOR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// Namespace of the leader-election Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "mq9-system")]
+    pub namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "mq9-operator")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (default: the pod name, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds a leader may go without renewing before another replica takes over.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration: u64,
+    /// Seconds between checks of a Ready Mailbox against its broker (drift repair).
+    #[arg(long, default_value_t = 120)]
+    pub resync_interval: u64,
+    /// Reach every Broker's NATS at this URL instead of its in-cluster Service: for running the
+    /// operator outside the cluster during development (e.g. with `kubectl port-forward`).
+    #[arg(long, env = "MQ9_NATS_URL_OVERRIDE")]
+    pub nats_url_override: Option<String>,
+    /// Kubernetes API server URL (default: in-cluster config or KUBECONFIG).
+    #[arg(long, env = "MQ9_KUBE_API")]
+    pub api_server: Option<String>,
+}
+
+struct OperatorProbe {
+    metrics: Arc<OperatorMetrics>,
+    api_reached: AtomicBool,
+}
+
+impl crate::http::Probe for OperatorProbe {
+    fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
+
+    fn not_ready_reason(&self) -> Option<String> {
+        (!self.api_reached.load(Ordering::Acquire))
+            .then(|| "the Kubernetes API has not been reached yet".into())
+    }
+}
+
+/// Runs until `shutdown` completes (Ok) or leadership is lost (Err: the process restarts).
+pub async fn run(
+    args: OperatorArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let client = match &args.api_server {
+        Some(url) => Client::try_from(Config::new(
+            url.parse().context("invalid --api-server URL")?,
+        ))?,
+        None => Client::try_default()
+            .await
+            .context("no Kubernetes configuration (in-cluster or KUBECONFIG)")?,
+    };
+    let metrics = Arc::new(OperatorMetrics::default());
+    let probe = Arc::new(OperatorProbe {
+        metrics: metrics.clone(),
+        api_reached: AtomicBool::new(false),
+    });
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(
+        crate::http::serve(args.http_addr, probe.clone(), async {
+            let _ = http_stopped.await;
+        })
+        .await?,
+    );
+
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("mq9-operator-{}", std::process::id()));
+    let leases = Api::<Lease>::namespaced(client.clone(), &args.namespace);
+    client
+        .apiserver_version()
+        .await
+        .context("cannot reach the Kubernetes API")?;
+    probe.api_reached.store(true, Ordering::Release);
+    let election = LeaderElection::new(
+        leases,
+        &args.lease_name,
+        &identity,
+        Duration::from_secs(args.lease_duration),
+    );
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = election.acquire() => tracing::info!(%identity, "leading: controllers start"),
+        _ = &mut shutdown => return Ok(()),
+    }
+    let settings = Settings {
+        resync: Duration::from_secs(args.resync_interval),
+        nats_url_override: args.nats_url_override.clone(),
+    };
+    let ctx = Arc::new(Context::new(client, metrics, settings));
+    let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
+    let stopped = |stop: &tokio::sync::broadcast::Sender<()>| {
+        let mut receiver = stop.subscribe();
+        async move {
+            let _ = receiver.recv().await;
+        }
+    };
+    let controllers = futures::future::join3(
+        super::broker::run(ctx.clone(), stopped(&stop)),
+        super::mailbox::run(ctx.clone(), stopped(&stop)),
+        super::broadcast::run(ctx.clone(), stopped(&stop)),
+    );
+    tokio::pin!(controllers);
+    let lost = tokio::select! {
+        _ = &mut controllers => false,
+        _ = election.hold() => true,
+        _ = &mut shutdown => false,
+    };
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), controllers).await;
+    let _ = http_stop.send(());
+    let _ = http.await;
+    if lost {
+        anyhow::bail!("lost the leader Lease; exiting so that only one replica acts");
+    }
+    Ok(())
+}
