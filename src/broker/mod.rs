@@ -290,9 +290,15 @@ async fn dispatch(message: async_nats::Message, jobs: &flume::Sender<Job>, rejec
     let kind = route.as_ref().map_or("unknown", Route::kind);
     match route.and_then(|route| command(route, &message)) {
         Ok(Some(command)) => {
+            // A request on a broadcast subject is for the live subscribers (a queue group of
+            // workers, say): the broker stores it but must not race them with a reply.
+            let reply_to = match command {
+                Command::Broadcast { .. } => None,
+                _ => message.reply,
+            };
             let job = Job {
                 command,
-                reply_to: message.reply,
+                reply_to,
                 kind,
                 received,
             };

@@ -13,7 +13,7 @@ use super::BrokerRef;
 /// in status or events): on a broker without auth, knowing it is enough to read the mailbox.
 // `printcolumn(... type_ = "string" ...)` repeated is not a duplicate; clippy's lint misreads it.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(CustomResource, KubeSchema, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "mq9.io",
     version = "v1alpha1",

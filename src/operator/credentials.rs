@@ -72,7 +72,11 @@ pub fn grant_hash(grant: &Grant<'_>) -> String {
     }
     field(&grant.subscribe.len().to_string());
     grant.subscribe.iter().for_each(|item| field(item));
-    field(&grant.expires_at.map_or(0, |t| t.as_second()).to_string());
+    field(
+        &grant
+            .expires_at
+            .map_or_else(|| "never".to_owned(), |t| t.as_second().to_string()),
+    );
     let digest = hasher.finalize();
     data_encoding::HEXLOWER.encode(&digest[..16])
 }

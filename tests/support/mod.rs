@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod cluster;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -388,7 +389,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 impl Broker {
-    fn spawn(nats_url: &str, data_dir: &Path, args: &[String]) -> Broker {
+    pub fn spawn(nats_url: &str, data_dir: &Path, args: &[String]) -> Broker {
         let http_addr = free_port();
         let log = data_dir.with_extension("broker.log");
         let log_file = std::fs::OpenOptions::new()
@@ -453,7 +454,7 @@ impl Drop for Broker {
     }
 }
 
-fn free_port() -> SocketAddr {
+pub fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -165,15 +165,12 @@ pub fn next_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::BrokerSpec;
     use k8s_openapi::api::apps::v1::StatefulSetStatus;
 
     fn broker(replicas: i32, size: &str) -> Broker {
-        let spec: BrokerSpec = serde_json::from_value(
+        crate::operator::builders::tests::broker(
             serde_json::json!({"replicas": replicas, "storage": {"size": size}}),
         )
-        .unwrap();
-        Broker::new("b", spec)
     }
 
     fn sts(ready: i32, updated: i32, size: &str) -> StatefulSet {

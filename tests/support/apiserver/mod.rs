@@ -42,6 +42,7 @@
 //! - Garbage collection, in the background style: when an object is removed, every object whose
 //!   `ownerReferences` name its uid and none of whose owners still exist is deleted too
 //!   (recursively, honouring their finalizers), synchronously.
+//! - `/version` answers a fixed Kubernetes v1.33 (the operator checks it reaches the API).
 //! - Errors are `Status` objects, so kube reports them as `kube::Error::Api` with the real codes
 //!   and reasons.
 //!
@@ -49,7 +50,7 @@
 //! webhooks), schemas (any JSON is stored as sent; CRDs need not be installed; no per-kind
 //! behaviour such as folding a Secret's `stringData` into `data` or giving a Service a
 //! `clusterIP`), immutable fields other than the server-owned metadata, discovery
-//! (`/api`, `/apis`, `/version`), namespaces as objects that must exist or that cascade,
+//! (`/api`, `/apis`), namespaces as objects that must exist or that cascade,
 //! field ownership for server-side apply (`managedFields`, conflicts between managers, removing
 //! fields a manager stopped applying; `force` and `fieldManager` are ignored), strategic merge
 //! keys (lists are replaced), pagination (`limit` is ignored and no `continue` token is given),

@@ -142,6 +142,10 @@ fn route(
             ),
         )
     };
+    if uri.path() == "/version" {
+        let version = json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "platform": "linux/amd64"});
+        return Ok(json_response(200, &version));
+    }
     let target = parse_path(uri.path()).ok_or_else(not_found)?;
     let query = parse_query(uri.query());
     let selector = || {
