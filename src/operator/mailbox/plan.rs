@@ -61,7 +61,7 @@ pub fn validate(mailbox: &Mailbox) -> Result<(), String> {
         subject::validate_topic(topic).map_err(|e| format!("subscriptions: {}", e.message))?;
     }
     for pattern in &mailbox.spec.send_to {
-        let literal = pattern.replace('*', "x").replace('>', "x");
+        let literal = pattern.replace(['*', '>'], "x");
         let tokens_ok = pattern
             .split('.')
             .enumerate()
