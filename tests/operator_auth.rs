@@ -1,0 +1,151 @@
+//! JWT auth end to end: the credentials the operator mints are accepted by a real nats-server
+//! configured with the trust block the operator wrote into the Broker's ConfigMap, and they
+//! allow exactly what the Mailbox's spec says.
+
+mod support;
+
+use std::time::Duration;
+
+use mq9::natsd::{NatsServer, NatsServerOptions};
+use serde_json::json;
+use support::cluster::*;
+use tempfile::TempDir;
+
+/// Connects with a `.creds` text, or fails.
+async fn connect(url: &str, creds: &str) -> Result<async_nats::Client, String> {
+    async_nats::ConnectOptions::with_credentials(creds)
+        .map_err(|e| e.to_string())?
+        .connect(url)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Whether a request gets an answer without an error: a permission violation leaves it
+/// unanswered (the server drops the publish), which ends in an error or the timeout.
+async fn answered(client: &async_nats::Client, subject: &str, body: &str) -> bool {
+    let request = client.request(subject.to_owned(), body.to_owned().into());
+    match tokio::time::timeout(Duration::from_secs(2), request).await {
+        Ok(Ok(reply)) => {
+            let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+            reply["error"].as_str().is_none_or(str::is_empty)
+        }
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn minted_credentials_work_and_are_scoped_to_their_mailbox() {
+    let api = support::apiserver::FakeApiServer::start().await;
+    let port = support::free_port().port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let operator = Operator::start(&api, &url, 2);
+    let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
+        "metadata": {"name": "agents", "namespace": NS}, "spec": {}});
+    api.create(BROKERS, broker);
+    let what = format!(
+        "the Broker's config and keys; operator log:\n{}",
+        operator.log_text()
+    );
+    let (conf, auth) = api
+        .wait_for(&what, |api| {
+            Some((
+                api.get(CONFIG_MAPS, NS, "agents-config")?,
+                api.get(SECRETS, NS, "agents-auth")?,
+            ))
+        })
+        .await;
+
+    // Run the Broker's data plane as its pod would: nats-server with the operator's trust
+    // block, the broker connecting with the broker.creds of the auth Secret.
+    let conf = conf["data"]["nats-server.conf"].as_str().unwrap();
+    let trust = &conf[conf.find("operator:").expect("an operator-mode block")..];
+    let nats_dir = TempDir::new().unwrap();
+    let mut options = NatsServerOptions::new(nats_dir.path());
+    options.port = Some(port);
+    options.extra_config = trust.to_owned();
+    let _nats = NatsServer::start(&options).expect("nats-server accepts the operator's config");
+    let creds_dir = TempDir::new().unwrap();
+    let broker_creds = creds_dir.path().join("broker.creds");
+    std::fs::write(&broker_creds, secret_text(&auth, "broker.creds").unwrap()).unwrap();
+    let data_dir = TempDir::new().unwrap();
+    let broker_args = [
+        "--nats-creds".to_owned(),
+        broker_creds.display().to_string(),
+    ];
+    let _broker = support::Broker::spawn(&url, data_dir.path(), &broker_args);
+    assert!(
+        async_nats::connect(&url).await.is_err(),
+        "the server refuses clients without credentials"
+    );
+
+    broker_pods_ready(&api, NS, "agents", 1).await;
+    for (name, address, send_to) in [
+        ("inbox", "team.inbox", json!(["team.*"])),
+        ("other", "other.box", json!([])),
+    ] {
+        let mailbox = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Mailbox",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"brokerRef": {"name": "agents"}, "address": address, "sendTo": send_to, "ttl": "1h"}});
+        api.create(MAILBOXES, mailbox);
+    }
+    let what = |name: &str| {
+        format!(
+            "Mailbox {name} Created; operator log:\n{}",
+            operator.log_text()
+        )
+    };
+    for name in ["inbox", "other"] {
+        api.wait_for(&what(name), |api| {
+            let mailbox = api.get(MAILBOXES, NS, name)?;
+            condition(&mailbox, "Ready").filter(|c| c["reason"] == "Created")
+        })
+        .await;
+    }
+
+    let secret = api.get(SECRETS, NS, "inbox-mq9").unwrap();
+    assert_eq!(
+        secret_text(&secret, "MQ9_CREDS").unwrap(),
+        "/var/run/secrets/mq9/user.creds"
+    );
+    let agent = connect(&url, &secret_text(&secret, "user.creds").unwrap())
+        .await
+        .expect("the minted credentials log in");
+    assert!(
+        answered(&agent, "$mq9.AI.MSG.FETCH.team.inbox", "{}").await,
+        "its own mailbox"
+    );
+    assert!(
+        answered(&agent, "$mq9.AI.MSG.SEND.team.inbox", "to myself").await,
+        "sendTo team.*"
+    );
+    assert!(
+        !answered(&agent, "$mq9.AI.MSG.SEND.other.box", "hi").await,
+        "outside sendTo"
+    );
+    assert!(
+        !answered(&agent, "$mq9.AI.MSG.FETCH.other.box", "{}").await,
+        "another agent's mailbox"
+    );
+    assert!(
+        !answered(&agent, "$mq9.ADMIN.MAILBOX.LIST", "{}").await,
+        "the admin API"
+    );
+
+    // Credentials expire with the mailbox: the JWT carries the mailbox's expiry.
+    let creds = secret_text(&secret, "user.creds").unwrap();
+    let jwt = creds.lines().nth(1).unwrap();
+    let claims = jwt.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &data_encoding::BASE64URL_NOPAD
+            .decode(claims.as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
+    let mailbox = api.get(MAILBOXES, NS, "inbox").unwrap();
+    let expires_at: k8s_openapi::jiff::Timestamp = mailbox["status"]["expiresAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(claims["exp"], expires_at.as_second());
+}
