@@ -1,0 +1,70 @@
+//! Dereference: from `spec.brokerRef` to a connection to that Broker's admin API.
+
+use kube::{Api, ResourceExt};
+
+use super::plan::BrokerState;
+use crate::crd::{Broker, Mailbox};
+use crate::operator::broker_client::Admin;
+use crate::operator::conditions;
+use crate::operator::context::Context;
+use crate::operator::credentials::{self, BrokerAuth};
+use crate::operator::error::Result;
+
+/// A Broker the Mailbox can be reconciled against.
+pub struct Connected {
+    pub broker: Broker,
+    pub auth: Option<BrokerAuth>,
+    pub admin: Admin,
+}
+
+/// The Broker named by `spec.brokerRef`, and what state it is in.
+pub async fn broker_state(
+    mailbox: &Mailbox,
+    ctx: &Context,
+) -> Result<(BrokerState, Option<Broker>)> {
+    let own = mailbox.namespace().unwrap_or_default();
+    let namespace = mailbox.spec.broker_ref.namespace_or(&own);
+    let broker = Api::<Broker>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(&mailbox.spec.broker_ref.name)
+        .await?;
+    let available = |b: &Broker| {
+        b.status
+            .as_ref()
+            .is_some_and(|s| conditions::is_true(&s.conditions, "Available"))
+    };
+    let state = match &broker {
+        None => BrokerState::Missing,
+        Some(b) if b.metadata.deletion_timestamp.is_some() => BrokerState::Deleting,
+        Some(b) if !available(b) => BrokerState::NotReady("it is not Available yet".into()),
+        Some(_) => BrokerState::Ready,
+    };
+    Ok((state, broker))
+}
+
+/// The Broker, its credentials and an admin connection; or, when any of them cannot be had,
+/// the Broker's state for the status (`Err` only for Kubernetes API failures).
+pub async fn connect(mailbox: &Mailbox, ctx: &Context) -> Result<Result<Connected, BrokerState>> {
+    let (state, broker) = broker_state(mailbox, ctx).await?;
+    let broker = match (state, broker) {
+        (BrokerState::Ready, Some(broker)) => broker,
+        (state, _) => return Ok(Err(state)),
+    };
+    let auth = match credentials::load(ctx, &broker).await {
+        Ok(auth) => auth,
+        Err(e) => return Ok(Err(BrokerState::NotReady(e.to_string()))),
+    };
+    let url = ctx
+        .settings
+        .nats_url_override
+        .clone()
+        .unwrap_or_else(|| crate::operator::builders::broker_url(&broker));
+    let creds = auth.as_ref().map(BrokerAuth::operator_credentials);
+    Ok(match ctx.brokers.admin(&url, creds).await {
+        Ok(admin) => Ok(Connected {
+            broker,
+            auth,
+            admin,
+        }),
+        Err(e) => Err(BrokerState::NotReady(e.to_string())),
+    })
+}
