@@ -6,7 +6,6 @@
 //! Mailboxes so that label changes are reflected at once.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
@@ -17,8 +16,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Resource, ResourceExt};
 
-use super::context::Context;
-use super::error::{Error, Result};
+use super::context::{error_policy, Context};
+use super::error::Result;
 use super::mailbox::plan;
 use crate::crd::{Broadcast, BroadcastStatus, Mailbox};
 use crate::protocol::subject;
@@ -55,19 +54,7 @@ pub async fn run(
 }
 
 async fn reconcile(broadcast: Arc<Broadcast>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let result = apply(&broadcast, &ctx).await;
-    ctx.metrics.reconciled(
-        CONTROLLER,
-        started.elapsed(),
-        result.as_ref().err().map(Error::reason),
-    );
-    result
-}
-
-fn error_policy(_broadcast: Arc<Broadcast>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(controller = CONTROLLER, reason = error.reason(), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(10))
+    ctx.measured(CONTROLLER, apply(&broadcast, &ctx)).await
 }
 
 async fn apply(broadcast: &Broadcast, ctx: &Context) -> Result<Action> {

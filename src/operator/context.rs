@@ -1,14 +1,17 @@
 //! What every controller shares: the Kubernetes client, connections to brokers, the Event
 //! recorder, metrics and settings.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::Client;
+use kube::{Client, Resource, ResourceExt};
 
 use super::broker_client::BrokerClients;
+use super::error::{Error, Result};
 use super::metrics::OperatorMetrics;
 
 /// Operator settings that controllers read.
@@ -64,4 +67,36 @@ impl Context {
             tracing::warn!(error = %e, reason, "could not record an Event");
         }
     }
+}
+
+/// How soon a failed reconcile pass is tried again.
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(10);
+
+impl Context {
+    /// Runs one reconcile pass of `controller`, counting it, its duration and its failure
+    /// reason in `/metrics`.
+    pub async fn measured(
+        &self,
+        controller: &'static str,
+        pass: impl Future<Output = Result<Action>>,
+    ) -> Result<Action> {
+        let started = Instant::now();
+        let result = pass.await;
+        let failure = result.as_ref().err().map(Error::reason);
+        self.metrics
+            .reconciled(controller, started.elapsed(), failure);
+        result
+    }
+}
+
+/// Every controller's error policy: log the failure (kind, name, reason; never an address:
+/// no error message carries one) and try again soon.
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    let kind = K::kind(&());
+    tracing::warn!(%kind, name = object.name_any(), reason = error.reason(), %error, "reconcile failed");
+    Action::requeue(RETRY_AFTER_ERROR)
 }

@@ -5,7 +5,7 @@
 pub mod plan;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -21,9 +21,9 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::apply::apply;
 use super::builders;
-use super::context::Context;
+use super::context::{error_policy, Context};
 use super::credentials;
-use super::error::{Error, Result};
+use super::error::Result;
 use crate::crd::{AuthMode, Broker, BrokerStatus};
 
 const CONTROLLER: &str = "broker";
@@ -55,19 +55,8 @@ pub async fn run(
 }
 
 async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
-    let result = reconcile_broker(&broker, &ctx).await;
-    ctx.metrics.reconciled(
-        CONTROLLER,
-        started.elapsed(),
-        result.as_ref().err().map(Error::reason),
-    );
-    result
-}
-
-fn error_policy(_broker: Arc<Broker>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(controller = CONTROLLER, reason = error.reason(), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(10))
+    ctx.measured(CONTROLLER, reconcile_broker(&broker, &ctx))
+        .await
 }
 
 async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {

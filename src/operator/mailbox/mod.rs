@@ -16,7 +16,7 @@ mod status;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -31,7 +31,7 @@ use kube::{Api, Resource, ResourceExt};
 use self::dereference::Connected;
 use self::plan::{BrokerState, Outcome, Reason};
 use super::broker_client::{Admin, AdminError, EnsureMailbox};
-use super::context::Context;
+use super::context::{error_policy, Context};
 use super::credentials::{self, Grant};
 use super::error::{Error, Result};
 use crate::crd::{Broadcast, Broker, Mailbox, MailboxKind};
@@ -80,26 +80,16 @@ pub async fn run(
 }
 
 async fn reconcile(mailbox: Arc<Mailbox>, ctx: Arc<Context>) -> Result<Action> {
-    let started = Instant::now();
     let api =
         Api::<Mailbox>::namespaced(ctx.client.clone(), &mailbox.namespace().unwrap_or_default());
-    let result = finalizer(&api, plan::FINALIZER, mailbox, |event| async {
+    let pass = finalizer(&api, plan::FINALIZER, mailbox, |event| async {
         match event {
             Finalizer::Apply(mailbox) => apply(&mailbox, &ctx).await,
             Finalizer::Cleanup(mailbox) => end_of_life::cleanup(&mailbox, &ctx).await,
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    let failure = result.as_ref().err().map(Error::reason);
-    ctx.metrics
-        .reconciled(CONTROLLER, started.elapsed(), failure);
-    result
-}
-
-fn error_policy(_mailbox: Arc<Mailbox>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(controller = CONTROLLER, reason = error.reason(), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(10))
+    });
+    let pass = async { pass.await.map_err(|e| Error::Finalizer(Box::new(e))) };
+    ctx.measured(CONTROLLER, pass).await
 }
 
 async fn apply(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
