@@ -219,7 +219,7 @@ async fn live_subscribers_and_each_queue_worker_receive_publishes_directly() {
             .await
             .unwrap();
         let marker = client.subscribe("test.marker").await.unwrap();
-        client.flush().await.unwrap();
+        support::server_caught_up(&client).await;
         workers.push((client, queue, marker));
     }
     let sent: Vec<String> = (0..30).map(|i| format!("task-{i}")).collect();
@@ -264,7 +264,7 @@ async fn the_broker_does_not_answer_a_request_on_a_broadcast_subject() {
         .subscribe("$mq9.AI.BROADCAST.svc.ping")
         .await
         .unwrap();
-    responder.flush().await.unwrap();
+    support::server_caught_up(&responder).await;
     let answering = tokio::spawn(async move {
         let request = requests.next().await.unwrap();
         responder

@@ -73,7 +73,7 @@ async fn send_by_subject_suffix_live_and_from_the_mailbox_in_priority_order() {
         .subscribe(format!("$mq9.AI.INBOX.{mail_id}.*"))
         .await
         .unwrap();
-    nc.flush().await.unwrap();
+    support::server_caught_up(&nc).await;
     let sender = connect(&env).await;
     for (priority, payload) in [("normal", "result"), ("urgent", "alarm"), ("notify", "fyi")] {
         publish(

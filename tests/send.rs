@@ -107,7 +107,7 @@ async fn live_inbox_subscribers_receive_the_publish_too() {
         .subscribe(format!("$mq9.AI.INBOX.{address}.*"))
         .await
         .unwrap();
-    listener.flush().await.unwrap();
+    support::server_caught_up(&listener).await;
     assert_eq!(env.inbox(&address, "urgent", b"hello").await["msg_id"], 0);
     let received = tokio::time::timeout(DEADLINE, live.next())
         .await

@@ -357,6 +357,20 @@ pub fn assert_error(reply: &Value, code: &str) {
     );
 }
 
+/// Waits until nats-server has processed everything `client` sent so far, its SUBs above all,
+/// so that a publish from another connection reaches them. `flush` only writes the buffer;
+/// this publishes to the client itself and waits for the echo, which the server sends only
+/// after handling what came before it on the connection.
+pub async fn server_caught_up(client: &async_nats::Client) {
+    use futures::StreamExt;
+    let subject = client.new_inbox();
+    let mut echo = client.subscribe(subject.clone()).await.unwrap();
+    client.publish(subject, "".into()).await.unwrap();
+    tokio::time::timeout(DEADLINE, echo.next())
+        .await
+        .expect("nats-server echoes a publish within the deadline");
+}
+
 /// Waits for a condition, polling, failing the test at the deadline.
 pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
 where
