@@ -42,10 +42,7 @@ async fn minted_credentials_work_and_are_scoped_to_their_mailbox() {
     let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
         "metadata": {"name": "agents", "namespace": NS}, "spec": {}});
     api.create(BROKERS, broker);
-    let what = format!(
-        "the Broker's config and keys; operator log:\n{}",
-        operator.log_text()
-    );
+    let what = operator.waiting_for(format!("the Broker's config and keys"));
     let (conf, auth) = api
         .wait_for(&what, |api| {
             Some((
@@ -88,12 +85,7 @@ async fn minted_credentials_work_and_are_scoped_to_their_mailbox() {
             "spec": {"brokerRef": {"name": "agents"}, "address": address, "sendTo": send_to, "ttl": "1h"}});
         api.create(MAILBOXES, mailbox);
     }
-    let what = |name: &str| {
-        format!(
-            "Mailbox {name} Created; operator log:\n{}",
-            operator.log_text()
-        )
-    };
+    let what = |name: &str| operator.waiting_for(format!("Mailbox {name} Created"));
     for name in ["inbox", "other"] {
         api.wait_for(&what(name), |api| {
             let mailbox = api.get(MAILBOXES, NS, name)?;

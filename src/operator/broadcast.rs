@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -69,10 +69,15 @@ async fn apply(broadcast: &Broadcast, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     }
     let api = Api::<Broadcast>::namespaced(ctx.client.clone(), &namespace);
-    let mut updated = broadcast.clone();
-    updated.status = Some(status.clone());
-    api.replace_status(&broadcast.name_any(), &PostParams::default(), &updated)
-        .await?;
+    // A merge patch of the status alone: this controller is its only writer, so there is no
+    // lost update to guard against with a resourceVersion (the cached object may lag).
+    let patch = serde_json::json!({"status": status});
+    api.patch_status(
+        &broadcast.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     let reference = broadcast.object_ref(&());
     if before.member_count != status.member_count {
         let note = format!(

@@ -78,6 +78,32 @@ impl Operator {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// A description of what a test waits for that, when a wait times out and prints it,
+    /// ends with the operator's log as it is then.
+    pub fn waiting_for(&self, what: impl Into<String>) -> Waiting<'_> {
+        Waiting {
+            what: what.into(),
+            operator: self,
+        }
+    }
+}
+
+/// See [`Operator::waiting_for`].
+pub struct Waiting<'a> {
+    what: String,
+    operator: &'a Operator,
+}
+
+impl std::fmt::Display for Waiting<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; operator log:\n{}",
+            self.what,
+            self.operator.log_text()
+        )
+    }
 }
 
 impl Drop for Operator {
@@ -131,10 +157,9 @@ impl Cluster {
         type_: &str,
         status: &str,
     ) -> Value {
-        let what = format!(
-            "{resource} {name}: {type_}={status}; operator log:\n{}",
-            self.operator.log_text()
-        );
+        let what = self
+            .operator
+            .waiting_for(format!("{resource} {name}: {type_}={status}"));
         self.api
             .wait_for(&what, |api| {
                 let object = api.get(resource, NS, name)?;
@@ -146,10 +171,9 @@ impl Cluster {
 
     /// Waits until a Mailbox's Ready condition has `reason`; returns the Mailbox.
     pub async fn wait_reason(&self, name: &str, reason: &str) -> Value {
-        let what = format!(
-            "Mailbox {name} Ready reason {reason}; operator log:\n{}",
-            self.operator.log_text()
-        );
+        let what = self
+            .operator
+            .waiting_for(format!("Mailbox {name} Ready reason {reason}"));
         self.api
             .wait_for(&what, |api| {
                 let object = api.get(MAILBOXES, NS, name)?;
@@ -161,10 +185,9 @@ impl Cluster {
 
     /// Waits until the object is gone from the API server.
     pub async fn wait_gone(&self, resource: &str, name: &str) {
-        let what = format!(
-            "{resource} {name} to be gone; operator log:\n{}",
-            self.operator.log_text()
-        );
+        let what = self
+            .operator
+            .waiting_for(format!("{resource} {name} to be gone"));
         self.api
             .wait_for(&what, |api| {
                 api.get(resource, NS, name).is_none().then_some(())

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::{watcher, Controller};
@@ -143,10 +143,15 @@ async fn write_status(broker: &Broker, ctx: &Context, status: BrokerStatus) -> R
     }
     let api =
         Api::<Broker>::namespaced(ctx.client.clone(), &broker.namespace().unwrap_or_default());
-    let mut updated = broker.clone();
-    updated.status = Some(status.clone());
-    api.replace_status(&broker.name_any(), &PostParams::default(), &updated)
-        .await?;
+    // A merge patch of the status alone: this controller is its only writer, so there is no
+    // lost update to guard against with a resourceVersion (the cached object may lag).
+    let patch = serde_json::json!({"status": status});
+    api.patch_status(
+        &broker.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     for condition in &status.conditions {
         let previous = super::conditions::find(&before.conditions, &condition.type_);
         if previous.map(|p| (&p.status, &p.reason)) != Some((&condition.status, &condition.reason))

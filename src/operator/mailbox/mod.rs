@@ -79,12 +79,22 @@ pub async fn run(
         .await;
 }
 
+/// One pass. The object handed over comes from the controller's cache, which can lag behind
+/// the status this controller itself just wrote; decisions that rest on the status
+/// (`createdAt`, `expiresAt` set once, whether a creation is a re-creation) are therefore made
+/// on the object read afresh from the API server.
 async fn reconcile(mailbox: Arc<Mailbox>, ctx: Arc<Context>) -> Result<Action> {
     let api =
         Api::<Mailbox>::namespaced(ctx.client.clone(), &mailbox.namespace().unwrap_or_default());
     let pass = finalizer(&api, plan::FINALIZER, mailbox, |event| async {
         match event {
-            Finalizer::Apply(mailbox) => apply(&mailbox, &ctx).await,
+            Finalizer::Apply(cached) => match api.get_opt(&cached.name_any()).await? {
+                Some(fresh) if fresh.metadata.deletion_timestamp.is_none() => {
+                    apply(&fresh, &ctx).await
+                }
+                // Gone or going since the cache saw it: the next event brings the cleanup.
+                _ => Ok(Action::await_change()),
+            },
             Finalizer::Cleanup(mailbox) => end_of_life::cleanup(&mailbox, &ctx).await,
         }
     });
@@ -163,6 +173,7 @@ async fn apply(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
     let next = until_expiry.map_or(ctx.settings.resync, |secs| {
         Duration::from_secs(secs).min(ctx.settings.resync)
     });
+    tracing::debug!(mailbox = %mailbox.name_any(), next_check = ?next, "mailbox ready");
     let outcome = Outcome::Ready {
         created_at,
         expires_at,
@@ -245,7 +256,9 @@ async fn ensure_on_broker(
         owner: mailbox.metadata.uid.as_deref().unwrap_or_default(),
     };
     let reference = mailbox.object_ref(&());
-    let settled = match admin.ensure(&ensure).await {
+    let ensured = admin.ensure(&ensure).await;
+    tracing::debug!(mailbox = %mailbox.name_any(), created_before, ensured = ?ensured, "ensured on the broker");
+    let settled = match ensured {
         Ok(false) => return Ok(None),
         Ok(true) if created_before => {
             let note =

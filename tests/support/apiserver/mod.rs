@@ -232,10 +232,10 @@ impl FakeApiServer {
     }
 
     /// Waits until `check` returns `Some` (it is re-run after every write), failing the test after
-    /// 15 s with `what`.
+    /// 15 s with `what` (formatted only then, so it may describe the state at the deadline).
     pub async fn wait_for<T>(
         &self,
-        what: &str,
+        what: impl std::fmt::Display,
         mut check: impl FnMut(&FakeApiServer) -> Option<T>,
     ) -> T {
         let mut changed = self.shared.changed.subscribe();
