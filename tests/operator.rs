@@ -15,7 +15,7 @@ async fn broker_sample_reconciles_into_its_workload_and_becomes_available() {
         serde_yaml::from_str(&std::fs::read_to_string("config/samples/broker.yaml").unwrap())
             .unwrap();
     api.create(BROKERS, sample);
-    let what = operator.waiting_for(format!("the Broker's objects"));
+    let what = operator.waiting_for("the Broker's objects");
     api.wait_for(&what, |api| {
         let found = [
             api.get(STATEFULSETS, "mq9", "agents"),
@@ -44,7 +44,7 @@ async fn broker_sample_reconciles_into_its_workload_and_becomes_available() {
     let keys_before = auth["data"].clone();
 
     broker_pods_ready(&api, "mq9", "agents", 3).await;
-    let what = operator.waiting_for(format!("Broker Available"));
+    let what = operator.waiting_for("Broker Available");
     let broker = api
         .wait_for(&what, |api| {
             let broker = api.get(BROKERS, "mq9", "agents")?;
@@ -76,7 +76,7 @@ async fn broker_sample_reconciles_into_its_workload_and_becomes_available() {
         )
         .await
         .unwrap();
-    let what = operator.waiting_for(format!("the shrink refused"));
+    let what = operator.waiting_for("the shrink refused");
     api.wait_for(&what, |api| {
         let broker = api.get(BROKERS, "mq9", "agents")?;
         condition(&broker, "Degraded").filter(|c| c["reason"] == "StorageChangeRefused")
@@ -213,7 +213,7 @@ async fn a_mailbox_lost_by_the_broker_is_recreated() {
         .request("$mq9.ADMIN.MAILBOX.DELETE", r#"{"name":"team.inbox"}"#)
         .await;
     assert_eq!(deleted["deleted"], true, "{deleted}");
-    let what = cluster.operator.waiting_for(format!("a Recreated Event"));
+    let what = cluster.operator.waiting_for("a Recreated Event");
     cluster
         .api
         .wait_for(&what, |api| {

@@ -42,7 +42,7 @@ async fn minted_credentials_work_and_are_scoped_to_their_mailbox() {
     let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
         "metadata": {"name": "agents", "namespace": NS}, "spec": {}});
     api.create(BROKERS, broker);
-    let what = operator.waiting_for(format!("the Broker's config and keys"));
+    let what = operator.waiting_for("the Broker's config and keys");
     let (conf, auth) = api
         .wait_for(&what, |api| {
             Some((
