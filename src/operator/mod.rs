@@ -7,6 +7,8 @@
 //! - [`credentials`]: a Broker's signing keys and the NATS credentials minted from them;
 //! - [`broker_client`]: the operator's NATS connection to a broker's `$mq9.ADMIN.>` API;
 //! - [`apply`], [`conditions`], [`context`], [`error`], [`metrics`]: what the controllers share;
+//! - [`webhook`], [`pods`]: pod injection (a mutating admission webhook) and the ownership of
+//!   the Mailboxes it creates for pods;
 //! - [`leader`], [`service`]: leader election and the process around the controllers.
 //!
 //! A mail address never appears in a status, an Event or a log line: knowing one is enough
@@ -24,6 +26,8 @@ pub mod error;
 pub mod leader;
 pub mod mailbox;
 pub mod metrics;
+pub mod pods;
 pub mod service;
+pub mod webhook;
 
 pub use service::{run, OperatorArgs};

@@ -38,6 +38,21 @@ pub struct OperatorArgs {
     /// operator outside the cluster during development (e.g. with `kubectl port-forward`).
     #[arg(long, env = "MQ9_NATS_URL_OVERRIDE")]
     pub nats_url_override: Option<String>,
+    /// Serve the pod-injection webhook (HTTPS) here; without it there is no injection.
+    #[arg(long, env = "MQ9_WEBHOOK_ADDR")]
+    pub webhook_addr: Option<SocketAddr>,
+    /// The webhook's Service in --namespace: its certificate is for `<service>.<namespace>.svc`.
+    #[arg(long, default_value = "mq9-operator-webhook")]
+    pub webhook_service: String,
+    /// More DNS names for the webhook's certificate (e.g. `localhost` in development).
+    #[arg(long)]
+    pub webhook_dns_name: Vec<String>,
+    /// The MutatingWebhookConfiguration whose caBundle the operator keeps current.
+    #[arg(long, default_value = "mq9-operator")]
+    pub webhook_configuration: String,
+    /// The Secret in --namespace that holds the webhook's certificate.
+    #[arg(long, default_value = "mq9-operator-webhook-tls")]
+    pub webhook_cert_secret: String,
     /// Kubernetes API server URL (default: in-cluster config or KUBECONFIG).
     #[arg(long, env = "MQ9_KUBE_API")]
     pub api_server: Option<String>,
@@ -102,16 +117,6 @@ pub async fn run(
         &identity,
         Duration::from_secs(args.lease_duration),
     );
-    tokio::pin!(shutdown);
-    tokio::select! {
-        _ = election.acquire() => tracing::info!(%identity, "leading: controllers start"),
-        _ = &mut shutdown => return Ok(()),
-    }
-    let settings = Settings {
-        resync: Duration::from_secs(args.resync_interval),
-        nats_url_override: args.nats_url_override.clone(),
-    };
-    let ctx = Arc::new(Context::new(client, metrics, settings));
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let stopped = |stop: &tokio::sync::broadcast::Sender<()>| {
         let mut receiver = stop.subscribe();
@@ -119,23 +124,57 @@ pub async fn run(
             let _ = receiver.recv().await;
         }
     };
-    let controllers = futures::future::join3(
+    // The webhook is stateless: every replica serves it, leader or not.
+    let webhook = webhook_settings(&args)
+        .map(|settings| super::webhook::serve(client.clone(), settings, stopped(&stop)));
+    let webhook = async move {
+        match webhook {
+            Some(serving) => serving.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(webhook, shutdown);
+    tokio::select! {
+        _ = election.acquire() => tracing::info!(%identity, "leading: controllers start"),
+        served = &mut webhook => return served.context("the admission webhook failed"),
+        _ = &mut shutdown => return Ok(()),
+    }
+    let settings = Settings {
+        resync: Duration::from_secs(args.resync_interval),
+        nats_url_override: args.nats_url_override.clone(),
+    };
+    let ctx = Arc::new(Context::new(client, metrics, settings));
+    let controllers = futures::future::join4(
         super::broker::run(ctx.clone(), stopped(&stop)),
         super::mailbox::run(ctx.clone(), stopped(&stop)),
         super::broadcast::run(ctx.clone(), stopped(&stop)),
+        super::pods::run(ctx.clone(), stopped(&stop)),
     );
     tokio::pin!(controllers);
-    let lost = tokio::select! {
-        _ = &mut controllers => false,
-        _ = election.hold() => true,
-        _ = &mut shutdown => false,
+    let outcome = tokio::select! {
+        _ = &mut controllers => Ok(()),
+        _ = election.hold() => Err(anyhow::anyhow!("lost the leader Lease; exiting so that only one replica acts")),
+        served = &mut webhook => served.context("the admission webhook failed"),
+        _ = &mut shutdown => Ok(()),
     };
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), controllers).await;
     let _ = http_stop.send(());
     let _ = http.await;
-    if lost {
-        anyhow::bail!("lost the leader Lease; exiting so that only one replica acts");
-    }
-    Ok(())
+    outcome
+}
+
+/// The webhook's settings, when `--webhook-addr` asks for it.
+fn webhook_settings(args: &OperatorArgs) -> Option<super::webhook::WebhookSettings> {
+    let addr = args.webhook_addr?;
+    let service = format!("{}.{}.svc", args.webhook_service, args.namespace);
+    let mut dns_names = vec![service.clone(), format!("{service}.cluster.local")];
+    dns_names.extend(args.webhook_dns_name.iter().cloned());
+    Some(super::webhook::WebhookSettings {
+        addr,
+        namespace: args.namespace.clone(),
+        dns_names,
+        cert_secret: args.webhook_cert_secret.clone(),
+        configuration: args.webhook_configuration.clone(),
+    })
 }

@@ -36,6 +36,16 @@ impl Operator {
     /// Starts the operator against `api`, reaching every Broker's NATS at `nats_url`, checking
     /// Ready Mailboxes against the broker every `resync` seconds.
     pub fn start(api: &FakeApiServer, nats_url: &str, resync: u64) -> Operator {
+        Operator::start_with(api, nats_url, resync, &[])
+    }
+
+    /// As [`Operator::start`], with more `mq9 operator` flags.
+    pub fn start_with(
+        api: &FakeApiServer,
+        nats_url: &str,
+        resync: u64,
+        extra: &[&str],
+    ) -> Operator {
         let dir = TempDir::new().unwrap();
         let log = dir.path().join("operator.log");
         let log_file = std::fs::File::create(&log).unwrap();
@@ -60,6 +70,7 @@ impl Operator {
                 "--resync-interval",
                 &resync.to_string(),
             ])
+            .args(extra)
             .env("MQ9_LOG", "mq9=debug,info")
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
@@ -122,9 +133,14 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start() -> Cluster {
+        Cluster::start_with(&[]).await
+    }
+
+    /// As [`Cluster::start`], with more `mq9 operator` flags.
+    pub async fn start_with(operator_flags: &[&str]) -> Cluster {
         let api = FakeApiServer::start().await;
         let env = Env::start().await;
-        let operator = Operator::start(&api, env.nats.url(), 2);
+        let operator = Operator::start_with(&api, env.nats.url(), 2, operator_flags);
         Cluster { api, env, operator }
     }
 

@@ -1,0 +1,298 @@
+//! The pod-injection webhook (operator.md, "Getting mailboxes into agent pods"): a mutating
+//! admission webhook served over HTTPS by every operator replica (it is stateless, so it needs
+//! no leadership).
+//!
+//! - `mq9.io/mailbox: <name>`: the pod gets that Mailbox's Secret as environment and as a
+//!   read-only mount at `/var/run/secrets/mq9`.
+//! - `mq9.io/mailbox: auto` (optional `mq9.io/broker`, `mq9.io/ttl`): a Mailbox is created for
+//!   the pod and wired the same way; [`crate::operator::pods`] makes the pod its owner, so it is
+//!   deleted with the pod.
+//!
+//! The webhook never refuses a pod (the configuration says `failurePolicy: Ignore` too): when it
+//! cannot inject, the pod is admitted unchanged with a warning saying why, which `kubectl`
+//! prints. Decisions are in [`inject`]; TLS in [`certs`].
+
+pub mod certs;
+pub mod inject;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine as _;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, PostParams};
+use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use kube::{Api, Client, ResourceExt};
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use self::inject::Request;
+use crate::crd::{Broker, Mailbox};
+use crate::operator::mailbox::secret;
+
+/// How often a replica checks the certificate Secret for a renewal.
+const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+
+/// Where and as what the webhook serves.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub addr: SocketAddr,
+    /// The operator's namespace: its pods are never injected; the certificate Secret lives here.
+    pub namespace: String,
+    /// The DNS names the serving certificate is for (the webhook Service's).
+    pub dns_names: Vec<String>,
+    /// The Secret holding the certificate.
+    pub cert_secret: String,
+    /// The MutatingWebhookConfiguration whose `caBundle` the operator keeps current.
+    pub configuration: String,
+}
+
+#[derive(Clone)]
+struct WebhookState {
+    client: Client,
+    namespace: String,
+}
+
+/// Serves `/mutate` until `shutdown` completes.
+pub async fn serve(
+    client: Client,
+    settings: WebhookSettings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let cert = certs::ensure(
+        &client,
+        &settings.namespace,
+        &settings.cert_secret,
+        &settings.dns_names,
+    )
+    .await?;
+    certs::publish_ca_bundle(&client, &settings.configuration, &cert.ca_pem).await?;
+    let tls = Arc::new(RwLock::new(certs::tls_config(&cert)?));
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for the webhook on {}: {e}", settings.addr))?;
+    tracing::info!(addr = %settings.addr, "admission webhook listening");
+    let state = WebhookState {
+        client: client.clone(),
+        namespace: settings.namespace.clone(),
+    };
+    let app = Router::new()
+        .route("/mutate", post(mutate))
+        .with_state(state);
+    let renewal = tokio::spawn(keep_certificate_current(
+        client,
+        settings,
+        cert,
+        tls.clone(),
+    ));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook accept failed");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let config = tls.read().expect("the TLS lock is never poisoned").clone();
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let stream = match tokio_rustls::TlsAcceptor::from(config).accept(stream).await {
+                Ok(stream) => stream,
+                Err(e) => return tracing::debug!(error = %e, "webhook TLS handshake failed"),
+            };
+            let connection = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = connection
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "webhook connection ended with an error");
+            }
+        });
+    }
+    renewal.abort();
+    Ok(())
+}
+
+/// Follows renewals of the certificate (by this replica or another) and republishes the CA.
+async fn keep_certificate_current(
+    client: Client,
+    settings: WebhookSettings,
+    mut current: certs::ServingCert,
+    tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
+) {
+    loop {
+        tokio::time::sleep(CERT_CHECK_INTERVAL).await;
+        let renewed = certs::ensure(
+            &client,
+            &settings.namespace,
+            &settings.cert_secret,
+            &settings.dns_names,
+        )
+        .await;
+        let cert = match renewed {
+            Ok(cert) if cert != current => cert,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the webhook certificate");
+                continue;
+            }
+        };
+        let swapped = certs::publish_ca_bundle(&client, &settings.configuration, &cert.ca_pem)
+            .await
+            .and_then(|()| certs::tls_config(&cert));
+        match swapped {
+            Ok(config) => {
+                *tls.write().expect("the TLS lock is never poisoned") = config;
+                current = cert;
+                tracing::info!(not_after = %current.not_after, "webhook serves its renewed certificate");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot switch to the renewed webhook certificate")
+            }
+        }
+    }
+}
+
+/// The answer to the API server (`admission.k8s.io/v1` AdmissionReview). Written here rather
+/// than with kube's `AdmissionResponse`, which serializes the patch as an array of numbers
+/// (kube-rs issue 1781); the API server wants the JSON patch base64-encoded.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewResponse {
+    uid: String,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+impl ReviewResponse {
+    fn into_review(self) -> Json<Value> {
+        Json(
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": self}),
+        )
+    }
+}
+
+async fn mutate(
+    State(state): State<WebhookState>,
+    Json(review): Json<AdmissionReview<Pod>>,
+) -> Json<Value> {
+    let request: AdmissionRequest<Pod> = match review.try_into() {
+        Ok(request) => request,
+        // Nothing to answer to: no uid. The API server treats this as a failed call (Ignore).
+        Err(e) => {
+            return Json(
+                json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "error": e.to_string()}),
+            )
+        }
+    };
+    let mut response = ReviewResponse {
+        uid: request.uid.clone(),
+        allowed: true,
+        patch_type: None,
+        patch: None,
+        warnings: vec![],
+    };
+    match decide(&state, &request).await {
+        Ok(None) => {}
+        Ok(Some(patch)) => {
+            let bytes = serde_json::to_vec(&patch).expect("a JSON patch serializes");
+            response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+            response.patch_type = Some("JSONPatch");
+        }
+        Err(warning) => {
+            tracing::info!(%warning, "pod admitted without injection");
+            response.warnings.push(warning);
+        }
+    }
+    response.into_review()
+}
+
+/// The patch for one admission request; `Err` is a warning for the user.
+async fn decide(
+    state: &WebhookState,
+    request: &AdmissionRequest<Pod>,
+) -> Result<Option<json_patch::Patch>, String> {
+    let Some(pod) = &request.object else {
+        return Ok(None);
+    };
+    let namespace = request.namespace.clone().unwrap_or_default();
+    let mailboxes = Api::<Mailbox>::namespaced(state.client.clone(), &namespace);
+    match inject::request(pod, &namespace, &state.namespace)? {
+        Request::Skip(why) => {
+            tracing::debug!(why, "pod not injected");
+            Ok(None)
+        }
+        Request::Existing(name) => {
+            let mailbox = mailboxes
+                .get_opt(&name)
+                .await
+                .map_err(|e| format!("mq9: cannot read Mailbox {name}: {e}"))?
+                .ok_or_else(|| format!("mq9: Mailbox {name} does not exist in {namespace}; the pod gets no mq9 credentials"))?;
+            Ok(Some(inject::patch(
+                pod,
+                &name,
+                &secret::secret_name(&mailbox),
+                false,
+            )))
+        }
+        Request::Auto { broker, ttl } => {
+            let broker = match broker {
+                Some(broker) => broker,
+                None => only_broker(&state.client, &namespace).await?,
+            };
+            let suffix: String = (0..6)
+                .map(|_| {
+                    char::from(
+                        b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::rng().random_range(0..36)],
+                    )
+                })
+                .collect();
+            let mailbox = inject::auto_mailbox(pod, &namespace, &suffix, &broker, &ttl);
+            // A dry run must have no side effects: the patch is shown, the Mailbox not made.
+            if !request.dry_run {
+                mailboxes
+                    .create(&PostParams::default(), &mailbox)
+                    .await
+                    .map_err(|e| format!("mq9: cannot create a Mailbox for the pod: {e}"))?;
+            }
+            Ok(Some(inject::patch(
+                pod,
+                &mailbox.name_any(),
+                &secret::secret_name(&mailbox),
+                true,
+            )))
+        }
+    }
+}
+
+/// The namespace's Broker when there is exactly one.
+async fn only_broker(client: &Client, namespace: &str) -> Result<String, String> {
+    let brokers = Api::<Broker>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("mq9: cannot list Brokers: {e}"))?;
+    match brokers.items.as_slice() {
+        [only] => Ok(only.name_any()),
+        found => Err(format!(
+            "mq9: {} Brokers in {namespace}; set the annotation {} to choose one",
+            found.len(),
+            inject::BROKER_ANNOTATION
+        )),
+    }
+}
