@@ -49,15 +49,17 @@ pub async fn run(
     let mailboxes = Api::<Mailbox>::all(client.clone());
     let controller = Controller::new(mailboxes, watcher::Config::default());
     let store = controller.store();
-    let by_namespace = move |namespace: Option<String>| {
+    // The Mailboxes a change concerns: those of a Broadcast's namespace (membership), those
+    // whose brokerRef names a Broker (which may be in another namespace).
+    let selected = move |wanted: &dyn Fn(&Mailbox) -> bool| {
         store
             .state()
             .into_iter()
-            .filter(|m| m.namespace() == namespace)
+            .filter(|m| wanted(m))
             .map(|m| ObjectRef::from_obj(&*m))
             .collect::<Vec<_>>()
     };
-    let for_broadcast = by_namespace.clone();
+    let for_broker = selected.clone();
     controller
         .owns(
             Api::<Secret>::all(client.clone()),
@@ -66,12 +68,19 @@ pub async fn run(
         .watches(
             Api::<Broadcast>::all(client.clone()),
             watcher::Config::default(),
-            move |b| for_broadcast(b.namespace()),
+            move |b| selected(&|m| m.namespace() == b.namespace()),
         )
         .watches(
             Api::<Broker>::all(client),
             watcher::Config::default(),
-            move |b| by_namespace(b.namespace()),
+            move |b| {
+                let (name, namespace) = (b.name_any(), b.namespace().unwrap_or_default());
+                for_broker(&|m| {
+                    let own = m.namespace().unwrap_or_default();
+                    m.spec.broker_ref.name == name
+                        && m.spec.broker_ref.namespace_or(&own) == namespace
+                })
+            },
         )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
