@@ -343,3 +343,56 @@ async fn a_mailbox_without_its_broker_says_so() {
     cluster.ready_broker("later").await;
     cluster.wait_reason("early", "Created").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_leader_acts_and_a_standby_takes_over() {
+    let api = support::apiserver::FakeApiServer::start().await;
+    let env = support::Env::start().await;
+    let replica = |identity: &'static str| {
+        let flags = ["--identity", identity, "--lease-duration", "2"];
+        Operator::start_with(&api, env.nats.url(), 60, &flags)
+    };
+    let first = replica("first");
+    let holder = |api: &support::apiserver::FakeApiServer| {
+        let lease = api.get(
+            "coordination.k8s.io/v1/leases",
+            "mq9-system",
+            "mq9-operator",
+        )?;
+        lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+    };
+    api.wait_for(first.waiting_for("the first replica to lead"), |api| {
+        holder(api).filter(|h| h == "first")
+    })
+    .await;
+    let second = replica("second");
+    let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
+        "metadata": {"name": "agents", "namespace": NS}, "spec": {"auth": {"mode": "none"}}});
+    api.create(BROKERS, broker);
+    api.wait_for(first.waiting_for("the leader to reconcile"), |api| {
+        api.get(STATEFULSETS, NS, "agents")
+    })
+    .await;
+    assert!(first.log_text().contains("leading"));
+    assert!(
+        !second.log_text().contains("leading"),
+        "the standby does not act:\n{}",
+        second.log_text()
+    );
+
+    // The leader dies without releasing the Lease: once it lapses, the standby leads and acts.
+    drop(first);
+    api.wait_for(second.waiting_for("the standby to take over"), |api| {
+        holder(api).filter(|h| h == "second")
+    })
+    .await;
+    broker_pods_ready(&api, NS, "agents", 1).await;
+    api.wait_for(
+        second.waiting_for("the new leader to report the Broker Available"),
+        |api| {
+            let broker = api.get(BROKERS, NS, "agents")?;
+            condition(&broker, "Available").filter(|c| c["status"] == "True")
+        },
+    )
+    .await;
+}

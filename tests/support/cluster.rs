@@ -39,7 +39,8 @@ impl Operator {
         Operator::start_with(api, nats_url, resync, &[])
     }
 
-    /// As [`Operator::start`], with more `mq9 operator` flags.
+    /// As [`Operator::start`], with more `mq9 operator` flags (`--identity` defaults to
+    /// `test-operator`).
     pub fn start_with(
         api: &FakeApiServer,
         nats_url: &str,
@@ -50,6 +51,10 @@ impl Operator {
         let log = dir.path().join("operator.log");
         let log_file = std::fs::File::create(&log).unwrap();
         let http_addr = free_port();
+        let identity: &[&str] = match extra.contains(&"--identity") {
+            true => &[],
+            false => &["--identity", "test-operator"],
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_mq9"))
             .args([
                 "operator",
@@ -64,12 +69,8 @@ impl Operator {
                 "--namespace",
                 "mq9-system",
             ])
-            .args([
-                "--identity",
-                "test-operator",
-                "--resync-interval",
-                &resync.to_string(),
-            ])
+            .args(["--resync-interval", &resync.to_string()])
+            .args(identity)
             .args(extra)
             .env("MQ9_LOG", "mq9=debug,info")
             .env_remove("KUBECONFIG")
