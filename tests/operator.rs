@@ -151,6 +151,19 @@ async fn mailbox_gets_its_secret_and_goes_with_its_finalizer() {
     assert!(cluster
         .event_reasons("inbox")
         .contains(&"Created".to_owned()));
+    let (code, metrics) = support::http_get(cluster.operator.http_addr, "/metrics").await;
+    assert_eq!(code, 200);
+    let value = |name: &str| {
+        support::metric_value(&metrics, name).unwrap_or_else(|| panic!("{name} in\n{metrics}"))
+    };
+    assert_eq!(value(r#"mq9_operator_mailboxes{reason="Created"}"#), 1.0);
+    assert!(value(r#"mq9_operator_reconciles_total{controller="mailbox"}"#) >= 1.0);
+    assert_eq!(
+        support::http_get(cluster.operator.http_addr, "/readyz")
+            .await
+            .0,
+        200
+    );
 
     // Deleting the object deletes the mailbox on the broker, then releases the finalizer.
     cluster.api.delete(MAILBOXES, NS, "inbox");
