@@ -94,3 +94,45 @@ async fn stored_gauges_follow_deletes() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_standby_broker_is_ready_but_leaves_every_request_to_the_active_one() {
+    let env = Env::start().await;
+    let data = tempfile::TempDir::new().unwrap();
+    let http_addr = free_port();
+    // A second replica's broker, as the operator runs it: active only in pod `agents-0`.
+    let mut standby = std::process::Command::new(env!("CARGO_BIN_EXE_mq9"))
+        .args([
+            "broker",
+            "--nats-url",
+            env.nats.url(),
+            "--active-pod",
+            "agents-0",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--http-addr", &http_addr.to_string()])
+        .env("POD_NAME", "agents-1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the standby answers /readyz", || async {
+        tokio::net::TcpStream::connect(http_addr).await.is_ok()
+            && http_get(http_addr, "/readyz").await.0 == 200
+    })
+    .await;
+    // Were the standby serving, its queue subscription would take some of these.
+    for i in 0..20 {
+        let reply = env
+            .request(
+                "$mq9.AI.MAILBOX.CREATE",
+                &json!({"name": format!("box.{i}")}).to_string(),
+            )
+            .await;
+        assert_eq!(reply["mail_id"], format!("box.{i}"), "{reply}");
+    }
+    assert_eq!(env.metric("mq9_mailboxes").await, Some(20.0));
+    let _ = standby.kill();
+    let _ = standby.wait();
+}
