@@ -23,6 +23,22 @@ async fn readyz_fails_while_nats_is_unreachable() {
     assert_eq!(http_get(env.broker.http_addr, "/healthz").await.0, 200);
 }
 
+#[tokio::test]
+async fn the_broker_reconnects_after_nats_server_restarts() {
+    let mut env = Env::start().await;
+    let address = env.create(json!({"name": "keep.me", "ttl": 0})).await;
+    env.send_ok(&address, b"before", &[]).await;
+    env.restart_nats().await;
+    // The test's own client reconnects too; once the broker is back it answers again.
+    env.wait_ready().await;
+    assert_eq!(http_get(env.broker.http_addr, "/readyz").await.0, 200);
+    env.send_ok(&address, b"after", &[]).await;
+    assert_eq!(
+        texts(&env.query(&address, json!({})).await),
+        vec!["before", "after"]
+    );
+}
+
 /// The value of the sample `name{labels}` in a Prometheus exposition.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines().find_map(|line| {

@@ -95,6 +95,27 @@ impl Env {
         self.wait_ready().await;
     }
 
+    /// Kills nats-server and starts a new one on the same port, as a crash and restart of the
+    /// server looks to its clients (the broker's connection drops and must come back by itself).
+    pub async fn restart_nats(&mut self) {
+        let port: u16 = self.nats.url().rsplit(':').next().unwrap().parse().unwrap();
+        // SAFETY: kill(2) on the nats-server child this harness started.
+        unsafe { libc::kill(self.nats.pid() as libc::pid_t, libc::SIGKILL) };
+        let dir = TempDir::new().unwrap();
+        let mut options = NatsServerOptions::new(dir.path());
+        options.port = Some(port);
+        let deadline = Instant::now() + DEADLINE;
+        self.nats = loop {
+            match NatsServer::start(&options) {
+                Ok(server) => break server,
+                // The old process may still hold the port for a moment.
+                Err(e) => assert!(Instant::now() < deadline, "nats-server restarts: {e:#}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self._nats_dir = dir;
+    }
+
     /// Waits until the broker answers requests.
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + DEADLINE;
