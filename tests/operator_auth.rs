@@ -7,7 +7,8 @@ mod support;
 use std::time::Duration;
 
 use mq9::natsd::{NatsServer, NatsServerOptions};
-use serde_json::json;
+use serde_json::{json, Value};
+use support::apiserver::FakeApiServer;
 use support::cluster::*;
 use tempfile::TempDir;
 
@@ -33,43 +34,66 @@ async fn answered(client: &async_nats::Client, subject: &str, body: &str) -> boo
     }
 }
 
+/// The Broker's data plane as its pod would run it, once the operator has written the
+/// Broker's ConfigMap and auth Secret: nats-server (on `port`) with the operator's trust block,
+/// the broker connecting with `broker.creds`.
+struct DataPlane {
+    _nats: NatsServer,
+    _broker: support::Broker,
+    _dirs: [TempDir; 3],
+}
+
+impl DataPlane {
+    async fn start(
+        api: &FakeApiServer,
+        operator: &Operator,
+        namespace: &str,
+        broker: &str,
+        port: u16,
+    ) -> DataPlane {
+        let what = operator.waiting_for("the Broker's config and keys");
+        let (conf, auth) = api
+            .wait_for(&what, |api| {
+                Some((
+                    api.get(CONFIG_MAPS, namespace, &format!("{broker}-config"))?,
+                    api.get(SECRETS, namespace, &format!("{broker}-auth"))?,
+                ))
+            })
+            .await;
+        let conf = conf["data"]["nats-server.conf"].as_str().unwrap();
+        let trust = &conf[conf.find("operator:").expect("an operator-mode block")..];
+        let nats_dir = TempDir::new().unwrap();
+        let mut options = NatsServerOptions::new(nats_dir.path());
+        options.port = Some(port);
+        options.extra_config = trust.to_owned();
+        let nats = NatsServer::start(&options).expect("nats-server accepts the operator's config");
+        let creds_dir = TempDir::new().unwrap();
+        let broker_creds = creds_dir.path().join("broker.creds");
+        std::fs::write(&broker_creds, secret_text(&auth, "broker.creds").unwrap()).unwrap();
+        let data_dir = TempDir::new().unwrap();
+        let args = [
+            "--nats-creds".to_owned(),
+            broker_creds.display().to_string(),
+        ];
+        let broker = support::Broker::spawn(nats.url(), data_dir.path(), &args);
+        DataPlane {
+            _nats: nats,
+            _broker: broker,
+            _dirs: [nats_dir, creds_dir, data_dir],
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn minted_credentials_work_and_are_scoped_to_their_mailbox() {
-    let api = support::apiserver::FakeApiServer::start().await;
+    let api = FakeApiServer::start().await;
     let port = support::free_port().port();
     let url = format!("nats://127.0.0.1:{port}");
     let operator = Operator::start(&api, &url, 2);
     let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
         "metadata": {"name": "agents", "namespace": NS}, "spec": {}});
     api.create(BROKERS, broker);
-    let what = operator.waiting_for("the Broker's config and keys");
-    let (conf, auth) = api
-        .wait_for(&what, |api| {
-            Some((
-                api.get(CONFIG_MAPS, NS, "agents-config")?,
-                api.get(SECRETS, NS, "agents-auth")?,
-            ))
-        })
-        .await;
-
-    // Run the Broker's data plane as its pod would: nats-server with the operator's trust
-    // block, the broker connecting with the broker.creds of the auth Secret.
-    let conf = conf["data"]["nats-server.conf"].as_str().unwrap();
-    let trust = &conf[conf.find("operator:").expect("an operator-mode block")..];
-    let nats_dir = TempDir::new().unwrap();
-    let mut options = NatsServerOptions::new(nats_dir.path());
-    options.port = Some(port);
-    options.extra_config = trust.to_owned();
-    let _nats = NatsServer::start(&options).expect("nats-server accepts the operator's config");
-    let creds_dir = TempDir::new().unwrap();
-    let broker_creds = creds_dir.path().join("broker.creds");
-    std::fs::write(&broker_creds, secret_text(&auth, "broker.creds").unwrap()).unwrap();
-    let data_dir = TempDir::new().unwrap();
-    let broker_args = [
-        "--nats-creds".to_owned(),
-        broker_creds.display().to_string(),
-    ];
-    let _broker = support::Broker::spawn(&url, data_dir.path(), &broker_args);
+    let _data_plane = DataPlane::start(&api, &operator, NS, "agents", port).await;
     assert!(
         async_nats::connect(&url).await.is_err(),
         "the server refuses clients without credentials"
@@ -140,4 +164,59 @@ async fn minted_credentials_work_and_are_scoped_to_their_mailbox() {
         .parse()
         .unwrap();
     assert_eq!(claims["exp"], expires_at.as_second());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_samples_become_ready() {
+    let api = FakeApiServer::start().await;
+    let port = support::free_port().port();
+    let operator = Operator::start(&api, &format!("nats://127.0.0.1:{port}"), 2);
+    let mut samples: Vec<Value> = std::fs::read_dir("config/samples")
+        .unwrap()
+        .map(|entry| {
+            serde_yaml::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap()
+        })
+        .collect();
+    samples.sort_by_key(|s| s["kind"] != "Broker");
+    for sample in samples {
+        let resource = match sample["kind"].as_str().unwrap() {
+            "Broker" => BROKERS,
+            "Mailbox" => MAILBOXES,
+            _ => BROADCASTS,
+        };
+        api.create(resource, sample);
+    }
+    let _data_plane = DataPlane::start(&api, &operator, "mq9", "agents", port).await;
+    broker_pods_ready(&api, "mq9", "agents", 3).await;
+    for name in ["translator", "translator-status"] {
+        api.wait_for(
+            operator.waiting_for(format!("Mailbox {name} Ready")),
+            |api| {
+                let mailbox = api.get(MAILBOXES, "mq9", name)?;
+                condition(&mailbox, "Ready").filter(|c| c["status"] == "True")
+            },
+        )
+        .await;
+    }
+    let secret = api
+        .get(SECRETS, "mq9", "translator-status-credentials")
+        .expect("the sample's secretName");
+    assert_eq!(
+        secret_text(&secret, "mail_address").unwrap(),
+        "status.translator"
+    );
+    let translator = api.get(SECRETS, "mq9", "translator-mq9").unwrap();
+    assert_eq!(
+        translator["metadata"]["labels"]["team"], "language",
+        "secretTemplate labels"
+    );
+    api.wait_for(
+        operator.waiting_for("Broadcast tasks with both members"),
+        |api| {
+            let broadcast = api.get(BROADCASTS, "mq9", "tasks")?;
+            condition(&broadcast, "Ready").filter(|c| c["status"] == "True")?;
+            (broadcast["status"]["memberCount"] == 2).then_some(())
+        },
+    )
+    .await;
 }
