@@ -173,12 +173,15 @@ struct Pending {
     dirty: HashSet<u64>,
     /// Mailboxes that got a visible message in this batch.
     woken: HashSet<u64>,
+    /// The mailbox id counter to persist with this batch: written once per batch, not once
+    /// per CREATE — every write of one key stays in the memtable until it is flushed.
+    next_mailbox_id: Option<u64>,
 }
 
 pub struct Engine {
     store: Store,
     config: EngineConfig,
-    mailboxes: HashMap<Box<str>, Mailbox>,
+    mailboxes: HashMap<Box<str>, Box<Mailbox>>,
     next_mailbox_id: u64,
     next_delay_seq: u64,
     pending: Pending,
@@ -235,7 +238,7 @@ impl Engine {
         self.registry = registry::Registry::load(&self.store)?;
         self.topics = topics::TopicIndex::default();
         for (address, mailbox) in &self.mailboxes {
-            for topic in &mailbox.subscriptions {
+            for topic in mailbox.subscriptions() {
                 self.topics.insert(topic, address);
             }
         }
@@ -354,6 +357,14 @@ impl Engine {
     /// every job waiting in the batch fails with `internal` and memory is reloaded from disk, so
     /// nothing unwritten is ever acknowledged or remembered.
     fn flush(&mut self) {
+        if let Some(next) = self.pending.next_mailbox_id.take() {
+            self.store.put_raw(
+                &mut self.pending.batch,
+                crate::store::CF_META,
+                crate::store::META_NEXT_MAILBOX_ID,
+                &next.to_be_bytes(),
+            );
+        }
         let batch = std::mem::take(&mut self.pending.batch);
         let sync = std::mem::take(&mut self.pending.sync) && self.config.sync == SyncMode::Always;
         self.pending.dirty.clear();

@@ -131,9 +131,7 @@ impl Engine {
             MailboxType::Latest => Some(String::new()),
             MailboxType::Standard => message.key.clone(),
         };
-        let replaced = slot_key
-            .as_ref()
-            .and_then(|k| mailbox.slots.get(k).copied());
+        let replaced = slot_key.as_ref().and_then(|k| mailbox.slot(k));
         let size = message.size();
         if !counted {
             let (freed_count, freed_bytes) = replaced.map_or((0, 0), |s| (1, s.size));
@@ -174,7 +172,7 @@ impl Engine {
             };
             self.store
                 .put(batch, store::CF_SLOTS, &named_key(id, &slot_key), &slot);
-            mailbox.slots.insert(slot_key, slot);
+            mailbox.indexes_mut().slots.insert(slot_key, slot);
         }
         self.store.put(
             batch,
