@@ -54,7 +54,7 @@ const FIGURES: [&str; 10] = [
 /// Size of every message payload.
 const PAYLOAD_BYTES: usize = 256;
 /// Requests in flight while creating mailboxes or streams.
-const CREATE_IN_FLIGHT: usize = 16;
+const CREATE_IN_FLIGHT: usize = 128;
 
 /// `mq9 bench`.
 #[derive(Debug, Clone, clap::Args)]

@@ -125,15 +125,11 @@ impl Engine {
             .ok_or_else(|| ProtoError::no_mailbox(address))
     }
 
-    /// Queues the mailbox's record (counters included) into the open batch.
+    /// Queues the mailbox's record (counters included) for the open batch; it is written
+    /// when the batch is flushed, once however many commands of the batch changed it.
     pub(super) fn save_mailbox(&mut self, address: &str) {
-        if let Some(mailbox) = self.mailboxes.get(address) {
-            self.store.put(
-                &mut self.pending.batch,
-                store::CF_MAILBOXES,
-                address.as_bytes(),
-                &mailbox.record,
-            );
+        if !self.pending.records.contains(address) {
+            self.pending.records.insert(address.into());
         }
     }
 

@@ -176,6 +176,10 @@ struct Pending {
     /// The mailbox id counter to persist with this batch: written once per batch, not once
     /// per CREATE — every write of one key stays in the memtable until it is flushed.
     next_mailbox_id: Option<u64>,
+    /// Mailboxes whose record (counters) changed in this batch. Each is written once, when the
+    /// batch is flushed: 128 SENDs to one mailbox in a batch write its record once, not 128
+    /// times. A mailbox removed meanwhile is skipped, so its delete in the batch stands.
+    records: HashSet<Box<str>>,
 }
 
 pub struct Engine {
@@ -357,6 +361,16 @@ impl Engine {
     /// every job waiting in the batch fails with `internal` and memory is reloaded from disk, so
     /// nothing unwritten is ever acknowledged or remembered.
     fn flush(&mut self) {
+        for address in std::mem::take(&mut self.pending.records) {
+            if let Some(mailbox) = self.mailboxes.get(&address) {
+                self.store.put(
+                    &mut self.pending.batch,
+                    crate::store::CF_MAILBOXES,
+                    address.as_bytes(),
+                    &mailbox.record,
+                );
+            }
+        }
         if let Some(next) = self.pending.next_mailbox_id.take() {
             self.store.put_raw(
                 &mut self.pending.batch,
