@@ -11,11 +11,13 @@
 //! - [`broker`]: the NATS service around the engine, with its HTTP endpoints and metrics.
 //! - [`natsd`]: starting a real `nats-server` as a child process (`mq9 dev`, tests, benchmarks).
 //! - [`dev`]: `mq9 dev`, nats-server plus broker in one command.
+//! - [`bench`]: `mq9 bench`, mq9 measured against the NATS request/reply ceiling and JetStream.
 //! - [`crd`], [`operator`], [`auth`]: the Kubernetes side: the `mq9.io` kinds, their
 //!   controllers, and the NATS credentials the operator mints.
 //! - [`cli`]: the client commands (`mq9 mailbox | send | fetch | query | agents | subscribe`).
 
 pub mod auth;
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;

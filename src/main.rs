@@ -1,7 +1,7 @@
 //! The `mq9` command: broker, local development environment, the Kubernetes operator and its
-//! CRDs, the CLI client (and, as it lands, the benchmark).
+//! CRDs, the CLI client and the benchmark.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "mq9", version, about = "Mailboxes for AI agents over NATS")]
@@ -31,6 +31,8 @@ enum Commands {
     Operator(mq9::operator::OperatorArgs),
     /// Print the CustomResourceDefinitions (what `crds/mq9.yaml` holds).
     Crds,
+    /// Measure mq9 against the NATS request/reply ceiling and JetStream (own servers, loopback).
+    Bench(mq9::bench::BenchArgs),
     #[command(flatten)]
     Client(mq9::cli::Command),
 }
@@ -48,10 +50,49 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
+const BENCH_LOG_LEVEL: &str = "info,async_nats=warn";
+
+/// The command line, read.
+enum Parsed {
+    Cli(Box<Cli>),
+    Bench(LogFormat, mq9::bench::BenchArgs),
+}
+
+/// Reads the command line.
+///
+/// `mq9 bench --json FILE` gives the name of the client commands' global `--json` flag a
+/// value. Bench's own `--json` shadows the global one (clap does not propagate a global arg to
+/// a subcommand that defines the same id), but clap still copies values of that id between
+/// the levels: the bench file up to the global, where the derived `Cli` expects a bool, and
+/// the global's bool down to bench when no file is given. So bench is read from its own
+/// matches, and a bool found there is dropped.
+fn parse() -> Result<Parsed, clap::Error> {
+    let matches = Cli::command().try_get_matches()?;
+    if let Some(("bench", bench)) = matches.subcommand() {
+        let log_format = matches
+            .get_one::<LogFormat>("log_format")
+            .copied()
+            .unwrap_or(LogFormat::Text);
+        let mut bench = bench.clone();
+        if bench.try_get_one::<std::path::PathBuf>("json").is_err() {
+            let _ = bench.try_remove_one::<bool>("json");
+        }
+        let args = mq9::bench::BenchArgs::from_arg_matches(&bench)?;
+        return Ok(Parsed::Bench(log_format, args));
+    }
+    Cli::from_arg_matches(&matches).map(|cli| Parsed::Cli(Box::new(cli)))
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let cli = match parse() {
+        Ok(Parsed::Cli(cli)) => *cli,
+        Ok(Parsed::Bench(log_format, args)) => {
+            // The servers' connections close at the end of every figure; async-nats reports
+            // that at INFO, which is noise here.
+            init_logging(log_format, BENCH_LOG_LEVEL);
+            return exit_code(mq9::bench::run(args).await);
+        }
         // Help and version go to stdout as clap prints them.
         Err(e) if !e.use_stderr() => e.exit(),
         // Bad arguments: one line, like every other error.
@@ -66,6 +107,7 @@ async fn main() -> std::process::ExitCode {
         Commands::Client(_) => "off",
         Commands::Crds => "warn",
         Commands::Broker(_) | Commands::Dev(_) | Commands::Operator(_) => "info",
+        Commands::Bench(_) => BENCH_LOG_LEVEL,
     };
     init_logging(cli.log_format, default_level);
     let result = match cli.command {
@@ -76,8 +118,13 @@ async fn main() -> std::process::ExitCode {
             print!("{}", mq9::crd::yaml());
             Ok(())
         }
+        Commands::Bench(args) => mq9::bench::run(args).await,
         Commands::Client(command) => mq9::cli::run(cli.client, command).await,
     };
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

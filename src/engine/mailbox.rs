@@ -9,9 +9,19 @@ use crate::store::{
 };
 
 /// A mailbox as the engine holds it: its record plus the small per-mailbox indexes.
+///
+/// The indexes are allocated on first use. Most mailboxes never get a compaction slot, a
+/// consumer group or a subscription, and every byte here is paid once per mailbox: three
+/// empty collections inline would cost 120 bytes each, a million times over.
 #[derive(Debug, Clone)]
 pub struct Mailbox {
     pub record: MailboxRecord,
+    indexes: Option<Box<Indexes>>,
+}
+
+/// The per-mailbox indexes.
+#[derive(Debug, Clone, Default)]
+pub struct Indexes {
     /// Which message holds each compaction key (`""` is the one slot of a `latest` mailbox).
     pub slots: HashMap<String, Slot>,
     /// Consumer groups by name.
@@ -24,19 +34,44 @@ impl Mailbox {
     pub fn new(record: MailboxRecord) -> Mailbox {
         Mailbox {
             record,
-            slots: HashMap::new(),
-            groups: HashMap::new(),
-            subscriptions: Vec::new(),
+            indexes: None,
         }
+    }
+
+    /// The indexes, allocating them if this mailbox has none yet.
+    pub fn indexes_mut(&mut self) -> &mut Indexes {
+        self.indexes.get_or_insert_with(Box::default)
+    }
+
+    /// The indexes if allocated (`None` means all empty).
+    pub fn existing_indexes_mut(&mut self) -> Option<&mut Indexes> {
+        self.indexes.as_deref_mut()
+    }
+
+    /// The message holding compaction slot `key`.
+    pub fn slot(&self, key: &str) -> Option<Slot> {
+        self.indexes.as_ref()?.slots.get(key).copied()
+    }
+
+    pub fn group(&self, name: &str) -> Option<&GroupState> {
+        self.indexes.as_ref()?.groups.get(name)
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.indexes.as_ref().map_or(0, |i| i.groups.len())
+    }
+
+    pub fn subscriptions(&self) -> &[String] {
+        self.indexes.as_ref().map_or(&[], |i| &i.subscriptions)
     }
 }
 
 /// Reads every mailbox with its slots and groups.
-pub fn load_all(store: &Store) -> Result<HashMap<Box<str>, Mailbox>, StoreError> {
+pub fn load_all(store: &Store) -> Result<HashMap<Box<str>, Box<Mailbox>>, StoreError> {
     let mut mailboxes = HashMap::new();
     store.scan_prefix(store::CF_MAILBOXES, &[], |key, record: MailboxRecord| {
         let address: Box<str> = String::from_utf8_lossy(key).into();
-        mailboxes.insert(address, Mailbox::new(record));
+        mailboxes.insert(address, Box::new(Mailbox::new(record)));
         true
     })?;
     let by_id: HashMap<u64, Box<str>> = mailboxes
@@ -49,19 +84,19 @@ pub fn load_all(store: &Store) -> Result<HashMap<Box<str>, Mailbox>, StoreError>
     };
     store.scan_prefix(store::CF_SLOTS, &[], |key, slot: Slot| {
         if let Some(mailbox) = owner(key).and_then(|a| mailboxes.get_mut(&a)) {
-            mailbox.slots.insert(name_of(key), slot);
+            mailbox.indexes_mut().slots.insert(name_of(key), slot);
         }
         true
     })?;
     store.scan_prefix(store::CF_GROUPS, &[], |key, group: GroupState| {
         if let Some(mailbox) = owner(key).and_then(|a| mailboxes.get_mut(&a)) {
-            mailbox.groups.insert(name_of(key), group);
+            mailbox.indexes_mut().groups.insert(name_of(key), group);
         }
         true
     })?;
     store.scan_prefix(store::CF_SUBSCRIPTIONS, &[], |key, (): ()| {
         if let Some(mailbox) = owner(key).and_then(|a| mailboxes.get_mut(&a)) {
-            mailbox.subscriptions.push(name_of(key));
+            mailbox.indexes_mut().subscriptions.push(name_of(key));
         }
         true
     })?;
@@ -73,6 +108,7 @@ impl Engine {
     pub(super) fn live(&self, address: &str, now_ms: u64) -> Result<&Mailbox, ProtoError> {
         self.mailboxes
             .get(address)
+            .map(Box::as_ref)
             .filter(|m| !m.record.is_expired(now_ms))
             .ok_or_else(|| ProtoError::no_mailbox(address))
     }
@@ -84,19 +120,16 @@ impl Engine {
     ) -> Result<&mut Mailbox, ProtoError> {
         self.mailboxes
             .get_mut(address)
+            .map(Box::as_mut)
             .filter(|m| !m.record.is_expired(now_ms))
             .ok_or_else(|| ProtoError::no_mailbox(address))
     }
 
-    /// Queues the mailbox's record (counters included) into the open batch.
+    /// Queues the mailbox's record (counters included) for the open batch; it is written
+    /// when the batch is flushed, once however many commands of the batch changed it.
     pub(super) fn save_mailbox(&mut self, address: &str) {
-        if let Some(mailbox) = self.mailboxes.get(address) {
-            self.store.put(
-                &mut self.pending.batch,
-                store::CF_MAILBOXES,
-                address.as_bytes(),
-                &mailbox.record,
-            );
+        if !self.pending.records.contains(address) {
+            self.pending.records.insert(address.into());
         }
     }
 
@@ -104,7 +137,7 @@ impl Engine {
     pub(super) fn save_group(&mut self, address: &str, group: &str) {
         if let Some(mailbox) = self.mailboxes.get(address) {
             let key = named_key(mailbox.record.id, group);
-            match mailbox.groups.get(group) {
+            match mailbox.group(group) {
                 Some(state) => {
                     self.store
                         .put(&mut self.pending.batch, store::CF_GROUPS, &key, state)
@@ -133,20 +166,28 @@ impl Engine {
         mailbox.record.bytes -= size;
         self.total_messages -= 1;
         self.total_bytes -= size;
-        let freed_slots: Vec<String> = mailbox
-            .slots
-            .iter()
-            .filter(|(_, slot)| slot.msg_id == msg_id)
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in &freed_slots {
-            mailbox.slots.remove(key);
-        }
-        let leased_by: Vec<String> = mailbox
-            .groups
-            .iter_mut()
-            .filter_map(|(name, group)| group.delivered.remove(&msg_id).map(|_| name.clone()))
-            .collect();
+        let (freed_slots, leased_by) = match mailbox.existing_indexes_mut() {
+            Some(indexes) => {
+                let freed_slots: Vec<String> = indexes
+                    .slots
+                    .iter()
+                    .filter(|(_, slot)| slot.msg_id == msg_id)
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                for key in &freed_slots {
+                    indexes.slots.remove(key);
+                }
+                let leased_by: Vec<String> = indexes
+                    .groups
+                    .iter_mut()
+                    .filter_map(|(name, group)| {
+                        group.delivered.remove(&msg_id).map(|_| name.clone())
+                    })
+                    .collect();
+                (freed_slots, leased_by)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
         let batch = &mut self.pending.batch;
         self.store.delete(
             batch,
@@ -185,7 +226,7 @@ impl Engine {
         ] {
             self.store.delete_prefix(batch, cf, &prefix);
         }
-        for topic in &mailbox.subscriptions {
+        for topic in mailbox.subscriptions() {
             self.topics.remove(topic, address);
         }
         self.store

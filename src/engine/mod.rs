@@ -173,12 +173,19 @@ struct Pending {
     dirty: HashSet<u64>,
     /// Mailboxes that got a visible message in this batch.
     woken: HashSet<u64>,
+    /// The mailbox id counter to persist with this batch: written once per batch, not once
+    /// per CREATE — every write of one key stays in the memtable until it is flushed.
+    next_mailbox_id: Option<u64>,
+    /// Mailboxes whose record (counters) changed in this batch. Each is written once, when the
+    /// batch is flushed: 128 SENDs to one mailbox in a batch write its record once, not 128
+    /// times. A mailbox removed meanwhile is skipped, so its delete in the batch stands.
+    records: HashSet<Box<str>>,
 }
 
 pub struct Engine {
     store: Store,
     config: EngineConfig,
-    mailboxes: HashMap<Box<str>, Mailbox>,
+    mailboxes: HashMap<Box<str>, Box<Mailbox>>,
     next_mailbox_id: u64,
     next_delay_seq: u64,
     pending: Pending,
@@ -235,7 +242,7 @@ impl Engine {
         self.registry = registry::Registry::load(&self.store)?;
         self.topics = topics::TopicIndex::default();
         for (address, mailbox) in &self.mailboxes {
-            for topic in &mailbox.subscriptions {
+            for topic in mailbox.subscriptions() {
                 self.topics.insert(topic, address);
             }
         }
@@ -354,6 +361,24 @@ impl Engine {
     /// every job waiting in the batch fails with `internal` and memory is reloaded from disk, so
     /// nothing unwritten is ever acknowledged or remembered.
     fn flush(&mut self) {
+        for address in std::mem::take(&mut self.pending.records) {
+            if let Some(mailbox) = self.mailboxes.get(&address) {
+                self.store.put(
+                    &mut self.pending.batch,
+                    crate::store::CF_MAILBOXES,
+                    address.as_bytes(),
+                    &mailbox.record,
+                );
+            }
+        }
+        if let Some(next) = self.pending.next_mailbox_id.take() {
+            self.store.put_raw(
+                &mut self.pending.batch,
+                crate::store::CF_META,
+                crate::store::META_NEXT_MAILBOX_ID,
+                &next.to_be_bytes(),
+            );
+        }
         let batch = std::mem::take(&mut self.pending.batch);
         let sync = std::mem::take(&mut self.pending.sync) && self.config.sync == SyncMode::Always;
         self.pending.dirty.clear();
@@ -381,23 +406,10 @@ impl Engine {
         }
     }
 
-    /// Flushes the open batch and releases the replies that waited for it.
+    /// Flushes the open batch and releases the replies that waited for it. Metrics are updated
+    /// before the replies go out, so a client that got its reply sees it counted.
     fn commit(&mut self, sink: &dyn Sink) {
         self.flush();
-        for job in std::mem::take(&mut self.pending.done) {
-            let outcome = match &job.result {
-                Ok(_) => "ok",
-                Err(e) => e.code.as_str(),
-            };
-            if let Some(subject) = job.reply_to {
-                let body = match job.result {
-                    Ok(body) => body,
-                    Err(e) => e.to_reply(),
-                };
-                sink.reply(Outgoing { subject, body });
-            }
-            sink.finished(job.kind, outcome, job.received.elapsed());
-        }
         sink.totals(&Totals {
             mailboxes: self.mailboxes.len() as u64,
             messages: self.total_messages,
@@ -405,6 +417,20 @@ impl Engine {
             writes: self.writes,
             syncs: self.syncs,
         });
+        for job in std::mem::take(&mut self.pending.done) {
+            let outcome = match &job.result {
+                Ok(_) => "ok",
+                Err(e) => e.code.as_str(),
+            };
+            sink.finished(job.kind, outcome, job.received.elapsed());
+            if let Some(subject) = job.reply_to {
+                let body = match job.result {
+                    Ok(body) => body,
+                    Err(e) => e.to_reply(),
+                };
+                sink.reply(Outgoing { subject, body });
+            }
+        }
     }
 
     /// Flushes first when the open batch wrote this mailbox's messages, so that a read sees

@@ -32,20 +32,6 @@ pub struct MessageView<'a> {
     pub tags: &'a [String],
 }
 
-#[derive(Serialize)]
-struct Item<'a> {
-    msg_id: u64,
-    payload: String,
-    priority: &'static str,
-    create_time: u64,
-    delivery_count: u32,
-    headers: Headers<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<&'a str>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    tags: &'a [String],
-}
-
 struct Headers<'a>(&'a [(String, String)]);
 
 impl Serialize for Headers<'_> {
@@ -54,34 +40,63 @@ impl Serialize for Headers<'_> {
     }
 }
 
-/// The JSON of one message item.
-pub fn encode_item(message: &MessageView<'_>) -> Vec<u8> {
-    let item = Item {
-        msg_id: message.msg_id,
-        payload: base64::engine::general_purpose::STANDARD.encode(message.payload),
-        priority: message.priority.as_str(),
-        create_time: message.create_time,
-        delivery_count: message.delivery_count,
-        headers: Headers(message.headers),
-        key: message.key,
-        tags: message.tags,
-    };
-    serde_json::to_vec(&item).expect("a message item always serializes")
+/// Appends the JSON of one message item to `out`:
+/// `{"msg_id":N,"payload":"<base64>","priority":P,"create_time":T,"delivery_count":D,
+/// "headers":{...}[,"key":K][,"tags":[...]]}`.
+///
+/// Written by hand because it is the broker's hottest encoding: the base64 goes straight into
+/// `out` (its alphabet needs no JSON escaping, so no second pass over it), numbers and the
+/// priority are plain text; only the user-supplied strings (headers, key, tags) go through
+/// serde_json for escaping.
+pub fn encode_item(out: &mut Vec<u8>, message: &MessageView<'_>) {
+    let base64 = base64::engine::general_purpose::STANDARD;
+    out.extend_from_slice(b"{\"msg_id\":");
+    out.extend_from_slice(message.msg_id.to_string().as_bytes());
+    out.extend_from_slice(b",\"payload\":\"");
+    let start = out.len();
+    out.resize(
+        start + base64::encoded_len(message.payload.len(), true).expect("a payload fits in memory"),
+        0,
+    );
+    let written = base64
+        .encode_slice(message.payload, &mut out[start..])
+        .expect("the buffer has the encoded length");
+    out.truncate(start + written);
+    out.extend_from_slice(b"\",\"priority\":\"");
+    out.extend_from_slice(message.priority.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"create_time\":");
+    out.extend_from_slice(message.create_time.to_string().as_bytes());
+    out.extend_from_slice(b",\"delivery_count\":");
+    out.extend_from_slice(message.delivery_count.to_string().as_bytes());
+    out.extend_from_slice(b",\"headers\":");
+    serde_json::to_writer(&mut *out, &Headers(message.headers)).expect("writing to a Vec succeeds");
+    if let Some(key) = message.key {
+        out.extend_from_slice(b",\"key\":");
+        serde_json::to_writer(&mut *out, key).expect("writing to a Vec succeeds");
+    }
+    if !message.tags.is_empty() {
+        out.extend_from_slice(b",\"tags\":");
+        serde_json::to_writer(&mut *out, message.tags).expect("writing to a Vec succeeds");
+    }
+    out.push(b'}');
 }
 
 /// The size of a reply that holds only this message: a message bigger than `max_payload` in
 /// this form could never be read back, so SEND refuses it as `too_large`.
 pub fn single_item_reply_len(message: &MessageView<'_>) -> usize {
-    BATCH_OVERHEAD + encode_item(message).len()
+    let mut item = Vec::new();
+    encode_item(&mut item, message);
+    BATCH_OVERHEAD + item.len()
 }
 
 /// `{"error":"","messages":[` + `]}` + room for the largest extra field (`mail_id`, `unread`).
 const BATCH_OVERHEAD: usize = 64 + super::address::MAX_ADDRESS_LEN;
 
 /// Builds `{"error":"", <fields>, "messages":[...]}` no larger than the server's `max_payload`.
+/// Items are encoded once, into one buffer; `items` remembers where each one ends.
 pub struct BatchBuilder {
-    items: Vec<Vec<u8>>,
-    len: usize,
+    buffer: Vec<u8>,
+    items: Vec<std::ops::Range<usize>>,
     budget: usize,
 }
 
@@ -89,8 +104,8 @@ impl BatchBuilder {
     /// `max_payload` is the server's limit for one message.
     pub fn new(max_payload: usize) -> Self {
         BatchBuilder {
+            buffer: Vec::new(),
             items: Vec::new(),
-            len: 0,
             budget: max_payload.saturating_sub(BATCH_OVERHEAD),
         }
     }
@@ -98,13 +113,15 @@ impl BatchBuilder {
     /// Adds a message if it fits; the first one is always taken (protocol.md §1).
     /// Returns `false`, adding nothing, when the batch is full.
     pub fn push(&mut self, message: &MessageView<'_>) -> bool {
-        let item = encode_item(message);
-        let needed = item.len() + 1;
-        if !self.items.is_empty() && self.len + needed > self.budget {
+        let start = self.buffer.len();
+        encode_item(&mut self.buffer, message);
+        // One separating comma per item.
+        let used = self.buffer.len() + self.items.len() + 1;
+        if !self.items.is_empty() && used > self.budget {
+            self.buffer.truncate(start);
             return false;
         }
-        self.len += needed;
-        self.items.push(item);
+        self.items.push(start..self.buffer.len());
         true
     }
 
@@ -123,7 +140,7 @@ impl BatchBuilder {
 
     /// The reply: `fields` (a JSON object) come before `messages`.
     pub fn finish(self, fields: Value) -> Bytes {
-        let mut out = Vec::with_capacity(self.len + BATCH_OVERHEAD);
+        let mut out = Vec::with_capacity(self.buffer.len() + self.items.len() + BATCH_OVERHEAD);
         out.extend_from_slice(b"{\"error\":\"\",");
         if let Value::Object(fields) = fields {
             for (name, value) in fields {
@@ -131,11 +148,11 @@ impl BatchBuilder {
             }
         }
         out.extend_from_slice(b"\"messages\":[");
-        for (i, item) in self.items.iter().enumerate() {
+        for (i, item) in self.items.into_iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(item);
+            out.extend_from_slice(&self.buffer[item]);
         }
         out.extend_from_slice(b"]}");
         Bytes::from(out)
@@ -171,6 +188,44 @@ mod tests {
             json!({"error":"","unread":1,"messages":[{"msg_id":3,"payload":"AP8KDQ==","priority":"urgent",
                 "create_time":1_700_000_000u64,"delivery_count":1,"headers":{}}]})
         );
+    }
+
+    #[test]
+    fn user_strings_are_escaped_and_optional_fields_appear_when_set() {
+        let headers = [("x-note".to_owned(), "say \"hi\"\n\\ ü".to_owned())];
+        let tags = ["a\"b".to_owned(), "eu".to_owned()];
+        let message = MessageView {
+            headers: &headers,
+            key: Some("k\u{1}ey"),
+            tags: &tags,
+            ..view(b"x")
+        };
+        let mut out = Vec::new();
+        encode_item(&mut out, &message);
+        let item: Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(
+            item,
+            json!({"msg_id":3,"payload":"eA==","priority":"urgent","create_time":1_700_000_000u64,
+                "delivery_count":1,"headers":{"x-note":"say \"hi\"\n\\ ü"},"key":"k\u{1}ey","tags":["a\"b","eu"]})
+        );
+        assert_eq!(single_item_reply_len(&message), BATCH_OVERHEAD + out.len());
+    }
+
+    #[test]
+    fn reversed_batches_keep_each_item_whole() {
+        let mut batch = BatchBuilder::new(1 << 20);
+        for payload in [b"one".as_slice(), b"two", b"three"] {
+            assert!(batch.push(&view(payload)));
+        }
+        batch.reverse();
+        let reply: Value = serde_json::from_slice(&batch.finish(json!({}))).unwrap();
+        let payloads: Vec<&str> = reply["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["payload"].as_str().unwrap())
+            .collect();
+        assert_eq!(payloads, ["dGhyZWU=", "dHdv", "b25l"]);
     }
 
     #[test]

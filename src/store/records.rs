@@ -16,9 +16,9 @@ pub struct MailboxRecord {
     pub created_at_ms: u64,
     /// 0 = never.
     pub expires_at_ms: u64,
-    pub desc: Option<String>,
+    pub desc: Option<Box<str>>,
     /// Who ensured it through the admin API (the operator's Mailbox uid), if anyone.
-    pub owner: Option<String>,
+    pub owner: Option<Box<str>>,
     pub next_msg_id: u64,
     /// Stored messages, delayed ones included (they count against the limits from SEND on).
     pub count: u64,

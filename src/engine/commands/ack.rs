@@ -21,7 +21,10 @@ impl Engine {
     ) -> Result<Bytes, ProtoError> {
         let mailbox = self.live_mut(address, now_ms())?;
         let next_msg_id = mailbox.record.next_msg_id;
-        if let Some(group) = mailbox.groups.get_mut(&request.group) {
+        if let Some(group) = mailbox
+            .existing_indexes_mut()
+            .and_then(|i| i.groups.get_mut(&request.group))
+        {
             group.ack(request.msg_id, next_msg_id);
             self.save_group(address, &request.group);
         }

@@ -19,7 +19,7 @@ impl Engine {
     ) -> Result<Bytes, ProtoError> {
         let now = now_ms();
         if let Ok(existing) = self.live(&request.name, now) {
-            if existing.record.owner != request.owner {
+            if existing.record.owner.as_deref() != request.owner.as_deref() {
                 return Err(ProtoError::new(
                     ErrorCode::Conflict,
                     format!("mailbox {} exists with another owner", request.name),
@@ -151,8 +151,8 @@ fn info(name: &str, mailbox: &Mailbox) -> serde_json::Map<String, Value> {
         "messages": record.visible(),
         "delayed": record.delayed,
         "bytes": record.bytes,
-        "groups": mailbox.groups.len(),
-        "subscriptions": mailbox.subscriptions,
+        "groups": mailbox.group_count(),
+        "subscriptions": mailbox.subscriptions(),
     }) else {
         unreachable!("json! of an object literal is an object")
     };

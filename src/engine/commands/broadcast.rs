@@ -22,17 +22,17 @@ impl Engine {
         let (address, topic) = (request.address.as_str(), request.topic.as_str());
         let mailbox = self.live_mut(address, now_ms())?;
         let key = named_key(mailbox.record.id, topic);
-        let position = mailbox.subscriptions.iter().position(|t| t == topic);
+        let position = mailbox.subscriptions().iter().position(|t| t == topic);
         match (subscribe, position) {
             (true, None) => {
-                mailbox.subscriptions.push(topic.to_owned());
+                mailbox.indexes_mut().subscriptions.push(topic.to_owned());
                 self.topics.insert(topic, address);
                 self.store
                     .put(&mut self.pending.batch, store::CF_SUBSCRIPTIONS, &key, &());
                 self.pending.sync = true;
             }
             (false, Some(position)) => {
-                mailbox.subscriptions.swap_remove(position);
+                mailbox.indexes_mut().subscriptions.swap_remove(position);
                 self.topics.remove(topic, address);
                 self.store
                     .delete(&mut self.pending.batch, store::CF_SUBSCRIPTIONS, &key);

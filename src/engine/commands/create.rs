@@ -85,20 +85,15 @@ impl Engine {
             ttl_secs,
             created_at_ms: now,
             expires_at_ms,
-            desc,
-            owner,
+            desc: desc.map(String::into_boxed_str),
+            owner: owner.map(String::into_boxed_str),
             next_msg_id: 0,
             count: 0,
             bytes: 0,
             delayed: 0,
         };
+        self.pending.next_mailbox_id = Some(self.next_mailbox_id);
         let batch = &mut self.pending.batch;
-        self.store.put_raw(
-            batch,
-            store::CF_META,
-            store::META_NEXT_MAILBOX_ID,
-            &self.next_mailbox_id.to_be_bytes(),
-        );
         if expires_at_ms != 0 {
             self.store.put(
                 batch,
@@ -109,7 +104,8 @@ impl Engine {
             self.timers.mailbox_expiry_at(expires_at_ms);
         }
         self.pending.sync = true;
-        self.mailboxes.insert(address.into(), Mailbox::new(record));
+        self.mailboxes
+            .insert(address.into(), Box::new(Mailbox::new(record)));
         self.save_mailbox(address);
         Ok(())
     }

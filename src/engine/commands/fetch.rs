@@ -54,7 +54,7 @@ impl Engine {
             });
         };
         let reset = first_attempt && request.force_deliver;
-        let group = match mailbox.groups.entry(name.clone()) {
+        let group = match mailbox.indexes_mut().groups.entry(name.clone()) {
             std::collections::hash_map::Entry::Occupied(mut entry) => {
                 if reset {
                     entry.insert(GroupState::new(resolved));
@@ -81,7 +81,7 @@ impl Engine {
         address: &str,
         group: Option<&str>,
     ) -> Option<u64> {
-        let group = self.mailboxes.get(address)?.groups.get(group?)?;
+        let group = self.mailboxes.get(address)?.group(group?)?;
         group.earliest_lease_end()
     }
 }

@@ -1,0 +1,83 @@
+//! `mq9 bench` still works: a short run of two figures through the real binary, its JSON
+//! checked for shape. No timing assertions — rates on a shared machine prove nothing.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn a_quick_bench_writes_figures_and_ratios() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let json_path = dir.path().join("bench.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_mq9"))
+        .args(["bench", "--quick", "--duration", "0.3", "--only"])
+        .arg("ceiling,mq9.send")
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .expect("mq9 bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "mq9 bench failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("send_vs_ceiling_128"),
+        "no targets table: {stdout}"
+    );
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let figures = report["figures"].as_array().expect("figures is an array");
+    for name in ["ceiling.nats_reqrep", "mq9.send", "mq9.send_nosync"] {
+        for in_flight in [1, 16, 128] {
+            let figure = figures
+                .iter()
+                .find(|f| f["name"] == name && f["in_flight"] == in_flight)
+                .unwrap_or_else(|| panic!("no {name} at {in_flight} in flight: {report}"));
+            assert!(figure["rate"].as_f64().unwrap() > 0.0, "{figure}");
+            assert!(figure["p99_us"].as_f64().unwrap() > 0.0, "{figure}");
+        }
+    }
+    assert!(
+        figures
+            .iter()
+            .all(|f| !f["name"].as_str().unwrap().starts_with("jetstream")),
+        "--only selected jetstream figures: {report}"
+    );
+    let ratios = report["ratios"].as_object().expect("ratios is an object");
+    for key in [
+        "send_nosync_vs_ceiling_128",
+        "send_vs_jetstream_sync_128",
+        "send_vs_ceiling_128",
+        "fetch_ack_vs_jetstream",
+        "mailbox_create_vs_stream_create",
+        "send_nosync_p99_vs_ceiling_p99_16",
+        "create_seconds_per_million",
+        "rss_bytes_per_mailbox",
+    ] {
+        assert!(ratios.contains_key(key), "no ratio {key}: {report}");
+    }
+    assert!(ratios["send_vs_ceiling_128"].as_f64().unwrap() > 0.0);
+    assert!(
+        ratios["fetch_ack_vs_jetstream"].is_null(),
+        "not measured, so null"
+    );
+    assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn bad_settings_are_refused_with_a_clear_error() {
+    for args in [
+        &["bench", "--duration", "0"][..],
+        &["bench", "--runs", "0"],
+        &["bench", "--only", "nothing.like.this"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_mq9"))
+            .args(args)
+            .output()
+            .expect("mq9 bench runs");
+        assert!(!output.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with("mq9: "), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
