@@ -28,7 +28,10 @@ pub use records::*;
 
 use std::path::Path;
 
-use rocksdb::{ColumnFamily, Direction, IteratorMode, Options, ReadOptions, WriteBatch, DB};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch, DB,
+};
 use serde::{de::DeserializeOwned, Serialize};
 
 pub const CF_MAILBOXES: &str = "mailboxes";
@@ -41,6 +44,9 @@ pub const CF_DELAYED: &str = "delayed";
 pub const CF_SUBSCRIPTIONS: &str = "subscriptions";
 pub const CF_AGENTS: &str = "agents";
 pub const CF_META: &str = "meta";
+
+/// The memtable size of the mailbox column families.
+const MAILBOX_MEMTABLE_BYTES: usize = 8 << 20;
 
 const ALL_CFS: [&str; 10] = [
     CF_MAILBOXES,
@@ -87,7 +93,17 @@ impl Store {
         options.increase_parallelism(2);
         // Bound the WAL so restarts replay little; the memtables flush on their own size.
         options.set_max_total_wal_size(256 << 20);
-        let db = DB::open_cf(&options, dir, ALL_CFS)?;
+        let descriptors = ALL_CFS.map(|name| {
+            let mut cf_options = Options::default();
+            // Mailbox records are small, many and read from memory (the engine holds every
+            // mailbox): a smaller memtable keeps the broker's memory per mailbox down. The
+            // message column families keep RocksDB's default (64 MiB) for write throughput.
+            if [CF_MAILBOXES, CF_MAILBOX_EXPIRY].contains(&name) {
+                cf_options.set_write_buffer_size(MAILBOX_MEMTABLE_BYTES);
+            }
+            ColumnFamilyDescriptor::new(name, cf_options)
+        });
+        let db = DB::open_cf_descriptors(&options, dir, descriptors)?;
         Ok(Store { db })
     }
 
