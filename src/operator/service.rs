@@ -1,5 +1,6 @@
-//! `mq9 operator`: the three controllers behind leader election, with `/metrics`, `/healthz`
-//! and `/readyz`.
+//! `mq9 operator`: the controllers (Broker, Mailbox, Broadcast, and the pods with an `auto`
+//! mailbox) behind leader election, the pod-injection webhook on every replica, and
+//! `/metrics`, `/healthz`, `/readyz`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
