@@ -18,25 +18,39 @@ pub trait Probe: Send + Sync + 'static {
     fn not_ready_reason(&self) -> Option<String>;
 }
 
-/// Binds the endpoints; serving starts when the returned future is polled and ends when
-/// `shutdown` completes.
-pub async fn serve(
-    addr: SocketAddr,
-    probe: Arc<dyn Probe>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<impl std::future::Future<Output = std::io::Result<()>>> {
-    let app = Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready_handler))
-        .with_state(probe);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {addr}: {e}"))?;
-    tracing::info!(addr = %listener.local_addr()?, "HTTP endpoints listening");
-    Ok(std::future::IntoFuture::into_future(
-        axum::serve(listener, app).with_graceful_shutdown(shutdown),
-    ))
+/// The endpoints, served in a task until [`HttpServer::stop`].
+pub struct HttpServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl HttpServer {
+    /// Binds `addr` (a clear error when it cannot) and starts serving.
+    pub async fn start(addr: SocketAddr, probe: Arc<dyn Probe>) -> anyhow::Result<HttpServer> {
+        let app = Router::new()
+            .route("/metrics", get(metrics_handler))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(ready_handler))
+            .with_state(probe);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {addr}: {e}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "HTTP endpoints listening");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let serving = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+        let task = tokio::spawn(std::future::IntoFuture::into_future(serving));
+        Ok(HttpServer { stop, task })
+    }
+
+    /// Stops serving, letting requests in progress finish.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
 }
 
 async fn metrics_handler(State(probe): State<Arc<dyn Probe>>) -> impl IntoResponse {

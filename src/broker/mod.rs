@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{BrokerConfig, NatsOptions};
 use crate::engine::{Command, Engine, EngineConfig, Job, Outgoing, Sink, Totals};
+use crate::http::HttpServer;
 use crate::protocol::admin::{self, EnsureRequest, ListRequest};
 use crate::protocol::agents::{AgentLookup, DiscoverRequest, RegisterRequest};
 use crate::protocol::body::Body;
@@ -90,16 +91,9 @@ async fn stand_by(
         active_pod = active,
         "standing by: the active pod's broker serves mailboxes"
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = crate::http::serve(config.http_addr, Arc::new(Standby), async {
-        let _ = stopped.await;
-    })
-    .await?;
-    let http = tokio::spawn(http);
+    let http = HttpServer::start(config.http_addr, Arc::new(Standby)).await?;
     shutdown.await;
-    let _ = stop.send(());
-    http.await??;
-    Ok(())
+    http.stop().await
 }
 
 /// Publishes replies and records outcomes: the engine's view of the outside world.
@@ -135,12 +129,7 @@ pub async fn run(
         }
     }
     let health = Arc::new(Health::default());
-    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = crate::http::serve(config.http_addr, health.clone(), async {
-        let _ = http_stopped.await;
-    })
-    .await?;
-    let http_task = tokio::spawn(http);
+    let http = HttpServer::start(config.http_addr, health.clone()).await?;
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
@@ -236,8 +225,7 @@ pub async fn run(
         Ok(Err(e)) => tracing::warn!(error = %e, "flushing the last replies failed"),
         Err(_) => tracing::warn!("NATS unreachable; the last replies may not have been delivered"),
     }
-    let _ = http_stop.send(());
-    http_task.await??;
+    http.stop().await?;
     Ok(())
 }
 

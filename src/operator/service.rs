@@ -93,13 +93,7 @@ pub async fn run(
         metrics: metrics.clone(),
         api_reached: AtomicBool::new(false),
     });
-    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(
-        crate::http::serve(args.http_addr, probe.clone(), async {
-            let _ = http_stopped.await;
-        })
-        .await?,
-    );
+    let http = crate::http::HttpServer::start(args.http_addr, probe.clone()).await?;
 
     let identity = args
         .identity
@@ -160,8 +154,7 @@ pub async fn run(
     };
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), controllers).await;
-    let _ = http_stop.send(());
-    let _ = http.await;
+    let _ = http.stop().await;
     outcome
 }
 

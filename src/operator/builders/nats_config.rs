@@ -85,13 +85,7 @@ pub fn config_checksum(data: &BTreeMap<String, String>) -> String {
             hasher.update(part.as_bytes());
         }
     }
-    hasher
-        .finalize()
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
+    data_encoding::HEXLOWER.encode(&hasher.finalize())
 }
 
 /// The ConfigMap `<b>-config` holding `nats_conf` under [`CONFIG_KEY`].

@@ -15,6 +15,7 @@ use k8s_openapi::ByteString;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::Mailbox;
+use crate::operator::builders::{MANAGED_BY, MANAGED_BY_LABEL};
 
 /// Label on every Secret the operator manages; the operator watches only Secrets with it.
 pub const MANAGED_LABEL: &str = "mq9.io/managed";
@@ -73,7 +74,7 @@ pub fn secret(mailbox: &Mailbox, binding: &Binding<'_>) -> Secret {
     let template = mailbox.spec.secret_template.clone().unwrap_or_default();
     let mut labels = template.labels;
     labels.insert(MANAGED_LABEL.into(), "true".into());
-    labels.insert("app.kubernetes.io/managed-by".into(), "mq9-operator".into());
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
     let mut annotations = template.annotations;
     annotations.insert(
         PERMISSIONS_ANNOTATION.into(),

@@ -23,6 +23,8 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use rustls::pki_types::pem::PemObject;
+
+use crate::operator::builders::{MANAGED_BY, MANAGED_BY_LABEL};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// How long a generated certificate is valid.
@@ -119,13 +121,7 @@ pub fn secret(name: &str, namespace: &str, cert: &ServingCert) -> Secret {
             name: Some(name.to_owned()),
             namespace: Some(namespace.to_owned()),
             annotations: Some(annotations.into()),
-            labels: Some(
-                [(
-                    "app.kubernetes.io/managed-by".to_owned(),
-                    "mq9-operator".to_owned(),
-                )]
-                .into(),
-            ),
+            labels: Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())].into()),
             ..ObjectMeta::default()
         },
         type_: Some("kubernetes.io/tls".into()),

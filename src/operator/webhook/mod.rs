@@ -29,7 +29,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, PostParams};
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use kube::{Api, Client, ResourceExt};
-use rand::Rng;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -258,14 +257,10 @@ async fn decide(
                 Some(broker) => broker,
                 None => only_broker(&state.client, &namespace).await?,
             };
-            let suffix: String = (0..6)
-                .map(|_| {
-                    char::from(
-                        b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::rng().random_range(0..36)],
-                    )
-                })
-                .collect();
-            let mailbox = inject::auto_mailbox(pod, &namespace, &suffix, &broker, &ttl);
+            // A short slice of a fresh unguessable address: lowercase base32, a valid name part.
+            let address = crate::protocol::address::generate();
+            let suffix = &address[..6];
+            let mailbox = inject::auto_mailbox(pod, &namespace, suffix, &broker, &ttl);
             // A dry run must have no side effects: the patch is shown, the Mailbox not made.
             if !request.dry_run {
                 mailboxes
