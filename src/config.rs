@@ -17,6 +17,16 @@ pub struct Limits {
     /// Most payload bytes one mailbox holds (0 = unlimited). SEND beyond it answers `full`.
     #[arg(long, env = "MQ9_MAX_BYTES_PER_MAILBOX", default_value_t = 256 * 1024 * 1024)]
     pub max_bytes_per_mailbox: u64,
+    /// Most agent registry entries (0 = unlimited). A new REGISTER beyond it answers `full`.
+    #[arg(long, env = "MQ9_MAX_AGENTS", default_value_t = 250_000)]
+    pub max_agents: u64,
+    /// Most registry entries one identity may own (0 = unlimited; only with
+    /// `--trust-request-info`, where callers have identities). Beyond it: `full`.
+    #[arg(long, env = "MQ9_MAX_AGENTS_PER_IDENTITY", default_value_t = 32)]
+    pub max_agents_per_identity: u64,
+    /// Largest agent card (REGISTER body) in bytes (0 = unlimited). Larger: `too_large`.
+    #[arg(long, env = "MQ9_MAX_CARD_BYTES", default_value_t = 32 * 1024)]
+    pub max_card_bytes: u64,
 }
 
 /// When a SEND's reply may go out.
@@ -69,9 +79,45 @@ pub struct BrokerConfig {
     pub default_mailbox_ttl: u64,
     #[command(flatten)]
     pub limits: Limits,
+    #[command(flatten)]
+    pub security: SecurityOptions,
     /// Serve mailboxes only in the pod of this name (`$POD_NAME`); elsewhere stand by. The
     /// operator sets it for Brokers with several replicas: nats-server forms a cluster across
     /// the pods, one RocksDB (pod 0's) holds the mailboxes, the other brokers wait.
     #[arg(long, env = "MQ9_ACTIVE_POD")]
     pub active_pod: Option<String>,
+}
+
+/// Who the broker answers and whom it believes (security.md §2, §4).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct SecurityOptions {
+    /// Subject prefixes the broker answers to (comma-separated); a request whose reply subject
+    /// starts with none of them is dropped unexecuted and counted
+    /// (`mq9_refused_replies_total`). Defaults: `_INBOX.` (every NATS client's inbox prefix)
+    /// and `_R_.` (replies of requests that cross an account import). `$…` prefixes are refused.
+    #[arg(
+        long = "reply-prefix",
+        env = "MQ9_REPLY_PREFIXES",
+        value_delimiter = ',',
+        default_values_t = crate::broker::DEFAULT_REPLY_PREFIXES.map(str::to_owned),
+        value_parser = crate::broker::parse_reply_prefix,
+    )]
+    pub reply_prefixes: Vec<String>,
+    /// Take the caller's identity from the `Nats-Request-Info` header that nats-server writes
+    /// on requests crossing an account import (the operator sets this with JWT auth, where
+    /// every agent lives in a tenant account). Without it (no auth, `mq9 dev`) the header is
+    /// ignored — any client could write one — and callers are anonymous.
+    #[arg(long, env = "MQ9_TRUST_REQUEST_INFO")]
+    pub trust_request_info: bool,
+}
+
+impl Default for SecurityOptions {
+    fn default() -> Self {
+        SecurityOptions {
+            reply_prefixes: crate::broker::DEFAULT_REPLY_PREFIXES
+                .map(str::to_owned)
+                .to_vec(),
+            trust_request_info: false,
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::config::{BrokerConfig, Limits, NatsOptions, SyncMode};
+use crate::config::{BrokerConfig, Limits, NatsOptions, SecurityOptions, SyncMode};
 use crate::natsd::{NatsServer, NatsServerOptions};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -49,6 +49,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         sync: SyncMode::Always,
         default_mailbox_ttl: 86_400,
         limits: args.limits,
+        security: SecurityOptions::default(),
         active_pod: None,
     };
     println!(

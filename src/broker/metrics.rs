@@ -34,6 +34,7 @@ pub struct Metrics {
     bytes: Gauge<u64, AtomicU64>,
     writes: Counter,
     syncs: Counter,
+    refused_replies: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -78,6 +79,13 @@ impl Default for Metrics {
             "Write batches that synced the WAL; concurrent SENDs share one (group commit)",
             syncs.clone(),
         );
+        let refused_replies = Counter::default();
+        registry.register(
+            "refused_replies",
+            "Requests dropped unexecuted because their reply subject is not a reply inbox \
+             (a confused-deputy attempt or a misconfigured client inbox prefix)",
+            refused_replies.clone(),
+        );
         Metrics {
             registry,
             commands,
@@ -87,6 +95,7 @@ impl Default for Metrics {
             bytes,
             writes,
             syncs,
+            refused_replies,
         }
     }
 }
@@ -109,6 +118,11 @@ impl Metrics {
         for (counter, total) in [(&self.writes, totals.writes), (&self.syncs, totals.syncs)] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
+    }
+
+    /// A request dropped for its reply subject (see `super::replies`).
+    pub fn refused_reply(&self) {
+        self.refused_replies.inc();
     }
 
     /// The text exposition format.

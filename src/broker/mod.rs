@@ -7,8 +7,10 @@
 //! BROADCAST subjects receive those publishes from nats-server directly.
 
 mod metrics;
+mod replies;
 
 pub use metrics::Metrics;
+pub use replies::{parse_prefix as parse_reply_prefix, ReplyPolicy, DEFAULT_REPLY_PREFIXES};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -24,6 +26,7 @@ use crate::http::HttpServer;
 use crate::protocol::admin::{self, EnsureRequest, ListRequest};
 use crate::protocol::agents::{AgentLookup, DiscoverRequest, RegisterRequest};
 use crate::protocol::body::Body;
+use crate::protocol::identity::{self, Caller};
 use crate::protocol::request::{
     AckRequest, CreateRequest, FetchRequest, QueryRequest, SubscribeRequest,
 };
@@ -195,14 +198,19 @@ pub async fn run(
         .context("cannot subscribe to $mq9.ADMIN.>")?;
     let mut requests = futures::stream::select(agents, admin);
     tracing::info!(sync = ?config.sync, max_payload = client.server_info().max_payload, "mq9 broker ready");
-    let rejects = BrokerSink {
-        out: out_tx,
-        health: health.clone(),
+    let dispatcher = Dispatcher {
+        jobs: jobs_tx,
+        rejects: BrokerSink {
+            out: out_tx,
+            health: health.clone(),
+        },
+        replies: ReplyPolicy::new(&config.security.reply_prefixes),
+        trust_request_info: config.security.trust_request_info,
     };
     loop {
         tokio::select! {
             message = requests.next() => match message {
-                Some(message) => dispatch(message, &jobs_tx, &rejects).await,
+                Some(message) => dispatcher.dispatch(message).await,
                 None => break,
             },
             _ = &mut shutdown => break,
@@ -213,8 +221,7 @@ pub async fn run(
     let (mut agents, mut admin) = requests.into_inner();
     let _ = agents.unsubscribe().await;
     let _ = admin.unsubscribe().await;
-    drop(jobs_tx);
-    drop(rejects);
+    drop(dispatcher);
     tokio::task::spawn_blocking(move || engine_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
@@ -261,8 +268,11 @@ async fn try_connect(options: &NatsOptions) -> anyhow::Result<async_nats::Client
     if let Some(token) = &options.nats_token {
         connect = connect.token(token.clone());
     }
+    // `no_echo`: the broker never receives its own publications, so no reply it publishes
+    // can come back to it as a command (security.md §2; see `replies`).
     let client = connect
         .name("mq9-broker")
+        .no_echo()
         .max_reconnects(None)
         .subscription_capacity(JOB_QUEUE * 4)
         .event_callback(|event| async move { tracing::info!(%event, "NATS connection event") })
@@ -271,51 +281,105 @@ async fn try_connect(options: &NatsOptions) -> anyhow::Result<async_nats::Client
     Ok(client)
 }
 
-/// Parses one request and queues it for the engine; malformed requests are answered here.
-async fn dispatch(message: async_nats::Message, jobs: &flume::Sender<Job>, rejects: &BrokerSink) {
-    let received = Instant::now();
-    let route = subject::parse(&message.subject);
-    let kind = route.as_ref().map_or("unknown", Route::kind);
-    match route.and_then(|route| command(route, &message)) {
-        Ok(Some(command)) => {
-            // A request on a broadcast subject is for the live subscribers (a queue group of
-            // workers, say): the broker stores it but must not race them with a reply.
-            let reply_to = match command {
-                Command::Broadcast { .. } => None,
-                _ => message.reply,
-            };
-            let job = Job {
-                command,
-                reply_to,
-                kind,
-                received,
-            };
-            if jobs.send_async(job).await.is_err() {
-                tracing::warn!("the engine stopped; request dropped");
+/// Turns requests into engine jobs: the broker's front door.
+struct Dispatcher {
+    jobs: flume::Sender<Job>,
+    /// Where requests refused before the engine are answered and counted.
+    rejects: BrokerSink,
+    replies: ReplyPolicy,
+    /// Read callers from `Nats-Request-Info` (see `protocol::identity`).
+    trust_request_info: bool,
+}
+
+impl Dispatcher {
+    /// Parses one request and queues it for the engine; malformed requests are answered here.
+    /// A request whose reply subject is not a reply inbox is dropped unexecuted.
+    async fn dispatch(&self, message: async_nats::Message) {
+        let received = Instant::now();
+        let route = subject::parse(&message.subject);
+        let kind = route.as_ref().map_or("unknown", Route::kind);
+        // A request on a broadcast subject is for the live subscribers (a queue group of
+        // workers, say): the broker stores it but must not race them with a reply, so its
+        // reply subject is theirs, not the broker's to check.
+        let answers = !matches!(route, Ok(Route::Broadcast { .. }));
+        let reply_to = message.reply.clone().filter(|_| answers);
+        if let Some(reply) = &reply_to {
+            if !self.replies.allows(reply) {
+                tracing::warn!(
+                    command = kind,
+                    "request dropped: its reply subject is not a reply inbox"
+                );
+                self.rejects.health.metrics.refused_reply();
+                return;
             }
         }
-        Ok(None) => {}
-        Err(error) => {
-            if let Some(subject) = message.reply {
-                rejects.reply(Outgoing {
-                    subject,
-                    body: error.to_reply(),
-                });
+        let parsed = self
+            .caller(&message)
+            .and_then(|caller| route.and_then(|route| command(route, &message, caller)));
+        match parsed {
+            Ok(Some(command)) => {
+                let job = Job {
+                    command,
+                    reply_to,
+                    kind,
+                    received,
+                };
+                if self.jobs.send_async(job).await.is_err() {
+                    tracing::warn!("the engine stopped; request dropped");
+                }
             }
-            rejects.finished(kind, error.code.as_str(), received.elapsed());
+            Ok(None) => {}
+            Err(error) => {
+                if let Some(subject) = reply_to {
+                    self.rejects.reply(Outgoing {
+                        subject,
+                        body: error.to_reply(),
+                    });
+                }
+                self.rejects
+                    .finished(kind, error.code.as_str(), received.elapsed());
+            }
+        }
+    }
+
+    /// Who sent `message`, when the broker trusts nats-server's word for it; `None` for an
+    /// anonymous caller.
+    fn caller(&self, message: &async_nats::Message) -> Result<Option<Caller>, ProtoError> {
+        if !self.trust_request_info {
+            return Ok(None);
+        }
+        match message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(identity::REQUEST_INFO_HEADER))
+        {
+            Some(info) => Caller::from_request_info(info.as_str()).map(Some),
+            None => Ok(None),
         }
     }
 }
 
-/// The engine command for a route, or `None` for publishes nobody answers.
-fn command(route: Route, message: &async_nats::Message) -> Result<Option<Command>, ProtoError> {
+/// The engine command for a route, or `None` for publishes nobody answers. Messages stored for
+/// a known `caller` carry its identity in `mq9-sender`.
+fn command(
+    route: Route,
+    message: &async_nats::Message,
+    caller: Option<Caller>,
+) -> Result<Option<Command>, ProtoError> {
     let body = || Body::parse(&message.payload);
+    let send_options = || {
+        let mut options = headers::parse(message.headers.as_ref())?;
+        if let Some(caller) = &caller {
+            options.set_sender(caller.sender());
+        }
+        Ok::<_, ProtoError>(options)
+    };
     Ok(Some(match route {
         Route::MailboxCreate => Command::Create(CreateRequest::parse(&body()?)?),
         Route::Send { address, priority } => Command::Send {
             address,
             priority,
-            options: headers::parse(message.headers.as_ref())?,
+            options: send_options()?,
             payload: message.payload.clone(),
         },
         Route::Fetch { address } => Command::Fetch {
@@ -342,7 +406,7 @@ fn command(route: Route, message: &async_nats::Message) -> Result<Option<Command
             request: SubscribeRequest::parse(&body()?)?,
             subscribe,
         },
-        Route::Broadcast { topic } => match headers::parse(message.headers.as_ref()) {
+        Route::Broadcast { topic } => match send_options() {
             Ok(options) => Command::Broadcast {
                 topic,
                 options,
@@ -353,13 +417,18 @@ fn command(route: Route, message: &async_nats::Message) -> Result<Option<Command
                 return Ok(None);
             }
         },
-        Route::Agent(AgentVerb::Register) => {
-            Command::Register(RegisterRequest::parse(&message.payload)?)
-        }
-        Route::Agent(AgentVerb::Unregister) => Command::Unregister(AgentLookup::parse(&body()?)?),
+        Route::Agent(AgentVerb::Register) => Command::Register {
+            request: RegisterRequest::parse(&message.payload)?,
+            caller,
+        },
+        Route::Agent(AgentVerb::Unregister) => Command::Unregister {
+            lookup: AgentLookup::parse(&body()?)?,
+            caller,
+        },
         Route::Agent(AgentVerb::Report) => Command::Report {
             lookup: AgentLookup::parse(&body()?)?,
             status: String::from_utf8_lossy(&message.payload).trim().to_owned(),
+            caller,
         },
         Route::Agent(AgentVerb::Discover) => Command::Discover(DiscoverRequest::parse(&body()?)?),
         Route::Admin(AdminVerb::Ensure) => Command::Ensure(EnsureRequest::parse(&body()?)?),

@@ -105,6 +105,18 @@ pub struct BrokerLimits {
     #[serde(default = "default_max_bytes")]
     #[schemars(range(min = 0))]
     pub max_bytes_per_mailbox: i64,
+    /// Most agent registry entries (0 = unlimited).
+    #[serde(default = "default_max_agents")]
+    #[schemars(range(min = 0))]
+    pub max_agents: i64,
+    /// Most registry entries one agent identity may own (0 = unlimited).
+    #[serde(default = "default_max_agents_per_identity")]
+    #[schemars(range(min = 0))]
+    pub max_agents_per_identity: i64,
+    /// Largest agent card (REGISTER body) in bytes (0 = unlimited).
+    #[serde(default = "default_max_card_bytes")]
+    #[schemars(range(min = 0))]
+    pub max_card_bytes: i64,
 }
 
 impl Default for BrokerLimits {
@@ -113,6 +125,9 @@ impl Default for BrokerLimits {
             max_mailboxes: 0,
             max_messages_per_mailbox: default_max_messages(),
             max_bytes_per_mailbox: default_max_bytes(),
+            max_agents: default_max_agents(),
+            max_agents_per_identity: default_max_agents_per_identity(),
+            max_card_bytes: default_max_card_bytes(),
         }
     }
 }
@@ -180,4 +195,16 @@ fn default_max_messages() -> i64 {
 
 fn default_max_bytes() -> i64 {
     256 * 1024 * 1024
+}
+
+fn default_max_agents() -> i64 {
+    250_000
+}
+
+fn default_max_agents_per_identity() -> i64 {
+    32
+}
+
+fn default_max_card_bytes() -> i64 {
+    32 * 1024
 }

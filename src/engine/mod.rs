@@ -34,6 +34,7 @@ use crate::config::{Limits, SyncMode};
 use crate::protocol::admin::{EnsureRequest, ListRequest};
 use crate::protocol::agents::{AgentLookup, DiscoverRequest, RegisterRequest};
 use crate::protocol::headers::SendOptions;
+use crate::protocol::identity::Caller;
 use crate::protocol::request::{
     AckRequest, CreateRequest, FetchRequest, QueryRequest, SubscribeRequest,
 };
@@ -94,12 +95,21 @@ pub enum Command {
         options: SendOptions,
         payload: Bytes,
     },
-    Register(RegisterRequest),
-    Unregister(AgentLookup),
+    /// The registry's writes carry the caller (absent: anonymous), who must own what it
+    /// changes (see `registry`).
+    Register {
+        request: RegisterRequest,
+        caller: Option<Caller>,
+    },
+    Unregister {
+        lookup: AgentLookup,
+        caller: Option<Caller>,
+    },
     Report {
         lookup: AgentLookup,
         /// The REPORT body as sent.
         status: String,
+        caller: Option<Caller>,
     },
     Discover(DiscoverRequest),
     Ensure(EnsureRequest),
@@ -329,9 +339,13 @@ impl Engine {
                 options,
                 payload,
             } => self.broadcast(&topic, options, payload),
-            Command::Register(request) => self.register(request),
-            Command::Unregister(lookup) => self.unregister(&lookup),
-            Command::Report { lookup, status } => self.report(&lookup, status),
+            Command::Register { request, caller } => self.register(request, caller.as_ref()),
+            Command::Unregister { lookup, caller } => self.unregister(&lookup, caller.as_ref()),
+            Command::Report {
+                lookup,
+                status,
+                caller,
+            } => self.report(&lookup, status, caller.as_ref()),
             Command::Discover(request) => self.discover(&request),
             Command::Ensure(request) => self.ensure(request),
             Command::AdminDelete { name } => self.admin_delete(&name),

@@ -1,16 +1,31 @@
 //! The agent registry (`$mq9.AI.AGENT.*`) in memory: entries by identity, lookups by mailbox,
-//! registration order, heartbeat expiry and the search index. The engine persists each change
-//! in the `agents` column family; this module decides what changes.
+//! registration order, heartbeat expiry, the search index, and who owns each entry. The engine
+//! persists each change in the `agents` and `agent_owners` column families; this module decides
+//! what changes.
+//!
+//! # Ownership (security.md §4)
+//! An entry registered by a known caller (see [`crate::protocol::identity::Caller`]) belongs to
+//! that caller's [owner key](crate::protocol::identity::Caller::owner): only the same owner may
+//! register it again, report on it or unregister it (`forbidden` otherwise). An entry registered
+//! anonymously (no auth, or a trusted client of the broker's own account) has no owner and may
+//! be changed only by anonymous callers: an authenticated agent can never take over an entry it
+//! did not register, including entries written before identities existed. Each owner holds at
+//! most `max_agents_per_identity` entries.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::search::SearchIndex;
 use crate::protocol::agents::{AgentLookup, DiscoverRequest, RegisterRequest};
+use crate::protocol::{ErrorCode, ProtoError};
 use crate::store::{self, AgentRecord, Store, StoreError};
 
 #[derive(Debug, Default)]
 pub struct Registry {
     agents: HashMap<String, AgentRecord>,
+    /// identity → owner, for entries registered by a known caller.
+    owners: HashMap<String, String>,
+    /// owner → how many entries it holds.
+    owned: HashMap<String, u64>,
     by_mailbox: HashMap<String, String>,
     order: BTreeMap<u64, String>,
     expiry: BTreeSet<(u64, String)>,
@@ -30,7 +45,77 @@ impl Registry {
             registry.next_seq = registry.next_seq.max(record.seq + 1);
             registry.insert(identity, record);
         }
+        let mut owners = Vec::new();
+        store.scan_prefix(store::CF_AGENT_OWNERS, &[], |key, owner: String| {
+            owners.push((String::from_utf8_lossy(key).into_owned(), owner));
+            true
+        })?;
+        for (identity, owner) in owners {
+            if registry.agents.contains_key(&identity) {
+                registry.set_owner(&identity, Some(owner));
+            }
+        }
         Ok(registry)
+    }
+
+    /// Whether `owner` (`None`: an anonymous caller) may change the entry `identity`: an
+    /// existing entry only by its own owner.
+    pub fn authorize(&self, identity: &str, owner: Option<&str>) -> Result<(), ProtoError> {
+        if !self.agents.contains_key(identity)
+            || self.owners.get(identity).map(String::as_str) == owner
+        {
+            return Ok(());
+        }
+        Err(ProtoError::new(
+            ErrorCode::Forbidden,
+            "this agent entry was registered by another identity",
+        ))
+    }
+
+    /// Whether a new entry fits: `max_total` entries overall, `max_per_owner` per owner (0 =
+    /// unlimited). Re-registering an existing entry always fits.
+    pub fn check_room(
+        &self,
+        identity: &str,
+        owner: Option<&str>,
+        max_total: u64,
+        max_per_owner: u64,
+    ) -> Result<(), ProtoError> {
+        if self.agents.contains_key(identity) {
+            return Ok(());
+        }
+        if max_total > 0 && self.agents.len() as u64 >= max_total {
+            return Err(ProtoError::new(
+                ErrorCode::Full,
+                format!("the agent registry is full ({max_total} entries)"),
+            ));
+        }
+        let held = owner.and_then(|o| self.owned.get(o)).copied().unwrap_or(0);
+        if owner.is_some() && max_per_owner > 0 && held >= max_per_owner {
+            return Err(ProtoError::new(
+                ErrorCode::Full,
+                format!(
+                    "this identity already holds {max_per_owner} agent entries, the most allowed"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records who owns `identity` (`None`: nobody), keeping the per-owner counts.
+    pub fn set_owner(&mut self, identity: &str, owner: Option<String>) {
+        if let Some(old) = self.owners.remove(identity) {
+            if let Some(count) = self.owned.get_mut(&old) {
+                *count -= 1;
+                if *count == 0 {
+                    self.owned.remove(&old);
+                }
+            }
+        }
+        if let Some(owner) = owner {
+            *self.owned.entry(owner.clone()).or_default() += 1;
+            self.owners.insert(identity.to_owned(), owner);
+        }
     }
 
     /// Number of registered agents.
@@ -40,7 +125,7 @@ impl Registry {
 
     /// Registers or replaces an entry (a replaced entry keeps its place in registration order).
     pub fn register(&mut self, request: RegisterRequest, now_ms: u64) -> (&str, &AgentRecord) {
-        let seq = match self.remove(&request.identity) {
+        let seq = match self.detach(&request.identity) {
             Some(old) => old.seq,
             None => {
                 self.next_seq += 1;
@@ -83,14 +168,23 @@ impl Registry {
 
     /// Stores the latest status and refreshes last-seen (and so the heartbeat expiry).
     pub fn report(&mut self, identity: &str, status: String, now_ms: u64) -> Option<&AgentRecord> {
-        let mut record = self.remove(identity)?;
+        let mut record = self.detach(identity)?;
         record.status = Some(status);
         record.last_seen_ms = now_ms;
         self.insert(identity.to_owned(), record);
         self.agents.get(identity)
     }
 
+    /// Removes an entry and its ownership.
     pub fn remove(&mut self, identity: &str) -> Option<AgentRecord> {
+        let record = self.detach(identity)?;
+        self.set_owner(identity, None);
+        Some(record)
+    }
+
+    /// Takes an entry out of every index, leaving its ownership (register and report put it
+    /// back at once).
+    fn detach(&mut self, identity: &str) -> Option<AgentRecord> {
         let record = self.agents.remove(identity)?;
         if let Some(mailbox) = &record.mailbox {
             if self.by_mailbox.get(mailbox).is_some_and(|i| i == identity) {

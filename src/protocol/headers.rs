@@ -2,8 +2,11 @@
 //!
 //! `mq9-*` headers are options: they are read into [`SendOptions`] and are not stored as
 //! headers (their effect is: priority, key and tags come back as fields of the message).
-//! Unknown `mq9-*` headers are ignored. Every other header is stored as sent and returned
-//! with the message; a header sent several times is returned once, its values joined by `,`.
+//! Unknown `mq9-*` headers are ignored — so a sender can never forge `mq9-sender`, which only
+//! the broker writes ([`SendOptions::set_sender`]). `Nats-Request-Info` is nats-server's note on
+//! who called (see `identity`), not the sender's data: it is never stored either. Every other
+//! header is stored as sent and returned with the message; a header sent several times is
+//! returned once, its values joined by `,`.
 
 use async_nats::HeaderMap;
 
@@ -57,11 +60,21 @@ pub fn parse(headers: Option<&HeaderMap>) -> Result<SendOptions, ProtoError> {
                     .collect()
             }
             lower if lower.starts_with("mq9-") => {}
+            "nats-request-info" => {}
             _ => options.headers.push((name.to_owned(), value)),
         }
     }
     options.headers.sort();
     Ok(options)
+}
+
+impl SendOptions {
+    /// Records the sender's identity as the stored header `mq9-sender` (kept in name order).
+    pub fn set_sender(&mut self, sender: &str) {
+        let entry = (super::identity::SENDER_HEADER.to_owned(), sender.to_owned());
+        let at = self.headers.partition_point(|header| *header < entry);
+        self.headers.insert(at, entry);
+    }
 }
 
 fn seconds(header: &str, value: &str) -> Result<u64, ProtoError> {
@@ -117,5 +130,25 @@ mod tests {
             let err = parse(Some(&map(&[(name, value)]))).unwrap_err();
             assert!(err.message.contains(name), "{}", err.message);
         }
+    }
+
+    #[test]
+    fn the_sender_header_is_the_brokers_alone() {
+        let headers = map(&[
+            ("mq9-sender", "forged.address"),
+            ("Nats-Request-Info", r#"{"acc":"AFORGED"}"#),
+            ("a-first", "1"),
+            ("z-last", "2"),
+        ]);
+        let mut options = parse(Some(&headers)).unwrap();
+        let names = |o: &SendOptions| o.headers.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&options),
+            ["a-first", "z-last"],
+            "neither is stored as sent"
+        );
+        options.set_sender("team.translator");
+        assert_eq!(names(&options), ["a-first", "mq9-sender", "z-last"]);
+        assert_eq!(options.headers[1].1, "team.translator");
     }
 }

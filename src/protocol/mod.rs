@@ -14,6 +14,7 @@ pub mod agents;
 pub mod body;
 pub mod error;
 pub mod headers;
+pub mod identity;
 pub mod reply;
 pub mod request;
 pub mod subject;

@@ -15,6 +15,7 @@
 //! | `delayed` | visible_at · sequence | [`DelayedRecord`] |
 //! | `subscriptions` | mailbox id · topic | `()` (durable broadcast subscriptions) |
 //! | `agents` | identity (name, else mailbox) | [`AgentRecord`] |
+//! | `agent_owners` | identity | the owning caller (`Caller::owner`), UTF-8 |
 //! | `meta` | name | counters ([`META_NEXT_MAILBOX_ID`], [`META_NEXT_DELAY_SEQ`]) |
 //!
 //! Mailboxes are keyed internally by a numeric id that is never reused, so a re-created address
@@ -43,12 +44,14 @@ pub const CF_MESSAGE_EXPIRY: &str = "message_expiry";
 pub const CF_DELAYED: &str = "delayed";
 pub const CF_SUBSCRIPTIONS: &str = "subscriptions";
 pub const CF_AGENTS: &str = "agents";
+/// Kept apart from `agents` so that entries written before identities existed still decode.
+pub const CF_AGENT_OWNERS: &str = "agent_owners";
 pub const CF_META: &str = "meta";
 
 /// The memtable size of the mailbox column families.
 const MAILBOX_MEMTABLE_BYTES: usize = 8 << 20;
 
-const ALL_CFS: [&str; 10] = [
+const ALL_CFS: [&str; 11] = [
     CF_MAILBOXES,
     CF_MESSAGES,
     CF_GROUPS,
@@ -58,6 +61,7 @@ const ALL_CFS: [&str; 10] = [
     CF_DELAYED,
     CF_SUBSCRIPTIONS,
     CF_AGENTS,
+    CF_AGENT_OWNERS,
     CF_META,
 ];
 

@@ -6,22 +6,65 @@ use serde_json::json;
 
 use crate::engine::Engine;
 use crate::protocol::agents::{AgentLookup, DiscoverRequest, RegisterRequest};
-use crate::protocol::{reply, ProtoError};
+use crate::protocol::identity::Caller;
+use crate::protocol::{reply, ErrorCode, ProtoError};
 use crate::store;
 use crate::time::now_ms;
 
 impl Engine {
+    /// REGISTER: a card within `max_card_bytes`, naming only the caller's own mailbox, for an
+    /// entry the caller owns or a new one that fits the registry's bounds.
     pub(in crate::engine) fn register(
         &mut self,
         request: RegisterRequest,
+        caller: Option<&Caller>,
     ) -> Result<Bytes, ProtoError> {
+        let limits = self.config.limits;
+        if limits.max_card_bytes > 0 && request.card.len() as u64 > limits.max_card_bytes {
+            return Err(ProtoError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "agent card is {} bytes, more than the broker's limit of {} bytes",
+                    request.card.len(),
+                    limits.max_card_bytes
+                ),
+            ));
+        }
+        let own_address = caller.and_then(Caller::address);
+        if let (Some(own), Some(mailbox)) = (own_address, &request.mailbox) {
+            if own != mailbox {
+                return Err(ProtoError::new(
+                    ErrorCode::Forbidden,
+                    "field `mailbox` must be the caller's own mailbox",
+                ));
+            }
+        }
+        let owner = caller.map(Caller::owner);
+        let owner = owner.as_deref();
+        self.registry.authorize(&request.identity, owner)?;
+        self.registry.check_room(
+            &request.identity,
+            owner,
+            limits.max_agents,
+            limits.max_agents_per_identity,
+        )?;
         let (identity, record) = self.registry.register(request, now_ms());
-        self.store.put(
-            &mut self.pending.batch,
-            store::CF_AGENTS,
-            identity.as_bytes(),
-            record,
-        );
+        let identity = identity.to_owned();
+        let batch = &mut self.pending.batch;
+        self.store
+            .put(batch, store::CF_AGENTS, identity.as_bytes(), record);
+        match owner {
+            Some(owner) => self.store.put(
+                batch,
+                store::CF_AGENT_OWNERS,
+                identity.as_bytes(),
+                &owner.to_owned(),
+            ),
+            None => self
+                .store
+                .delete(batch, store::CF_AGENT_OWNERS, identity.as_bytes()),
+        }
+        self.registry.set_owner(&identity, owner.map(str::to_owned));
         self.pending.sync = true;
         Ok(reply::ok(json!({})))
     }
@@ -29,14 +72,11 @@ impl Engine {
     pub(in crate::engine) fn unregister(
         &mut self,
         lookup: &AgentLookup,
+        caller: Option<&Caller>,
     ) -> Result<Bytes, ProtoError> {
-        let identity = self.find_agent(lookup)?;
+        let identity = self.find_owned_agent(lookup, caller)?;
         self.registry.remove(&identity);
-        self.store.delete(
-            &mut self.pending.batch,
-            store::CF_AGENTS,
-            identity.as_bytes(),
-        );
+        self.forget_agent(&identity);
         self.pending.sync = true;
         Ok(reply::ok(json!({})))
     }
@@ -45,8 +85,9 @@ impl Engine {
         &mut self,
         lookup: &AgentLookup,
         status: String,
+        caller: Option<&Caller>,
     ) -> Result<Bytes, ProtoError> {
-        let identity = self.find_agent(lookup)?;
+        let identity = self.find_owned_agent(lookup, caller)?;
         if let Some(record) = self.registry.report(&identity, status, now_ms()) {
             self.store.put(
                 &mut self.pending.batch,
@@ -83,18 +124,31 @@ impl Engine {
     pub(in crate::engine) fn expire_agents(&mut self, now: u64) {
         if self.registry.next_expiry().is_some_and(|at| at <= now) {
             for identity in self.registry.expire(now) {
-                self.store.delete(
-                    &mut self.pending.batch,
-                    store::CF_AGENTS,
-                    identity.as_bytes(),
-                );
+                self.forget_agent(&identity);
             }
         }
     }
 
-    fn find_agent(&self, lookup: &AgentLookup) -> Result<String, ProtoError> {
-        self.registry
+    /// Deletes a removed entry and its ownership from the store.
+    fn forget_agent(&mut self, identity: &str) {
+        for cf in [store::CF_AGENTS, store::CF_AGENT_OWNERS] {
+            self.store
+                .delete(&mut self.pending.batch, cf, identity.as_bytes());
+        }
+    }
+
+    /// The entry a lookup names, if the caller may change it.
+    fn find_owned_agent(
+        &self,
+        lookup: &AgentLookup,
+        caller: Option<&Caller>,
+    ) -> Result<String, ProtoError> {
+        let identity = self
+            .registry
             .find(lookup)
-            .ok_or_else(|| ProtoError::not_found("agent not found"))
+            .ok_or_else(|| ProtoError::not_found("agent not found"))?;
+        let owner = caller.map(Caller::owner);
+        self.registry.authorize(&identity, owner.as_deref())?;
+        Ok(identity)
     }
 }

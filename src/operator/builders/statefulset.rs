@@ -220,6 +220,12 @@ fn broker_container(broker: &Broker, auth: bool) -> Container {
         &spec.limits.max_messages_per_mailbox.to_string(),
         "--max-bytes-per-mailbox",
         &spec.limits.max_bytes_per_mailbox.to_string(),
+        "--max-agents",
+        &spec.limits.max_agents.to_string(),
+        "--max-agents-per-identity",
+        &spec.limits.max_agents_per_identity.to_string(),
+        "--max-card-bytes",
+        &spec.limits.max_card_bytes.to_string(),
         "--log-format",
         "json",
     ]);

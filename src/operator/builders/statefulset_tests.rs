@@ -136,6 +136,39 @@ fn broker_flags_follow_the_spec() {
     assert!(!line.contains("--active-pod"), "a single pod always serves");
 }
 
+/// The flags the builder writes are the ones `mq9 broker` reads: parsed by the broker's own
+/// clap definition, they carry the spec's limits.
+#[test]
+fn broker_args_parse_as_broker_flags() {
+    #[derive(clap::Parser)]
+    struct BrokerCli {
+        #[command(flatten)]
+        config: crate::config::BrokerConfig,
+        /// The binary's global flag (`main.rs`).
+        #[arg(long)]
+        log_format: String,
+    }
+    let b = broker(json!({"limits": {"maxAgents": 7, "maxAgentsPerIdentity": 3,
+        "maxCardBytes": 999, "maxBytesPerMailbox": 30}}));
+    let sts = statefulset(&b, "sum", Some("b1-auth"));
+    let args = container(&sts, "broker").args.clone().unwrap();
+    assert_eq!(args[0], "broker");
+    let parsed = <BrokerCli as clap::Parser>::try_parse_from(
+        std::iter::once("mq9-broker").chain(args[1..].iter().map(String::as_str)),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let limits = parsed.config.limits;
+    assert_eq!(
+        (
+            limits.max_agents,
+            limits.max_agents_per_identity,
+            limits.max_card_bytes
+        ),
+        (7, 3, 999)
+    );
+    assert_eq!(limits.max_bytes_per_mailbox, 30);
+}
+
 #[test]
 fn only_pod_zero_serves_mailboxes_in_a_cluster() {
     let sts = statefulset(&broker(json!({"replicas": 3})), "sum", None);
