@@ -1345,4 +1345,7 @@ pub struct Statistics {
     /// Number of times connection was established.
     /// Initial connect will be counted as well, then all successful reconnects.
     pub connects: AtomicU64,
+    /// mq9 patch: messages from the server skipped unread because their subject, reply
+    /// subject or header block was malformed (the connection stays up).
+    pub malformed_messages: AtomicU64,
 }

@@ -33,7 +33,7 @@ use {
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{self, AsyncRead, AsyncReadExt, AsyncWrite};
-use tracing::trace;
+use tracing::{trace, warn};
 
 use crate::header::{HeaderMap, HeaderName, IntoHeaderValue};
 use crate::status::StatusCode;
@@ -94,6 +94,43 @@ pub(crate) struct Connection {
     statistics: Arc<Statistics>,
 }
 
+/// mq9 patch: why [`Connection::try_read_one_op`] read no operation.
+enum ReadError {
+    /// The stream is out of sync (broken framing, an unknown operation): the connection ends.
+    Io(io::Error),
+    /// One message was malformed and its bytes are consumed: the next operation can be read.
+    Malformed(&'static str),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(err: io::Error) -> Self {
+        ReadError::Io(err)
+    }
+}
+
+/// mq9 patch: the arguments of a `MSG`/`HMSG` control line, split where nats-server splits
+/// them (spaces and tabs; `str::split_whitespace` would also split a subject at a Unicode
+/// space, which nats-server keeps inside the subject).
+fn arguments(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|byte| matches!(byte, b' ' | b'\t'))
+        .filter(|arg| !arg.is_empty())
+}
+
+/// mq9 patch: a numeric argument of a control line; not a number is broken framing.
+fn number<T: FromStr>(arg: &[u8], error: &'static str) -> Result<T, io::Error> {
+    str::from_utf8(arg)
+        .ok()
+        .and_then(|arg| arg.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, error))
+}
+
+/// mq9 patch: the subject and reply subject of a message, or `None` when one is not UTF-8.
+fn subjects(subject: &[u8], reply: Option<&[u8]>) -> Option<(Subject, Option<Subject>)> {
+    let subject = str::from_utf8(subject).ok()?;
+    let reply = reply.map(str::from_utf8).transpose().ok()?;
+    Some((Subject::from(subject), reply.map(Subject::from)))
+}
+
 /// Internal representation of the connection.
 /// Holds connection with NATS Server and communicates with `Client` via channels.
 impl Connection {
@@ -132,7 +169,28 @@ impl Connection {
 
     /// Attempts to read a server operation from the read buffer.
     /// Returns `None` if there is not enough data to parse an entire operation.
+    ///
+    /// mq9 patch: nats-server forwards a publisher's subject, reply subject and header block
+    /// without checking that they are UTF-8 or well formed, so one bad publish by any client
+    /// used to end this connection. Such a message is now skipped whole (its length is known
+    /// from the framing), counted in [`Statistics::malformed_messages`] and logged, and the
+    /// next operation is read. Only broken framing still ends the connection.
     pub(crate) fn try_read_op(&mut self) -> Result<Option<ServerOp>, io::Error> {
+        loop {
+            match self.try_read_one_op() {
+                Ok(op) => return Ok(op),
+                Err(ReadError::Io(err)) => return Err(err),
+                Err(ReadError::Malformed(problem)) => {
+                    self.statistics
+                        .malformed_messages
+                        .add(1, Ordering::Relaxed);
+                    warn!(problem, "skipped a malformed message from the server");
+                }
+            }
+        }
+    }
+
+    fn try_read_one_op(&mut self) -> Result<Option<ServerOp>, ReadError> {
         let len = match memchr::memmem::find(&self.read_buf, b"\r\n") {
             Some(len) => len,
             None => return Ok(None),
@@ -177,9 +235,9 @@ impl Connection {
         }
 
         if self.read_buf.starts_with(b"MSG ") {
-            let line = str::from_utf8(&self.read_buf[4..len])
-                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-            let mut args = line.split(' ').filter(|s| !s.is_empty());
+            // mq9 patch: the arguments are bytes, so that the length is known even when the
+            // subject is not UTF-8.
+            let mut args = arguments(&self.read_buf[4..len]);
 
             // Parse the operation syntax: MSG <subject> <sid> [reply-to] <#bytes>
             let (subject, sid, reply_to, payload_len) = match (
@@ -199,18 +257,17 @@ impl Connection {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
                         "invalid number of arguments after MSG",
-                    ))
+                    )
+                    .into())
                 }
             };
+            drop(args); // mq9 patch: the arguments borrow `read_buf`, which is advanced below.
 
-            let sid = sid
-                .parse::<u64>()
-                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+            let sid = number::<u64>(sid, "cannot parse sid argument after MSG")?;
 
             // Parse the number of payload bytes.
-            let payload_len = payload_len
-                .parse::<usize>()
-                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+            let payload_len =
+                number::<usize>(payload_len, "cannot parse the number of bytes after MSG")?;
 
             // Return early without advancing if there is not enough data read the entire
             // message
@@ -222,8 +279,11 @@ impl Connection {
                 + reply_to.as_ref().map(|reply| reply.len()).unwrap_or(0)
                 + subject.len();
 
-            let subject = Subject::from(subject);
-            let reply = reply_to.map(Subject::from);
+            // mq9 patch: skip the message when a subject is not UTF-8.
+            let Some((subject, reply)) = subjects(subject, reply_to) else {
+                self.read_buf.advance(len + payload_len + 4);
+                return Err(ReadError::Malformed("MSG subject or reply subject is not UTF-8"));
+            };
 
             self.read_buf.advance(len + 2);
             let payload = self.read_buf.split_to(payload_len).freeze();
@@ -251,9 +311,8 @@ impl Connection {
 
         if self.read_buf.starts_with(b"HMSG ") {
             // Extract whitespace-delimited arguments that come after "HMSG".
-            let line = std::str::from_utf8(&self.read_buf[5..len])
-                .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-            let mut args = line.split_whitespace().filter(|s| !s.is_empty());
+            // mq9 patch: as bytes, like MSG.
+            let mut args = arguments(&self.read_buf[5..len]);
 
             // <subject> <sid> [reply-to] <# header bytes><# total bytes>
             let (subject, sid, reply_to, header_len, total_len) = match (
@@ -279,77 +338,67 @@ impl Connection {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
                         "invalid number of arguments after HMSG",
-                    ))
+                    )
+                    .into())
                 }
             };
-
-            // Convert the slice into a subject
-            let subject = Subject::from(subject);
+            drop(args); // mq9 patch: the arguments borrow `read_buf`, which is advanced below.
 
             // Parse the subject ID.
-            let sid = sid.parse::<u64>().map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "cannot parse sid argument after HMSG",
-                )
-            })?;
-
-            // Convert the slice into a subject.
-            let reply = reply_to.map(Subject::from);
+            let sid = number::<u64>(sid, "cannot parse sid argument after HMSG")?;
 
             // Parse the number of payload bytes.
-            let header_len = header_len.parse::<usize>().map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "cannot parse the number of header bytes argument after \
-                     HMSG",
-                )
-            })?;
+            let header_len = number::<usize>(
+                header_len,
+                "cannot parse the number of header bytes argument after HMSG",
+            )?;
 
             // Parse the number of payload bytes.
-            let total_len = total_len.parse::<usize>().map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "cannot parse the number of bytes argument after HMSG",
-                )
-            })?;
+            let total_len = number::<usize>(
+                total_len,
+                "cannot parse the number of bytes argument after HMSG",
+            )?;
 
             if total_len < header_len {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     "number of header bytes was greater than or equal to the \
                  total number of bytes after HMSG",
-                ));
+                )
+                .into());
             }
 
             if len + total_len + 4 > self.read_buf.remaining() {
                 return Ok(None);
             }
 
+            // mq9 patch: skip the message when a subject is not UTF-8. From here on the
+            // message's bytes are consumed, so a malformed header block skips it too.
+            let Some((subject, reply)) = subjects(subject, reply_to) else {
+                self.read_buf.advance(len + total_len + 4);
+                return Err(ReadError::Malformed("HMSG subject or reply subject is not UTF-8"));
+            };
+
             self.read_buf.advance(len + 2);
             let header = self.read_buf.split_to(header_len);
             let payload = self.read_buf.split_to(total_len - header_len).freeze();
             self.read_buf.advance(2);
 
+            // mq9 patch: every problem of the header block is `ReadError::Malformed`.
             let mut lines = std::str::from_utf8(&header)
-                .map_err(|_| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "header isn't valid utf-8")
-                })?
+                .map_err(|_| ReadError::Malformed("header isn't valid utf-8"))?
                 .lines()
                 .peekable();
-            let version_line = lines.next().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "no header version line found")
-            })?;
+            let version_line = lines
+                .next()
+                .ok_or(ReadError::Malformed("no header version line found"))?;
 
             let version_line_suffix = version_line
                 .strip_prefix("NATS/1.0")
                 .map(str::trim)
-                .ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "header version line does not begin with `NATS/1.0`",
-                    )
-                })?;
+                .ok_or(ReadError::Malformed(
+                    "header version line does not begin with `NATS/1.0`",
+                ))?;
 
             let (status, description) = version_line_suffix
                 .split_once(' ')
@@ -359,7 +408,7 @@ impl Connection {
                 Some(
                     status
                         .parse::<StatusCode>()
-                        .map_err(|_| std::io::Error::other("could not parse status parameter"))?,
+                        .map_err(|_| ReadError::Malformed("could not parse status parameter"))?,
                 )
             } else {
                 None
@@ -376,12 +425,12 @@ impl Connection {
                     continue;
                 }
 
-                let (name, value) = line.split_once(':').ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "no header version line found")
-                })?;
+                let (name, value) = line
+                    .split_once(':')
+                    .ok_or(ReadError::Malformed("header line without `:`"))?;
 
                 let name = HeaderName::from_str(name)
-                    .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+                    .map_err(|_| ReadError::Malformed("invalid header name"))?;
 
                 // Read the header value, which might have been split into multiple lines
                 // `trim_start` and `trim_end` do the same job as doing `value.trim().to_owned()` at the end, but without a reallocation
@@ -391,6 +440,11 @@ impl Connection {
                 }
                 value.truncate(value.trim_end().len());
 
+                // mq9 patch: `str::lines` leaves a lone `\r` inside a line, and
+                // `into_header_value` panics on it.
+                if value.contains('\r') {
+                    return Err(ReadError::Malformed("carriage return inside a header value"));
+                }
                 headers.append(name, value.into_header_value());
             }
 
@@ -426,7 +480,8 @@ impl Connection {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("invalid server operation: '{line}'"),
-        ))
+        )
+        .into())
     }
 
     pub(crate) fn read_op(&mut self) -> impl Future<Output = io::Result<Option<ServerOp>>> + '_ {
