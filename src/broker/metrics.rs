@@ -1,6 +1,6 @@
 //! Prometheus metrics of the broker, served at `/metrics`.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -34,6 +34,7 @@ pub struct Metrics {
     bytes: Gauge<u64, AtomicU64>,
     writes: Counter,
     syncs: Counter,
+    malformed: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -78,6 +79,12 @@ impl Default for Metrics {
             "Write batches that synced the WAL; concurrent SENDs share one (group commit)",
             syncs.clone(),
         );
+        let malformed = Counter::default();
+        registry.register(
+            "nats_malformed_messages",
+            "Messages from nats-server skipped unread because their subject or header block was malformed (the NATS connection stays up)",
+            malformed.clone(),
+        );
         Metrics {
             registry,
             commands,
@@ -87,6 +94,7 @@ impl Default for Metrics {
             bytes,
             writes,
             syncs,
+            malformed,
         }
     }
 }
@@ -109,6 +117,14 @@ impl Metrics {
         for (counter, total) in [(&self.writes, totals.writes), (&self.syncs, totals.syncs)] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
+    }
+
+    /// Takes the NATS client's running count of malformed messages it skipped (see
+    /// `patches/async-nats/MQ9-PATCH.md`). `fetch_max`, so that concurrent scrapes never
+    /// count twice.
+    pub fn nats_client(&self, statistics: &async_nats::Statistics) {
+        let skipped = statistics.malformed_messages.load(Ordering::Relaxed);
+        self.malformed.inner().fetch_max(skipped, Ordering::Relaxed);
     }
 
     /// The text exposition format.
