@@ -3,6 +3,7 @@
 //! The server gets a config file in its own work directory. With no port given it listens on a
 //! random loopback port and reports it through a ports file, so parallel tests never collide.
 
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -41,6 +42,7 @@ impl NatsServerOptions {
 pub struct NatsServer {
     child: Child,
     url: String,
+    monitoring: Option<SocketAddr>,
     work_dir: PathBuf,
 }
 
@@ -100,15 +102,15 @@ impl NatsServer {
             .with_context(|| format!("cannot start {}", binary.display()))?;
         let ports_file = work_dir.join(format!("nats-server_{}.ports", child.id()));
         let deadline = Instant::now() + Duration::from_secs(10);
-        let url = loop {
+        let ports = loop {
             if let Some(status) = child.try_wait()? {
                 bail!(
                     "nats-server exited at start ({status}); see {}",
                     work_dir.join("nats-server.log").display()
                 );
             }
-            if let Some(url) = read_client_url(&ports_file) {
-                break url;
+            if let Some(ports) = read_ports(&ports_file) {
+                break ports;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -118,7 +120,8 @@ impl NatsServer {
         };
         Ok(NatsServer {
             child,
-            url,
+            url: ports.client_url,
+            monitoring: ports.monitoring,
             work_dir,
         })
     }
@@ -126,6 +129,13 @@ impl NatsServer {
     /// `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The monitoring endpoint (`/connz`, `/varz`, ...), when `extra_config` enables it:
+    /// `http: "127.0.0.1:-1"` picks a free loopback port. Tests use `/connz` to see the
+    /// server's side of the broker's connection (its `cid` changes when it reconnects).
+    pub fn monitoring_addr(&self) -> Option<SocketAddr> {
+        self.monitoring
     }
 
     pub fn work_dir(&self) -> &Path {
@@ -169,8 +179,20 @@ impl Drop for NatsServer {
     }
 }
 
-fn read_client_url(ports_file: &Path) -> Option<String> {
+/// What nats-server reports in its ports file once every listener is up.
+struct Ports {
+    client_url: String,
+    monitoring: Option<SocketAddr>,
+}
+
+fn read_ports(ports_file: &Path) -> Option<Ports> {
     let text = std::fs::read_to_string(ports_file).ok()?;
     let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
-    ports["nats"].get(0)?.as_str().map(str::to_owned)
+    let monitoring = ports["monitoring"]
+        .get(0)
+        .and_then(|url| url.as_str()?.strip_prefix("http://")?.parse().ok());
+    Some(Ports {
+        client_url: ports["nats"].get(0)?.as_str()?.to_owned(),
+        monitoring,
+    })
 }

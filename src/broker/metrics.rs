@@ -1,6 +1,6 @@
 //! Prometheus metrics of the broker, served at `/metrics`.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -35,6 +35,7 @@ pub struct Metrics {
     writes: Counter,
     syncs: Counter,
     refused_replies: Counter,
+    malformed: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -86,6 +87,12 @@ impl Default for Metrics {
              (a confused-deputy attempt or a misconfigured client inbox prefix)",
             refused_replies.clone(),
         );
+        let malformed = Counter::default();
+        registry.register(
+            "nats_malformed_messages",
+            "Messages from nats-server skipped unread because their subject or header block was malformed (the NATS connection stays up)",
+            malformed.clone(),
+        );
         Metrics {
             registry,
             commands,
@@ -96,6 +103,7 @@ impl Default for Metrics {
             writes,
             syncs,
             refused_replies,
+            malformed,
         }
     }
 }
@@ -123,6 +131,14 @@ impl Metrics {
     /// A request dropped for its reply subject (see `super::replies`).
     pub fn refused_reply(&self) {
         self.refused_replies.inc();
+    }
+
+    /// Takes the NATS client's running count of malformed messages it skipped (see
+    /// `patches/async-nats/MQ9-PATCH.md`). `fetch_max`, so that concurrent scrapes never
+    /// count twice.
+    pub fn nats_client(&self, statistics: &async_nats::Statistics) {
+        let skipped = statistics.malformed_messages.load(Ordering::Relaxed);
+        self.malformed.inner().fetch_max(skipped, Ordering::Relaxed);
     }
 
     /// The text exposition format.

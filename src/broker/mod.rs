@@ -50,6 +50,9 @@ pub struct Health {
 
 impl crate::http::Probe for Health {
     fn metrics(&self) -> String {
+        if let Some(client) = self.client.get() {
+            self.metrics.nats_client(&client.statistics());
+        }
         self.metrics.encode()
     }
 
