@@ -120,7 +120,12 @@ async fn apply(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
     }
     let (state, broker) = dereference::broker_state(mailbox, ctx).await?;
     if let Some(Err(message)) = broker.as_ref().map(|b| plan::admission(mailbox, b)) {
-        return status::not_ready(mailbox, ctx, Reason::NamespaceNotAllowed, message).await;
+        // Back when the Broker changes (watched), and every resync interval so that a frozen
+        // mailbox's expiry is still noticed.
+        let reason = Reason::NamespaceNotAllowed;
+        let outcome = Outcome::NotReady { reason, message };
+        let action = Action::requeue(ctx.settings.resync);
+        return status::settle(mailbox, ctx, outcome, action).await;
     }
     let connected = match dereference::connect_to(ctx, state, broker).await {
         Ok(connected) => connected,
