@@ -524,6 +524,18 @@ async fn a_broker_serves_only_the_namespaces_it_allows() {
         }
     };
     allow(json!([OTHER])).await;
+    let what = cluster
+        .operator
+        .waiting_for("the NetworkPolicy to admit team-b's clients");
+    cluster
+        .api
+        .wait_for(&what, |api| {
+            let policy = api.get("networking.k8s.io/v1/networkpolicies", NS, "agents")?;
+            let clients = &policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"];
+            (clients["matchExpressions"][0]["values"] == json!([NS, "mq9-system", OTHER]))
+                .then_some(())
+        })
+        .await;
     let ready = cluster
         .wait_reason_in(MAILBOXES, OTHER, "visitor", "Created")
         .await;
