@@ -24,6 +24,8 @@ pub struct NatsServerOptions {
     pub extra_config: String,
     /// Forward the server's output to ours (dev) instead of a log file (tests).
     pub inherit_output: bool,
+    /// Environment variables for the server, which its configuration can reference as `$NAME`.
+    pub env: Vec<(String, String)>,
 }
 
 impl NatsServerOptions {
@@ -34,6 +36,7 @@ impl NatsServerOptions {
             work_dir: work_dir.into(),
             extra_config: String::new(),
             inherit_output: false,
+            env: Vec::new(),
         }
     }
 }
@@ -95,6 +98,7 @@ impl NatsServer {
             .process_group(0)
             .arg("-c")
             .arg(&config_path)
+            .envs(options.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

@@ -38,10 +38,56 @@ async fn broker_sample_reconciles_into_its_workload_and_becomes_available() {
     assert!(secret_text(&auth, "broker.creds")
         .unwrap()
         .contains("NATS USER JWT"));
+
+    // The data plane: routes need the password from the Secret the operator made, which no
+    // ConfigMap or StatefulSet holds; monitoring stays in the pod; a NetworkPolicy guards it.
+    let routes = api
+        .get(SECRETS, "mq9", "agents-routes")
+        .expect("the routes Secret");
+    assert_eq!(routes["metadata"]["ownerReferences"][0]["kind"], "Broker");
+    let password = secret_text(&routes, "password").unwrap();
+    assert!(password.len() >= 32, "a long random password");
+    assert!(
+        conf.contains("password: $ROUTE_PASSWORD") && conf.contains("http: 127.0.0.1:8222"),
+        "{conf}"
+    );
+    let sts = api.get(STATEFULSETS, "mq9", "agents").unwrap();
+    for text in [conf.to_owned(), sts.to_string()] {
+        assert!(
+            !text.contains(&password),
+            "the password is only in its Secret"
+        );
+    }
+    let nats_env = &sts["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        nats_env
+            .to_string()
+            .contains(r#""secretKeyRef":{"key":"password","name":"agents-routes""#),
+        "{nats_env}"
+    );
+    for service in ["agents", "agents-nats"] {
+        let service = api.get("v1/services", "mq9", service).unwrap();
+        assert!(
+            !service["spec"]["ports"].to_string().contains("8222"),
+            "{service}"
+        );
+    }
+    let policy = api
+        .get("networking.k8s.io/v1/networkpolicies", "mq9", "agents")
+        .expect("the NetworkPolicy");
+    assert_eq!(policy["metadata"]["ownerReferences"][0]["kind"], "Broker");
+    let clients = &policy["spec"]["ingress"][0];
+    assert_eq!(clients["ports"][0]["port"], 4222);
+    assert_eq!(
+        clients["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"],
+        json!(["mq9", "mq9-system", "research"]),
+        "the Broker's namespace, the operator's and the allowed one"
+    );
     let sts = api.get(STATEFULSETS, "mq9", "agents").unwrap();
     assert_eq!(sts["spec"]["replicas"], 3);
     assert_eq!(sts["metadata"]["ownerReferences"][0]["kind"], "Broker");
     let keys_before = auth["data"].clone();
+    let routes_before = routes["data"].clone();
 
     broker_pods_ready(&api, "mq9", "agents", 3).await;
     let what = operator.waiting_for("Broker Available");
@@ -62,6 +108,11 @@ async fn broker_sample_reconciles_into_its_workload_and_becomes_available() {
         api.get(SECRETS, "mq9", "agents-auth").unwrap()["data"],
         keys_before,
         "the signing keys are never regenerated"
+    );
+    assert_eq!(
+        api.get(SECRETS, "mq9", "agents-routes").unwrap()["data"],
+        routes_before,
+        "the route password is never regenerated"
     );
 
     // A storage shrink is refused loudly: Degraded, a Warning Event, the volumes untouched.
@@ -408,4 +459,110 @@ async fn only_the_leader_acts_and_a_standby_takes_over() {
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_serves_only_the_namespaces_it_allows() {
+    const OTHER: &str = "team-b";
+    let cluster = Cluster::start().await;
+    cluster.ready_broker("agents").await;
+    let mailbox = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Mailbox",
+        "metadata": {"name": "visitor", "namespace": OTHER},
+        "spec": {"brokerRef": {"name": "agents", "namespace": NS}, "address": "visitor.inbox"}});
+    cluster.api.create(MAILBOXES, mailbox);
+    let broadcast = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broadcast",
+        "metadata": {"name": "news", "namespace": OTHER},
+        "spec": {"brokerRef": {"name": "agents", "namespace": NS}, "topic": "visitors.news",
+                 "members": {"mailboxRefs": ["visitor"]}}});
+    cluster.api.create(BROADCASTS, broadcast);
+
+    // A namespace the Broker does not allow: refused, nothing made, the reason says who and where.
+    let refused = cluster
+        .wait_reason_in(MAILBOXES, OTHER, "visitor", "NamespaceNotAllowed")
+        .await;
+    let message = condition(&refused, "Ready").unwrap()["message"].to_string();
+    assert!(
+        message.contains("Broker apps/agents") && message.contains("namespace team-b"),
+        "{message}"
+    );
+    assert_eq!(condition(&refused, "Ready").unwrap()["status"], "False");
+    cluster
+        .wait_reason_in(BROADCASTS, OTHER, "news", "NamespaceNotAllowed")
+        .await;
+    assert!(
+        cluster.api.get(SECRETS, OTHER, "visitor-mq9").is_none(),
+        "no credentials are written"
+    );
+    let info = cluster.info("visitor.inbox").await;
+    assert_eq!(
+        info["exists"], false,
+        "nothing is created on the broker: {info}"
+    );
+    let what = cluster.operator.waiting_for("a NamespaceNotAllowed Event");
+    cluster
+        .api
+        .wait_for(&what, |api| {
+            let events = api.list(EVENTS, Some(OTHER));
+            events
+                .iter()
+                .any(|e| e["reason"] == "NamespaceNotAllowed" && e["type"] == "Warning")
+                .then_some(())
+        })
+        .await;
+
+    // The Broker allows the namespace: the Mailbox and the Broadcast follow on their own.
+    let brokers: kube::Api<mq9::crd::Broker> = kube::Api::namespaced(cluster.api.client(), NS);
+    let allow = |namespaces: Value| {
+        let brokers = brokers.clone();
+        async move {
+            let patch = json!({"spec": {"allowedNamespaces": namespaces}});
+            let params = kube::api::PatchParams::default();
+            brokers
+                .patch("agents", &params, &kube::api::Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    };
+    allow(json!([OTHER])).await;
+    let what = cluster
+        .operator
+        .waiting_for("the NetworkPolicy to admit team-b's clients");
+    cluster
+        .api
+        .wait_for(&what, |api| {
+            let policy = api.get("networking.k8s.io/v1/networkpolicies", NS, "agents")?;
+            let clients = &policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"];
+            (clients["matchExpressions"][0]["values"] == json!([NS, "mq9-system", OTHER]))
+                .then_some(())
+        })
+        .await;
+    let ready = cluster
+        .wait_reason_in(MAILBOXES, OTHER, "visitor", "Created")
+        .await;
+    assert!(cluster.api.get(SECRETS, OTHER, "visitor-mq9").is_some());
+    let info = cluster.info("visitor.inbox").await;
+    assert_eq!(info["owner"], ready["metadata"]["uid"], "{info}");
+    cluster
+        .wait_reason_in(BROADCASTS, OTHER, "news", "Subscribed")
+        .await;
+    support::wait_until("the member subscribed to the broadcast", || async {
+        let info = cluster.info("visitor.inbox").await;
+        info["subscriptions"].to_string().contains("visitors.news")
+    })
+    .await;
+
+    // Allowed no more: the Mailbox is frozen, not destroyed (see plan::admission).
+    allow(Value::Null).await;
+    cluster
+        .wait_reason_in(MAILBOXES, OTHER, "visitor", "NamespaceNotAllowed")
+        .await;
+    cluster
+        .wait_reason_in(BROADCASTS, OTHER, "news", "NamespaceNotAllowed")
+        .await;
+    assert!(
+        cluster.api.get(SECRETS, OTHER, "visitor-mq9").is_some(),
+        "the Secret keeps the address"
+    );
+    assert_eq!(cluster.info("visitor.inbox").await["exists"], true);
+    cluster.assert_address_never_shown("visitor.inbox");
 }

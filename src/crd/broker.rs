@@ -64,6 +64,43 @@ pub struct BrokerSpec {
     /// While true, the operator changes nothing of this Broker's workload.
     #[serde(default)]
     pub paused: bool,
+    /// Namespaces whose Mailboxes and Broadcasts may use this Broker, besides its own (always
+    /// allowed); `["*"]` allows every namespace. Empty (default): only the Broker's namespace.
+    /// A Mailbox elsewhere gets `Ready=False` with reason `NamespaceNotAllowed`, and the
+    /// NetworkPolicy admits NATS clients only from these namespaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(
+        length(min = 1, max = 63),
+        regex(pattern = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$")
+    ))]
+    pub allowed_namespaces: Vec<String>,
+}
+
+/// `spec.allowedNamespaces` entry that allows every namespace.
+pub const ANY_NAMESPACE: &str = "*";
+
+impl Broker {
+    /// Whether Mailboxes and Broadcasts of `namespace` may use this Broker: its own namespace
+    /// always (whoever administers it administers the Broker), others when
+    /// `spec.allowedNamespaces` names them or holds `*`.
+    pub fn admits(&self, namespace: &str) -> bool {
+        self.metadata.namespace.as_deref() == Some(namespace)
+            || self
+                .spec
+                .allowed_namespaces
+                .iter()
+                .any(|allowed| allowed == ANY_NAMESPACE || allowed == namespace)
+    }
+
+    /// The condition message for an object of `namespace` this Broker does not admit: it
+    /// names the Broker and the namespace, and says what would admit it.
+    pub fn refusal(&self, namespace: &str) -> String {
+        let broker = self.metadata.name.as_deref().unwrap_or_default();
+        let own = self.metadata.namespace.as_deref().unwrap_or_default();
+        format!(
+            "Broker {own}/{broker} does not allow namespace {namespace}: add {namespace} to the Broker's spec.allowedNamespaces"
+        )
+    }
 }
 
 /// The persistent volume of each broker pod.

@@ -39,6 +39,12 @@ impl BrokerRef {
     pub fn namespace_or<'a>(&'a self, own: &'a str) -> &'a str {
         self.namespace.as_deref().unwrap_or(own)
     }
+
+    /// Whether this reference, made from namespace `own`, names `broker`.
+    pub fn refers_to(&self, own: &str, broker: &Broker) -> bool {
+        broker.metadata.name.as_deref() == Some(self.name.as_str())
+            && broker.metadata.namespace.as_deref() == Some(self.namespace_or(own))
+    }
 }
 
 /// Every CRD, in the order `mq9 crds` prints them.

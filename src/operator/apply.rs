@@ -1,8 +1,10 @@
-//! Server-side apply with the operator's single field manager.
+//! How the operator writes objects: server-side apply with its single field manager, and
+//! create-once for generated secrets.
 
 use std::fmt::Debug;
 
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::NamespaceResourceScope;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -23,4 +25,25 @@ where
     Ok(api
         .patch(&object.name_any(), &params, &Patch::Apply(object))
         .await?)
+}
+
+/// The Secret `name` in `namespace`, created from `build()` when missing and never
+/// overwritten: for generated key material (signing keys, passwords) that must stay what it was
+/// first made. `build` runs only when the Secret is missing; of two racing creates the first
+/// stands, and both callers get it.
+pub async fn create_once(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    build: impl FnOnce() -> Secret,
+) -> Result<Secret> {
+    let api = Api::<Secret>::namespaced(client.clone(), namespace);
+    if let Some(existing) = api.get_opt(name).await? {
+        return Ok(existing);
+    }
+    match api.create(&PostParams::default(), &build()).await {
+        Ok(created) => Ok(created),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(api.get(name).await?),
+        Err(e) => Err(e.into()),
+    }
 }

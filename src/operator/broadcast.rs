@@ -3,7 +3,8 @@
 //! subscriptions: it watches Broadcasts and subscribes each member to the union of its topics
 //! ([`plan::desired_topics`]). This controller validates the Broadcast, counts the members that
 //! hold the subscription (Ready Mailboxes), and keeps the status and Events current; it watches
-//! Mailboxes so that label changes are reflected at once.
+//! Mailboxes so that label changes are reflected at once, and Brokers so that a Broadcast
+//! refused by its Broker (`spec.allowedNamespaces`) becomes Ready as soon as it is allowed.
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use kube::{Api, Resource, ResourceExt};
 use super::context::{error_policy, Context};
 use super::error::Result;
 use super::mailbox::plan;
-use crate::crd::{Broadcast, BroadcastStatus, Mailbox};
+use crate::crd::{Broadcast, BroadcastStatus, Broker, Mailbox};
 use crate::protocol::subject;
 
 const CONTROLLER: &str = "broadcast";
@@ -34,17 +35,30 @@ pub async fn run(
         watcher::Config::default(),
     );
     let store = controller.store();
+    // The Broadcasts a change concerns: those of a Mailbox's namespace, those of a Broker.
+    let selected = move |wanted: &dyn Fn(&Broadcast) -> bool| {
+        store
+            .state()
+            .into_iter()
+            .filter(|b| wanted(b))
+            .map(|b| ObjectRef::from_obj(&*b))
+            .collect::<Vec<_>>()
+    };
+    let for_broker = selected.clone();
     controller
         .watches(
-            Api::<Mailbox>::all(client),
+            Api::<Mailbox>::all(client.clone()),
             watcher::Config::default(),
-            move |mailbox| {
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|b| b.namespace() == mailbox.namespace())
-                    .map(|b| ObjectRef::from_obj(&*b))
-                    .collect::<Vec<_>>()
+            move |mailbox| selected(&|b| b.namespace() == mailbox.namespace()),
+        )
+        .watches(
+            Api::<Broker>::all(client),
+            watcher::Config::default(),
+            move |broker| {
+                for_broker(&|b| {
+                    let own = b.namespace().unwrap_or_default();
+                    b.spec.broker_ref.refers_to(&own, &broker)
+                })
             },
         )
         .graceful_shutdown_on(shutdown)
@@ -63,7 +77,14 @@ async fn apply(broadcast: &Broadcast, ctx: &Context) -> Result<Action> {
         .list(&Default::default())
         .await?
         .items;
-    let status = next_status(broadcast, &mailboxes, Timestamp::now());
+    let broker_ref = &broadcast.spec.broker_ref;
+    let broker = Api::<Broker>::namespaced(ctx.client.clone(), broker_ref.namespace_or(&namespace))
+        .get_opt(&broker_ref.name)
+        .await?;
+    let refused = broker
+        .filter(|b| !b.admits(&namespace))
+        .map(|b| b.refusal(&namespace));
+    let status = next_status(broadcast, &mailboxes, refused, Timestamp::now());
     let before = broadcast.status.clone().unwrap_or_default();
     if before == status {
         return Ok(Action::await_change());
@@ -103,10 +124,12 @@ async fn apply(broadcast: &Broadcast, ctx: &Context) -> Result<Action> {
 }
 
 /// The status: valid topic → Ready, with the number of member Mailboxes that are Ready (and so
-/// hold the subscription).
+/// hold the subscription). `refused`: why the Broker does not admit the Broadcast's namespace
+/// (its Mailboxes are refused too, so no member holds the subscription).
 pub fn next_status(
     broadcast: &Broadcast,
     mailboxes: &[Mailbox],
+    refused: Option<String>,
     now: Timestamp,
 ) -> BroadcastStatus {
     let mut status = broadcast.status.clone().unwrap_or_default();
@@ -131,8 +154,8 @@ pub fn next_status(
         })
         .count();
     status.member_count = holding as i32;
-    match subject::validate_topic(&broadcast.spec.topic) {
-        Err(e) => super::conditions::set(
+    match (subject::validate_topic(&broadcast.spec.topic), refused) {
+        (Err(e), _) => super::conditions::set(
             &mut status.conditions,
             "Ready",
             false,
@@ -141,7 +164,16 @@ pub fn next_status(
             generation,
             now,
         ),
-        Ok(()) => {
+        (Ok(()), Some(refused)) => super::conditions::set(
+            &mut status.conditions,
+            "Ready",
+            false,
+            "NamespaceNotAllowed",
+            refused,
+            generation,
+            now,
+        ),
+        (Ok(()), None) => {
             let message = format!(
                 "{holding} of {} member mailboxes hold the subscription",
                 members.len()
@@ -222,14 +254,22 @@ mod tests {
             mailbox("named", true, "z"),
             mailbox("other", true, "z"),
         ];
-        let status = next_status(&broadcast, &mailboxes, Timestamp::UNIX_EPOCH);
+        let status = next_status(&broadcast, &mailboxes, None, Timestamp::UNIX_EPOCH);
         assert_eq!(status.member_count, 2);
         assert!(super::super::conditions::is_true(
             &status.conditions,
             "Ready"
         ));
+        let refused = Some("Broker ns/b does not allow namespace ns".to_owned());
+        let status = next_status(&broadcast, &mailboxes, refused, Timestamp::UNIX_EPOCH);
+        let ready = super::super::conditions::find(&status.conditions, "Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "NamespaceNotAllowed")
+        );
+        assert!(ready.message.contains("ns/b"), "{}", ready.message);
         broadcast.spec.topic = "a..b".into();
-        let status = next_status(&broadcast, &mailboxes, Timestamp::UNIX_EPOCH);
+        let status = next_status(&broadcast, &mailboxes, None, Timestamp::UNIX_EPOCH);
         assert_eq!(
             super::super::conditions::find(&status.conditions, "Ready")
                 .unwrap()

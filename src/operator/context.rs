@@ -22,6 +22,8 @@ pub struct Settings {
     /// Reach every Broker's NATS at this URL instead of its in-cluster Service (development
     /// outside the cluster, tests).
     pub nats_url_override: Option<String>,
+    /// The operator's own namespace: each Broker's NetworkPolicy admits its admin connection.
+    pub operator_namespace: String,
 }
 
 pub struct Context {

@@ -19,7 +19,6 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::ByteString;
-use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use sha2::{Digest, Sha256};
 
@@ -166,23 +165,12 @@ pub fn new_auth_secret(broker: &Broker) -> Secret {
 /// The Broker's auth, creating its Secret on first use (create, never apply: an existing
 /// Secret is never overwritten, and two racing creates leave the first one standing).
 pub async fn ensure_broker_keys(ctx: &Context, broker: &Broker) -> Result<BrokerAuth> {
-    let secrets =
-        Api::<Secret>::namespaced(ctx.client.clone(), &broker.namespace().unwrap_or_default());
+    let namespace = broker.namespace().unwrap_or_default();
     let name = builders::auth_secret_name(broker);
-    if let Some(secret) = secrets.get_opt(&name).await? {
-        return BrokerAuth::from_secret(&secret);
-    }
-    match secrets
-        .create(&PostParams::default(), &new_auth_secret(broker))
-        .await
-    {
-        Ok(secret) => BrokerAuth::from_secret(&secret),
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            let secret = secrets.get(&name).await?;
-            BrokerAuth::from_secret(&secret)
-        }
-        Err(e) => Err(e.into()),
-    }
+    let secret =
+        super::apply::create_once(&ctx.client, &namespace, &name, || new_auth_secret(broker))
+            .await?;
+    BrokerAuth::from_secret(&secret)
 }
 
 /// The Broker's auth as the Mailbox controller needs it: `None` without auth; an error while

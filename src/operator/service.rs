@@ -137,6 +137,7 @@ pub async fn run(
     let settings = Settings {
         resync: Duration::from_secs(args.resync_interval),
         nats_url_override: args.nats_url_override.clone(),
+        operator_namespace: args.namespace.clone(),
     };
     let ctx = Arc::new(Context::new(client, metrics, settings));
     let controllers = futures::future::join4(

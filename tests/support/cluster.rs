@@ -174,27 +174,43 @@ impl Cluster {
         type_: &str,
         status: &str,
     ) -> Value {
-        let what = self
-            .operator
-            .waiting_for(format!("{resource} {name}: {type_}={status}"));
-        self.api
-            .wait_for(&what, |api| {
-                let object = api.get(resource, NS, name)?;
-                condition(&object, type_).filter(|c| c["status"] == status)?;
-                Some(object)
-            })
+        self.wait_condition_field(resource, NS, name, type_, ("status", status))
             .await
     }
 
     /// Waits until a Mailbox's Ready condition has `reason`; returns the Mailbox.
     pub async fn wait_reason(&self, name: &str, reason: &str) -> Value {
-        let what = self
-            .operator
-            .waiting_for(format!("Mailbox {name} Ready reason {reason}"));
+        self.wait_reason_in(MAILBOXES, NS, name, reason).await
+    }
+
+    /// Waits until the Ready condition of `resource` `namespace/name` has `reason`.
+    pub async fn wait_reason_in(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        reason: &str,
+    ) -> Value {
+        self.wait_condition_field(resource, namespace, name, "Ready", ("reason", reason))
+            .await
+    }
+
+    /// Waits until the object's condition `type_` has `field` = `value`; returns the object.
+    async fn wait_condition_field(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        type_: &str,
+        (field, value): (&str, &str),
+    ) -> Value {
+        let what = self.operator.waiting_for(format!(
+            "{resource} {namespace}/{name}: {type_} {field}={value}"
+        ));
         self.api
             .wait_for(&what, |api| {
-                let object = api.get(MAILBOXES, NS, name)?;
-                condition(&object, "Ready").filter(|c| c["reason"] == reason)?;
+                let object = api.get(resource, namespace, name)?;
+                condition(&object, type_).filter(|c| c[field] == value)?;
                 Some(object)
             })
             .await

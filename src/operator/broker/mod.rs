@@ -1,5 +1,5 @@
-//! The Broker controller: dereference (the running StatefulSet, the signing keys) → validate
-//! (storage changes) → build ([`builders`](crate::operator::builders), pure) → apply (server-side
+//! The Broker controller: dereference (the running StatefulSet, the signing keys, the route
+//! password) → validate (storage changes) → build ([`builders`](crate::operator::builders), pure) → apply (server-side
 //! apply, one field manager) → status from the StatefulSet.
 
 pub mod plan;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::jiff::Timestamp;
@@ -24,6 +25,7 @@ use super::builders;
 use super::context::{error_policy, Context};
 use super::credentials;
 use super::error::Result;
+use super::routes;
 use crate::crd::{AuthMode, Broker, BrokerStatus};
 
 const CONTROLLER: &str = "broker";
@@ -47,6 +49,7 @@ pub async fn run(
     .owns(Api::<StatefulSet>::all(client.clone()), owned())
     .owns(Api::<Service>::all(client.clone()), owned())
     .owns(Api::<ConfigMap>::all(client.clone()), owned())
+    .owns(Api::<NetworkPolicy>::all(client.clone()), owned())
     .owns(Api::<PodDisruptionBudget>::all(client), owned())
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctx)
@@ -73,13 +76,16 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
             AuthMode::Jwt => Some(credentials::ensure_broker_keys(ctx, broker).await?),
             AuthMode::None => None,
         };
+        let route_password = match broker.spec.replicas > 1 {
+            true => Some(routes::ensure_password(ctx, broker).await?),
+            false => None,
+        };
         let auth_block = auth.as_ref().map(credentials::BrokerAuth::server_config);
         let config_map = builders::config_map(
             broker,
             builders::nats_server_config(broker, auth_block.as_deref()),
         );
-        let checksum =
-            builders::config_checksum(config_map.data.as_ref().expect("the config map has data"));
+        let checksum = pod_config_checksum(&config_map, route_password.as_deref());
         let auth_secret = auth.as_ref().map(|_| builders::auth_secret_name(broker));
         let mut statefulset = builders::statefulset(broker, &checksum, auth_secret.as_deref());
         if let plan::Storage::KeepCurrent {
@@ -93,6 +99,12 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
         apply(&ctx.client, &config_map).await?;
         apply(&ctx.client, &builders::headless_service(broker)).await?;
         apply(&ctx.client, &builders::client_service(broker)).await?;
+        let operator_namespace = &ctx.settings.operator_namespace;
+        apply(
+            &ctx.client,
+            &builders::network_policy(broker, operator_namespace),
+        )
+        .await?;
         apply(&ctx.client, &statefulset).await?;
         let pdbs = Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &namespace);
         match builders::pod_disruption_budget(broker) {
@@ -115,6 +127,18 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
     );
     write_status(broker, ctx, status).await?;
     Ok(Action::requeue(Duration::from_secs(60)))
+}
+
+/// The pod template's checksum: over the ConfigMap and, with routes, over the route password
+/// (which the ConfigMap only references), so that a new password — its Secret deleted by hand
+/// and made again — rolls the pods onto it instead of leaving old pods unable to route to new
+/// ones. Only a SHA-256 digest of it reaches the annotation.
+fn pod_config_checksum(config_map: &ConfigMap, route_password: Option<&str>) -> String {
+    let mut inputs = config_map.data.clone().unwrap_or_default();
+    if let Some(password) = route_password {
+        inputs.insert(builders::ROUTE_PASSWORD_ENV.to_owned(), password.to_owned());
+    }
+    builders::config_checksum(&inputs)
 }
 
 /// Keeps the volume size the StatefulSet already has (claim templates are immutable).
@@ -180,4 +204,21 @@ async fn write_status(broker: &Broker, ctx: &Context, status: BrokerStatus) -> R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_checksum_follows_the_route_password() {
+        let broker = builders::tests::broker(serde_json::json!({"replicas": 3}));
+        let config_map = builders::config_map(&broker, "listen: 0.0.0.0:4222\n".into());
+        let without = pod_config_checksum(&config_map, None);
+        let with_one = pod_config_checksum(&config_map, Some("one"));
+        assert_ne!(without, with_one);
+        assert_eq!(with_one, pod_config_checksum(&config_map, Some("one")));
+        assert_ne!(with_one, pod_config_checksum(&config_map, Some("two")));
+        assert!(!with_one.contains("one"));
+    }
 }

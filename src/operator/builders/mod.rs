@@ -17,9 +17,12 @@
 //! | client Service (`nats://<b>.<ns>.svc:4222`) | `<b>` |
 //! | ConfigMap (`nats-server.conf`) | `<b>-config` |
 //! | PodDisruptionBudget | `<b>` |
+//! | NetworkPolicy | `<b>` |
 //! | Secret with the signing keys (built elsewhere) | `<b>-auth` |
+//! | Secret with the route password (built elsewhere) | `<b>-routes` |
 
 mod nats_config;
+mod network_policy;
 mod pdb;
 mod quantity;
 mod services;
@@ -32,11 +35,15 @@ use kube::{Resource, ResourceExt};
 
 use crate::crd::Broker;
 
-pub use nats_config::{config_checksum, config_map, nats_server_config, CONFIG_KEY};
+pub use nats_config::{config_checksum, config_map, nats_server_config, route_urls, CONFIG_KEY};
+pub use nats_config::{ROUTES_ENV, ROUTE_PASSWORD_ENV, ROUTE_USER};
+pub use network_policy::network_policy;
 pub use pdb::pod_disruption_budget;
 pub use quantity::storage_shrink;
 pub use services::{client_service, headless_service};
-pub use statefulset::{statefulset, BROKER_CREDS_KEY, CONFIG_CHECKSUM_ANNOTATION};
+pub use statefulset::{
+    statefulset, BROKER_CREDS_KEY, CONFIG_CHECKSUM_ANNOTATION, ROUTE_PASSWORD_KEY,
+};
 
 /// The field manager of every server-side apply: one name, so the operator owns (and may
 /// remove) exactly the fields it wrote.
@@ -57,7 +64,7 @@ pub const MANAGED_BY: &str = "mq9-operator";
 pub const CLIENT_PORT: u16 = 4222;
 /// NATS cluster routes between the pods of one Broker.
 pub const CLUSTER_PORT: u16 = 6222;
-/// nats-server's monitoring endpoint (`/healthz`, `/varz`, …).
+/// nats-server's monitoring endpoint (`/healthz`, `/varz`, …), bound to the pod's loopback.
 pub const MONITOR_PORT: u16 = 8222;
 /// The `mq9 broker` HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
 pub const BROKER_HTTP_PORT: u16 = 9090;
@@ -93,7 +100,7 @@ pub fn owner_reference(broker: &Broker) -> OwnerReference {
 }
 
 /// Metadata of an object named `name` that belongs to `broker`.
-fn metadata(broker: &Broker, name: String) -> ObjectMeta {
+pub(crate) fn metadata(broker: &Broker, name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: broker.namespace(),
@@ -138,6 +145,16 @@ pub fn pdb_name(broker: &Broker) -> String {
 /// The Secret with the Broker's signing keys and the broker container's credentials.
 pub fn auth_secret_name(broker: &Broker) -> String {
     format!("{}-auth", broker.name_any())
+}
+
+/// The Secret with the password of the cluster routes (only with more than one replica).
+pub fn routes_secret_name(broker: &Broker) -> String {
+    format!("{}-routes", broker.name_any())
+}
+
+/// The NetworkPolicy that says who may reach the Broker's pods.
+pub fn network_policy_name(broker: &Broker) -> String {
+    broker.name_any()
 }
 
 /// In-cluster host and port of the client Service: `(<name>.<ns>.svc, 4222)`.
@@ -206,6 +223,8 @@ pub(crate) mod tests {
         assert_eq!(config_map_name(&b), "b1-config");
         assert_eq!(pdb_name(&b), "b1");
         assert_eq!(auth_secret_name(&b), "b1-auth");
+        assert_eq!(routes_secret_name(&b), "b1-routes");
+        assert_eq!(network_policy_name(&b), "b1");
         assert_eq!(client_endpoint(&b), ("b1.ns.svc".to_owned(), 4222));
         assert_eq!(broker_url(&b), "nats://b1.ns.svc:4222");
     }

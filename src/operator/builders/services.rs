@@ -5,12 +5,13 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::{broker_labels, client_service_name, headless_service_name, metadata};
-use super::{CLIENT_PORT, CLUSTER_PORT, MONITOR_PORT};
+use super::{CLIENT_PORT, CLUSTER_PORT};
 use crate::crd::Broker;
 
 /// `<b>-nats`: headless, so each pod gets a DNS name (`<b>-<i>.<b>-nats.<ns>.svc`) for the
 /// cluster routes. `publishNotReadyAddresses`: a pod must find its peers before it is ready,
-/// since readiness needs the cluster formed.
+/// since readiness needs the cluster formed. No monitoring port: nats-server's 8222 lists every
+/// agent's subscriptions and is bound to the pod's loopback.
 pub fn headless_service(broker: &Broker) -> Service {
     Service {
         metadata: metadata(broker, headless_service_name(broker)),
@@ -21,7 +22,6 @@ pub fn headless_service(broker: &Broker) -> Service {
             ports: Some(vec![
                 port("client", CLIENT_PORT),
                 port("cluster", CLUSTER_PORT),
-                port("monitor", MONITOR_PORT),
             ]),
             ..ServiceSpec::default()
         }),
@@ -68,7 +68,7 @@ mod tests {
         assert_eq!(spec.publish_not_ready_addresses, Some(true));
         assert_eq!(spec.selector.unwrap(), broker_labels("b1"));
         let ports: Vec<i32> = spec.ports.unwrap().iter().map(|p| p.port).collect();
-        assert_eq!(ports, [4222, 6222, 8222]);
+        assert_eq!(ports, [4222, 6222], "no monitoring port");
     }
 
     #[test]

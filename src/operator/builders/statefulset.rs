@@ -14,17 +14,17 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use super::nats_config::{CONFIG_KEY, PID_FILE};
+use super::nats_config::{route_urls, CONFIG_KEY, PID_FILE, ROUTES_ENV, ROUTE_PASSWORD_ENV};
 use super::{broker_labels, config_map_name, headless_service_name, metadata, statefulset_name};
-use super::{BROKER_HTTP_PORT, CLIENT_PORT, CLUSTER_PORT, MONITOR_PORT};
+use super::{routes_secret_name, BROKER_HTTP_PORT, CLIENT_PORT, CLUSTER_PORT};
 use crate::crd::{duration, Broker};
 
 /// Pod template annotation holding [`config_checksum`](super::config_checksum): a new
@@ -34,6 +34,9 @@ pub const CONFIG_CHECKSUM_ANNOTATION: &str = "mq9.io/config-checksum";
 /// The key of the auth Secret projected into the broker container: its NATS credentials. Only
 /// this key is mounted, so the signing keys in the same Secret never reach a pod.
 pub const BROKER_CREDS_KEY: &str = "broker.creds";
+
+/// The key of the routes Secret (`<b>-routes`) holding the cluster route password.
+pub const ROUTE_PASSWORD_KEY: &str = "password";
 
 const CONFIG_DIR: &str = "/etc/nats";
 const RUN_DIR: &str = "/var/run/nats";
@@ -170,16 +173,49 @@ pub fn statefulset(
 
 /// nats-server, configured by the mounted ConfigMap. Its preStop hook puts it in lame-duck
 /// mode; the SIGTERM that follows is ignored while lame duck runs its course.
+///
+/// Probes: the monitoring port (and its `/healthz`) is bound to the pod's loopback, which the
+/// kubelet cannot reach, so both probes open a TCP connection to the client port. That is what
+/// `/healthz` reports without JetStream: the server accepts clients. Readiness fails as soon as
+/// lame duck closes the client listener (no new clients are sent to a stopping pod); liveness
+/// tolerates a minute (6 × 10s), longer than lame duck's 40s, so it restarts only a server
+/// that stopped accepting connections for good.
+///
+/// With more than one replica, the route password comes from the Secret `<b>-routes` into
+/// `ROUTE_PASSWORD`, and `ROUTES` holds the route URLs that reference it (see
+/// [`route_urls`]).
 fn nats_container(broker: &Broker) -> Container {
+    let base = container("nats", &broker.spec.nats_image);
+    let mut env = base.env.clone().unwrap_or_default();
+    if broker.spec.replicas > 1 {
+        env.push(EnvVar {
+            name: ROUTE_PASSWORD_ENV.to_owned(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: routes_secret_name(broker),
+                    key: ROUTE_PASSWORD_KEY.to_owned(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            value: None,
+        });
+        // Kubernetes expands `$(ROUTE_PASSWORD)` here, since it is defined above.
+        env.push(EnvVar {
+            name: ROUTES_ENV.to_owned(),
+            value: Some(route_urls(broker)),
+            value_from: None,
+        });
+    }
     Container {
         args: Some(strings(&["-c", &format!("{CONFIG_DIR}/{CONFIG_KEY}")])),
         ports: Some(vec![
             port("client", CLIENT_PORT),
             port("cluster", CLUSTER_PORT),
-            port("monitor", MONITOR_PORT),
         ]),
-        readiness_probe: Some(http_probe("/healthz", MONITOR_PORT, 3)),
-        liveness_probe: Some(http_probe("/healthz", MONITOR_PORT, 6)),
+        env: Some(env),
+        readiness_probe: Some(tcp_probe(CLIENT_PORT, 3)),
+        liveness_probe: Some(tcp_probe(CLIENT_PORT, 6)),
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
                 exec: Some(ExecAction {
@@ -197,7 +233,7 @@ fn nats_container(broker: &Broker) -> Container {
             mount("config", CONFIG_DIR, true),
             mount("run", RUN_DIR, false),
         ]),
-        ..container("nats", &broker.spec.nats_image)
+        ..base
     }
 }
 
@@ -295,8 +331,7 @@ fn container(name: &str, image: &str) -> Container {
     }
 }
 
-/// An HTTP GET probe every 10s; `failure_threshold` failures in a row count. Readiness uses 3
-/// (out of the Service within 30s), liveness 6 (a restart only after a minute of silence).
+/// An HTTP GET probe (see [`probe`]).
 fn http_probe(path: &str, port: u16, failure_threshold: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -304,6 +339,25 @@ fn http_probe(path: &str, port: u16, failure_threshold: i32) -> Probe {
             port: IntOrString::Int(i32::from(port)),
             ..HTTPGetAction::default()
         }),
+        ..probe(failure_threshold)
+    }
+}
+
+/// A TCP connect probe (see [`probe`]).
+fn tcp_probe(port: u16, failure_threshold: i32) -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(i32::from(port)),
+            host: None,
+        }),
+        ..probe(failure_threshold)
+    }
+}
+
+/// A probe every 10s; `failure_threshold` failures in a row count. Readiness uses 3 (out of
+/// the Service within 30s), liveness 6 (a restart only after a minute of silence).
+fn probe(failure_threshold: i32) -> Probe {
+    Probe {
         period_seconds: Some(10),
         timeout_seconds: Some(3),
         failure_threshold: Some(failure_threshold),

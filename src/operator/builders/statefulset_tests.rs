@@ -94,7 +94,24 @@ fn probes_and_lame_duck() {
             .clone()
             .unwrap()
     };
-    assert_eq!(probe_path(&nats.readiness_probe), "/healthz");
+    let tcp_port = |p: &Option<Probe>| {
+        p.as_ref()
+            .unwrap()
+            .tcp_socket
+            .as_ref()
+            .unwrap()
+            .port
+            .clone()
+    };
+    assert_eq!(tcp_port(&nats.readiness_probe), IntOrString::Int(4222));
+    assert_eq!(tcp_port(&nats.liveness_probe), IntOrString::Int(4222));
+    let ports: Vec<i32> = nats
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| p.container_port)
+        .collect();
+    assert_eq!(ports, [4222, 6222], "monitoring is not a container port");
     let pre_stop = nats.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
     let command = pre_stop
         .exec
@@ -112,6 +129,55 @@ fn probes_and_lame_duck() {
         pod_spec(&sts).termination_grace_period_seconds.unwrap() >= 40,
         "lame duck fits in the grace period"
     );
+}
+
+/// The nats container's environment variable `name`, if set.
+fn env<'a>(sts: &'a StatefulSet, name: &str) -> Option<&'a EnvVar> {
+    let nats = container(sts, "nats");
+    nats.env.iter().flatten().find(|e| e.name == name)
+}
+
+#[test]
+fn cluster_pods_get_the_route_password_from_its_secret_and_the_urls_built_on_it() {
+    let sts = statefulset(&broker(json!({"replicas": 3})), "sum", None);
+    let password = env(&sts, "ROUTE_PASSWORD").expect("ROUTE_PASSWORD");
+    assert_eq!(password.value, None, "never the password itself");
+    let reference = password
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (reference.name.as_str(), reference.key.as_str()),
+        ("b1-routes", "password")
+    );
+    let names: Vec<&str> = container(&sts, "nats")
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["POD_NAME", "ROUTE_PASSWORD", "ROUTES"],
+        "ROUTES after what it references"
+    );
+    let routes = env(&sts, "ROUTES").unwrap().value.as_deref().unwrap();
+    assert_eq!(routes, route_urls(&broker(json!({"replicas": 3}))));
+    assert!(
+        env(&sts, "ROUTE_PASSWORD").is_some()
+            && container(&sts, "broker")
+                .env
+                .iter()
+                .flatten()
+                .all(|e| e.name == "POD_NAME"),
+        "the broker container gets no route password"
+    );
+
+    let single = statefulset(&broker(json!({"replicas": 1})), "sum", None);
+    assert!(env(&single, "ROUTE_PASSWORD").is_none() && env(&single, "ROUTES").is_none());
 }
 
 #[test]

@@ -45,13 +45,22 @@ pub async fn broker_state(
 /// the Broker's state for the status (`Err` only for Kubernetes API failures).
 pub async fn connect(mailbox: &Mailbox, ctx: &Context) -> Result<Result<Connected, BrokerState>> {
     let (state, broker) = broker_state(mailbox, ctx).await?;
+    Ok(connect_to(ctx, state, broker).await)
+}
+
+/// As [`connect`], with the Broker and its state already looked up by [`broker_state`].
+pub async fn connect_to(
+    ctx: &Context,
+    state: BrokerState,
+    broker: Option<Broker>,
+) -> Result<Connected, BrokerState> {
     let broker = match (state, broker) {
         (BrokerState::Ready, Some(broker)) => broker,
-        (state, _) => return Ok(Err(state)),
+        (state, _) => return Err(state),
     };
     let auth = match credentials::load(ctx, &broker).await {
         Ok(auth) => auth,
-        Err(e) => return Ok(Err(BrokerState::NotReady(e.to_string()))),
+        Err(e) => return Err(BrokerState::NotReady(e.to_string())),
     };
     let url = ctx
         .settings
@@ -59,12 +68,12 @@ pub async fn connect(mailbox: &Mailbox, ctx: &Context) -> Result<Result<Connecte
         .clone()
         .unwrap_or_else(|| crate::operator::builders::broker_url(&broker));
     let creds = auth.as_ref().map(BrokerAuth::operator_credentials);
-    Ok(match ctx.brokers.admin(&url, creds).await {
+    match ctx.brokers.admin(&url, creds).await {
         Ok(admin) => Ok(Connected {
             broker,
             auth,
             admin,
         }),
         Err(e) => Err(BrokerState::NotReady(e.to_string())),
-    })
+    }
 }

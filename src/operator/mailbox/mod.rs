@@ -1,4 +1,5 @@
-//! The Mailbox controller: validate → dereference the Broker ([`dereference`]) → build the
+//! The Mailbox controller: validate → dereference the Broker ([`dereference`]), which must admit
+//! the Mailbox's namespace ([`plan::admission`]) → build the
 //! Secret ([`secret`]) → apply (Secret by server-side apply, mailbox by
 //! `$mq9.ADMIN.MAILBOX.ENSURE` with the Mailbox's uid as owner, subscriptions by
 //! `MAILBOX.SUBSCRIBE`) → status ([`status`]); expiry and deletion in [`end_of_life`].
@@ -74,11 +75,9 @@ pub async fn run(
             Api::<Broker>::all(client),
             watcher::Config::default(),
             move |b| {
-                let (name, namespace) = (b.name_any(), b.namespace().unwrap_or_default());
                 for_broker(&|m| {
                     let own = m.namespace().unwrap_or_default();
-                    m.spec.broker_ref.name == name
-                        && m.spec.broker_ref.namespace_or(&own) == namespace
+                    m.spec.broker_ref.refers_to(&own, &b)
                 })
             },
         )
@@ -119,7 +118,16 @@ async fn apply(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
     if plan::is_expired(mailbox.status.as_ref(), now) {
         return end_of_life::expire(mailbox, ctx).await;
     }
-    let connected = match dereference::connect(mailbox, ctx).await? {
+    let (state, broker) = dereference::broker_state(mailbox, ctx).await?;
+    if let Some(Err(message)) = broker.as_ref().map(|b| plan::admission(mailbox, b)) {
+        // Back when the Broker changes (watched), and every resync interval so that a frozen
+        // mailbox's expiry is still noticed.
+        let reason = Reason::NamespaceNotAllowed;
+        let outcome = Outcome::NotReady { reason, message };
+        let action = Action::requeue(ctx.settings.resync);
+        return status::settle(mailbox, ctx, outcome, action).await;
+    }
+    let connected = match dereference::connect_to(ctx, state, broker).await {
         Ok(connected) => connected,
         Err(state) => return status::broker_not_ready(mailbox, ctx, &state).await,
     };

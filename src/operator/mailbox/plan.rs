@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
-use crate::crd::{duration, Broadcast, DeletionPolicy, Mailbox, MailboxStatus};
+use crate::crd::{duration, Broadcast, Broker, DeletionPolicy, Mailbox, MailboxStatus};
 use crate::operator::conditions;
 use crate::protocol::{address, subject};
 
@@ -28,6 +28,7 @@ pub enum Reason {
     AddressConflict,
     Expired,
     Invalid,
+    NamespaceNotAllowed,
 }
 
 impl Reason {
@@ -39,6 +40,7 @@ impl Reason {
             Reason::AddressConflict => "AddressConflict",
             Reason::Expired => "Expired",
             Reason::Invalid => "Invalid",
+            Reason::NamespaceNotAllowed => "NamespaceNotAllowed",
         }
     }
 }
@@ -76,6 +78,24 @@ pub fn validate(mailbox: &Mailbox) -> Result<(), String> {
         duration::parse(ttl).map_err(|e| format!("ttl: {e}"))?;
     }
     Ok(())
+}
+
+/// Whether the Mailbox may bind to `broker`; `Err` holds the condition message when the
+/// Broker does not admit the Mailbox's namespace (`spec.allowedNamespaces`).
+///
+/// A Mailbox that was Ready and whose namespace the Broker stops admitting is frozen, not
+/// destroyed: Ready=False, nothing more is done for it on the broker and no credentials are
+/// minted, but its mailbox, messages and Secret stay, so a mistaken edit of the Broker is undone
+/// by reverting it (same address, same messages). What cuts the namespace off at once is the
+/// Broker's NetworkPolicy; credentials already handed out end at their expiry. Deleting the
+/// Mailbox still deletes its mailbox on the broker (the finalizer ignores admission: cleaning up
+/// what the object owns is always allowed).
+pub fn admission(mailbox: &Mailbox, broker: &Broker) -> Result<(), String> {
+    let namespace = mailbox.namespace().unwrap_or_default();
+    match broker.admits(&namespace) {
+        true => Ok(()),
+        false => Err(broker.refusal(&namespace)),
+    }
 }
 
 /// The mailbox's lifetime in seconds (0 = never), from `spec.ttl`.

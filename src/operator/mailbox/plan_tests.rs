@@ -202,3 +202,66 @@ fn topics_are_own_subscriptions_plus_broadcast_memberships() {
         ["alerts", "own.>", "task.*"]
     );
 }
+
+/// Broker `b` in `namespace`, allowing `allowed`.
+fn broker_in(namespace: &str, allowed: &[&str]) -> Broker {
+    let mut broker = crate::operator::builders::tests::broker(serde_json::json!({
+        "allowedNamespaces": allowed,
+    }));
+    broker.metadata.name = Some("b".into());
+    broker.metadata.namespace = Some(namespace.into());
+    broker
+}
+
+#[test]
+fn a_broker_admits_its_own_namespace_the_listed_ones_or_all_with_a_star() {
+    let mailbox = mailbox(spec()); // in "team"
+    assert_eq!(admission(&mailbox, &broker_in("team", &[])), Ok(()));
+    assert_eq!(
+        admission(&mailbox, &broker_in("team", &["other"])),
+        Ok(()),
+        "own namespace always"
+    );
+    assert_eq!(
+        admission(&mailbox, &broker_in("platform", &["team"])),
+        Ok(())
+    );
+    assert_eq!(admission(&mailbox, &broker_in("platform", &["*"])), Ok(()));
+    for refused in [
+        broker_in("platform", &[]),
+        broker_in("platform", &["team-b", "teams"]),
+    ] {
+        let message = admission(&mailbox, &refused).unwrap_err();
+        assert!(
+            message.contains("Broker platform/b") && message.contains("namespace team"),
+            "names the Broker and the namespace: {message}"
+        );
+        assert!(message.contains("spec.allowedNamespaces"), "{message}");
+    }
+}
+
+#[test]
+fn a_refused_mailbox_keeps_its_recorded_secret_and_says_why() {
+    let mut mailbox = mailbox(spec());
+    let ready = Outcome::Ready {
+        created_at: at(1),
+        expires_at: None,
+        secret_name: "inbox-mq9".into(),
+    };
+    mailbox.status = Some(next_status(&mailbox, &ready, at(1)));
+    let refused = Outcome::NotReady {
+        reason: Reason::NamespaceNotAllowed,
+        message: "not allowed".into(),
+    };
+    let status = next_status(&mailbox, &refused, at(2));
+    let ready = conditions::find(&status.conditions, "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "NamespaceNotAllowed")
+    );
+    assert_eq!(
+        status.secret_name.as_deref(),
+        Some("inbox-mq9"),
+        "frozen, not destroyed"
+    );
+}

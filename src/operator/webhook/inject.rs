@@ -81,7 +81,9 @@ pub fn request(pod: &Pod, namespace: &str, operator_namespace: &str) -> Result<R
 }
 
 /// The Mailbox for a pod's `auto` request: named after the pod (its `generateName` when the
-/// name is not known yet) plus `suffix`, deleted at expiry, labelled for the pod watch.
+/// name is not known yet) plus `suffix`, deleted at expiry, labelled for the pod watch. Its
+/// Broker is in the pod's own namespace, which every Broker admits (`spec.allowedNamespaces`),
+/// and the Mailbox controller checks admission for it like for any Mailbox.
 pub fn auto_mailbox(pod: &Pod, namespace: &str, suffix: &str, broker: &str, ttl: &str) -> Mailbox {
     let base = pod
         .metadata

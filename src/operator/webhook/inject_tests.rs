@@ -140,6 +140,10 @@ fn auto_pods_are_labelled_and_get_their_own_mailbox() {
     assert_eq!(mailbox.namespace().as_deref(), Some("apps"));
     assert_eq!(mailbox.labels()[POD_MAILBOX_LABEL], "true");
     assert_eq!(mailbox.spec.broker_ref.name, "agents");
+    assert_eq!(
+        mailbox.spec.broker_ref.namespace, None,
+        "the pod's own namespace's Broker, which always admits it"
+    );
     assert_eq!(mailbox.spec.ttl.as_deref(), Some("2h"));
     assert_eq!(mailbox.spec.expiration_policy, ExpirationPolicy::Delete);
 }
