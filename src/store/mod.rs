@@ -15,15 +15,17 @@
 //! | `delayed` | visible_at · sequence | [`DelayedRecord`] |
 //! | `subscriptions` | mailbox id · topic | `()` (durable broadcast subscriptions) |
 //! | `agents` | identity (name, else mailbox) | [`AgentRecord`] |
-//! | `meta` | name | counters ([`META_NEXT_MAILBOX_ID`], [`META_NEXT_DELAY_SEQ`]) |
+//! | `meta` | name | counters ([`META_NEXT_MAILBOX_ID`], [`META_NEXT_DELAY_SEQ`]), [`META_SIZE_RULE`] |
 //!
 //! Mailboxes are keyed internally by a numeric id that is never reused, so a re-created address
 //! starts empty even before the old incarnation's data is physically removed.
 
 mod keys;
+mod migrate;
 mod records;
 
 pub use keys::*;
+pub use migrate::{META_SIZE_RULE, SIZE_RULE};
 pub use records::*;
 
 use std::path::Path;
@@ -104,7 +106,9 @@ impl Store {
             ColumnFamilyDescriptor::new(name, cf_options)
         });
         let db = DB::open_cf_descriptors(&options, dir, descriptors)?;
-        Ok(Store { db })
+        let store = Store { db };
+        migrate::recount_sizes(&store)?;
+        Ok(store)
     }
 
     fn cf(&self, name: &'static str) -> &ColumnFamily {
