@@ -337,7 +337,7 @@ fn command(route: Route, message: &async_nats::Message) -> Result<Option<Command
             with_unread: true,
         },
         // DELETE takes no body; SDKs send nothing, `""` or `{}`.
-        Route::Delete { address, msg_id } => Command::Delete { address, msg_id },
+        Route::Delete { address, target } => Command::Delete { address, target },
         Route::Subscribe { subscribe } => Command::Subscribe {
             request: SubscribeRequest::parse(&body()?)?,
             subscribe,

@@ -11,9 +11,10 @@ use serde_json::json;
 
 use super::commands::FetchOutcome;
 use super::{Engine, Start};
+use crate::config::Limits;
 use crate::protocol::reply::BatchBuilder;
 use crate::protocol::request::FetchRequest;
-use crate::protocol::ProtoError;
+use crate::protocol::{ErrorCode, ProtoError};
 use crate::time::now_ms;
 
 pub struct Waiter {
@@ -65,6 +66,15 @@ impl Waiters {
         Some(waiter)
     }
 
+    /// How many FETCHes wait, in all.
+    pub fn count(&self) -> usize {
+        self.parked.len()
+    }
+
+    fn count_of(&self, mailbox_id: u64) -> usize {
+        self.by_mailbox.get(&mailbox_id).map_or(0, BTreeSet::len)
+    }
+
     fn of_mailbox(&self, mailbox_id: u64) -> Vec<u64> {
         self.by_mailbox
             .get(&mailbox_id)
@@ -74,7 +84,9 @@ impl Waiters {
 }
 
 impl Engine {
-    /// Parks an empty FETCH, or answers it empty now when it may not wait.
+    /// Parks an empty FETCH, or answers it empty now when it may not wait. Beyond
+    /// `--max-waiters-per-mailbox` or `--max-waiters` it answers `full`: an empty answer would
+    /// make the client poll again at once without knowing why.
     pub(super) fn park(
         &mut self,
         address: String,
@@ -91,6 +103,10 @@ impl Engine {
                     .mailboxes
                     .get(address.as_str())
                     .map_or(u64::MAX, |m| m.record.id);
+                if let Err(e) = self.room_to_wait(mailbox_id, &address) {
+                    self.finish(Some(reply_to), kind, received, Err(e));
+                    return;
+                }
                 self.repark(Waiter {
                     address,
                     mailbox_id,
@@ -105,6 +121,29 @@ impl Engine {
             }
             reply_to => self.finish(reply_to, kind, received, Ok(empty_batch())),
         }
+    }
+
+    fn room_to_wait(&self, mailbox_id: u64, address: &str) -> Result<(), ProtoError> {
+        let limits = &self.config.limits;
+        let per_mailbox = limits.max_waiters_per_mailbox;
+        if !Limits::allows_one_more(per_mailbox, self.waiters.count_of(mailbox_id) as u64) {
+            return Err(ProtoError::new(
+                ErrorCode::Full,
+                format!(
+                    "mailbox {address} already has its maximum of {per_mailbox} waiting FETCHes"
+                ),
+            ));
+        }
+        if !Limits::allows_one_more(limits.max_waiters, self.waiters.count() as u64) {
+            return Err(ProtoError::new(
+                ErrorCode::Full,
+                format!(
+                    "the broker already has its maximum of {} waiting FETCHes",
+                    limits.max_waiters
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn repark(&mut self, mut waiter: Waiter) {

@@ -164,6 +164,11 @@ pub struct QueryRequest {
     /// Unix seconds: `create_time >= since`.
     pub since: Option<u64>,
     pub limit: usize,
+    /// Continue an earlier QUERY: only messages with a msg_id (a delay_id when `delayed`)
+    /// below this, as its reply's `next_before` said.
+    pub before: Option<u64>,
+    /// List the delayed messages that are not visible yet instead of the visible ones.
+    pub delayed: bool,
 }
 
 impl QueryRequest {
@@ -175,6 +180,8 @@ impl QueryRequest {
             limit: body
                 .opt_u64_in("limit", 1..=MAX_QUERY_LIMIT)?
                 .unwrap_or(DEFAULT_QUERY_LIMIT) as usize,
+            before: body.opt_u64("before")?,
+            delayed: body.opt_bool("delayed")?.unwrap_or(false),
         })
     }
 }
