@@ -231,6 +231,16 @@ mod tests {
     }
 
     #[test]
+    fn query_paging_and_delayed_listing() {
+        let query = QueryRequest::parse(&body(r#"{"before":42,"delayed":true}"#)).unwrap();
+        assert_eq!((query.before, query.delayed), (Some(42), true));
+        let query = QueryRequest::parse(&body("{}")).unwrap();
+        assert_eq!((query.before, query.delayed), (None, false));
+        let err = QueryRequest::parse(&body(r#"{"before":-1}"#)).unwrap_err();
+        assert!(err.message.contains("before"), "{}", err.message);
+    }
+
+    #[test]
     fn create_and_ack() {
         let create = CreateRequest::parse(&body(r#"{"ttl":0,"type":"latest"}"#)).unwrap();
         assert_eq!((create.ttl, create.kind), (Some(0), MailboxType::Latest));
