@@ -374,3 +374,38 @@ async fn discover_replies_stay_within_max_payload() {
         assert!((1..20).contains(&cards), "{cards} cards");
     }
 }
+
+/// The retries a SEND triggers share one scan budget per mailbox: with `--max-scan 4`, a message
+/// wakes four waiting FETCHes at once (each examines one record); the fifth is not retried in
+/// that round and finds the message at its own deadline instead.
+#[tokio::test]
+async fn waiters_woken_by_one_send_share_one_scan_budget() {
+    let env = Env::start_with(&["--max-scan", "4"]).await;
+    let address = env.create(json!({"ttl": 3600})).await;
+    let body = json!({"deliver": "latest", "config": {"max_wait_ms": 3_000}}).to_string();
+    let mut waiters = Vec::new();
+    for parked in 1..=5 {
+        let client = env.client.clone();
+        let subject = format!("$mq9.AI.MSG.FETCH.{address}");
+        let body = body.clone();
+        waiters.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let reply = client.request(subject, body.into()).await.unwrap();
+            let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+            (texts(&reply), started.elapsed())
+        }));
+        // Park them one by one, so that their order is the order of the test.
+        wait_until("the FETCH is parked", || async {
+            env.metric("mq9_waiting_fetches").await == Some(parked as f64)
+        })
+        .await;
+    }
+    env.send_ok(&address, b"news", &[]).await;
+    let mut at_once = 0;
+    for waiter in waiters {
+        let (got, took) = waiter.await.unwrap();
+        assert_eq!(got, vec!["news"]);
+        at_once += usize::from(took < Duration::from_millis(2_500));
+    }
+    assert_eq!(at_once, 4, "four answered by the wake, one at its deadline");
+}

@@ -309,7 +309,8 @@ impl Engine {
                 payload,
             } => self.send(&address, priority, options, payload),
             Command::Fetch { address, request } => {
-                match self.fetch(&address, &request, None, true) {
+                let mut budget = self.config.limits.scan_budget();
+                match self.fetch(&address, &request, None, true, &mut budget) {
                     Ok(commands::FetchOutcome::Reply(body)) => Ok(body),
                     Ok(commands::FetchOutcome::Empty(start)) => {
                         self.park(

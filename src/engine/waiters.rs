@@ -153,8 +153,10 @@ impl Engine {
         self.waiters.insert(waiter);
     }
 
-    fn retry(&mut self, waiter: Waiter) {
-        match self.fetch(&waiter.address, &waiter.request, Some(waiter.start), false) {
+    /// Retries a waiter, examining at most `budget` records.
+    fn retry(&mut self, waiter: Waiter, budget: &mut usize) {
+        let start = Some(waiter.start);
+        match self.fetch(&waiter.address, &waiter.request, start, false, budget) {
             Ok(FetchOutcome::Empty(_)) if now_ms() < waiter.deadline_ms => self.repark(waiter),
             Ok(FetchOutcome::Empty(_)) => self.finish(
                 Some(waiter.reply_to),
@@ -173,11 +175,21 @@ impl Engine {
     }
 
     /// Retries the waiters of mailboxes that received messages in a committed batch.
+    ///
+    /// All retries of one mailbox's round share one `--max-scan` budget: otherwise a tenant
+    /// with many waiters whose FETCHes each skip a long run of leased messages would make
+    /// every SEND to its mailbox cost waiters × max-scan reads. Waiters the budget does not
+    /// reach stay parked until the next message, lease end or deadline; a retried waiter that
+    /// parks again goes behind them, so every waiter gets its turn.
     pub(super) fn retry_woken_waiters(&mut self) {
         for mailbox_id in std::mem::take(&mut self.woken) {
+            let mut budget = self.config.limits.scan_budget();
             for id in self.waiters.of_mailbox(mailbox_id) {
+                if budget == 0 {
+                    break;
+                }
                 if let Some(waiter) = self.waiters.take(id) {
-                    self.retry(waiter);
+                    self.retry(waiter, &mut budget);
                 }
             }
         }
@@ -194,7 +206,7 @@ impl Engine {
             .collect();
         for id in due {
             if let Some(waiter) = self.waiters.take(id) {
-                self.retry(waiter);
+                self.retry(waiter, &mut self.config.limits.scan_budget());
             }
         }
     }

@@ -24,18 +24,19 @@ pub enum FetchOutcome {
 impl Engine {
     /// One attempt of a FETCH. `stateless_start` is given on retries of a waiting stateless
     /// FETCH; `first_attempt` is false on retries, so `force_deliver` resets a group only once.
+    /// It examines at most `budget` records and takes what it examined off it.
     pub(in crate::engine) fn fetch(
         &mut self,
         address: &str,
         request: &FetchRequest,
         stateless_start: Option<Start>,
         first_attempt: bool,
+        budget: &mut usize,
     ) -> Result<FetchOutcome, ProtoError> {
         let now = now_ms();
         let id = self.live(address, now)?.record.id;
         self.read_barrier(id);
         let max_payload = self.config.max_payload;
-        let budget = self.config.limits.scan_budget();
         let max_groups = self.config.limits.max_groups_per_mailbox;
         let Engine {
             store, mailboxes, ..
@@ -49,7 +50,7 @@ impl Engine {
         let mut batch = BatchBuilder::new(max_payload);
         let Some(name) = &request.group else {
             let start = stateless_start.unwrap_or(resolved);
-            collect(store, id, start, None, now, request, budget, &mut batch)?;
+            *budget -= collect(store, id, start, None, now, request, *budget, &mut batch)?;
             return Ok(if batch.is_empty() {
                 FetchOutcome::Empty(start)
             } else {
@@ -78,14 +79,14 @@ impl Engine {
             }
         };
         let start = group.start;
-        collect(
+        *budget -= collect(
             store,
             id,
             start,
             Some(group),
             now,
             request,
-            budget,
+            *budget,
             &mut batch,
         )?;
         self.save_group(address, name);
@@ -111,7 +112,8 @@ impl Engine {
 /// acknowledged or holds under lease, leases what it returns, and raises the group's floors over
 /// what it saw to be done.
 ///
-/// Examines at most `budget` records (`--max-scan`), so that skipping cannot stall the engine:
+/// Examines at most `budget` records (`--max-scan`) and answers how many it examined, so that
+/// skipping cannot stall the engine:
 /// a group whose floor lies below many acknowledged messages moves it up by at most that many
 /// per attempt (the next FETCH goes on from there), and a group holding more messages under
 /// lease than that, ahead of the rest, sees nothing new until leases end or ACKs come — the
@@ -126,7 +128,7 @@ fn collect(
     request: &FetchRequest,
     budget: usize,
     batch: &mut BatchBuilder,
-) -> Result<(), ProtoError> {
+) -> Result<usize, ProtoError> {
     let batch_id = group.as_mut().map(|g| g.begin_batch());
     let lease_until = now.saturating_add(request.ack_wait_ms);
     let mut examined = 0;
@@ -187,5 +189,5 @@ fn collect(
             break;
         }
     }
-    Ok(())
+    Ok(examined)
 }
