@@ -14,7 +14,8 @@ pub struct Limits {
     /// Most messages one mailbox holds (0 = unlimited). SEND beyond it answers `full`.
     #[arg(long, env = "MQ9_MAX_MESSAGES_PER_MAILBOX", default_value_t = 100_000)]
     pub max_messages_per_mailbox: u64,
-    /// Most payload bytes one mailbox holds (0 = unlimited). SEND beyond it answers `full`.
+    /// Most bytes one mailbox stores (0 = unlimited): every message counts its payload,
+    /// header names and values, key and tags. SEND beyond it answers `full`.
     #[arg(long, env = "MQ9_MAX_BYTES_PER_MAILBOX", default_value_t = 256 * 1024 * 1024)]
     pub max_bytes_per_mailbox: u64,
     /// Most agent registry entries (0 = unlimited). A new REGISTER beyond it answers `full`.
@@ -27,6 +28,45 @@ pub struct Limits {
     /// Largest agent card (REGISTER body) in bytes (0 = unlimited). Larger: `too_large`.
     #[arg(long, env = "MQ9_MAX_CARD_BYTES", default_value_t = 32 * 1024)]
     pub max_card_bytes: u64,
+    /// Most delayed (not yet visible) messages one mailbox holds (0 = unlimited). A delayed
+    /// SEND beyond it answers `full`.
+    #[arg(long, env = "MQ9_MAX_DELAYED_PER_MAILBOX", default_value_t = 1_000)]
+    pub max_delayed_per_mailbox: u64,
+    /// Longest `mq9-delay` in seconds (0 = unlimited); a longer one is a `bad_request`.
+    #[arg(long, env = "MQ9_MAX_DELAY", default_value_t = 7 * 86_400)]
+    pub max_delay: u64,
+    /// Most consumer groups one mailbox holds (0 = unlimited). A FETCH naming a new group
+    /// beyond it answers `full`.
+    #[arg(long, env = "MQ9_MAX_GROUPS_PER_MAILBOX", default_value_t = 1_000)]
+    pub max_groups_per_mailbox: u64,
+    /// Most long-poll FETCHes waiting on one mailbox (0 = unlimited). One more answers `full`.
+    #[arg(long, env = "MQ9_MAX_WAITERS_PER_MAILBOX", default_value_t = 1_024)]
+    pub max_waiters_per_mailbox: u64,
+    /// Most long-poll FETCHes waiting in the whole broker (0 = unlimited). One more answers
+    /// `full`.
+    #[arg(long, env = "MQ9_MAX_WAITERS", default_value_t = 1_000_000)]
+    pub max_waiters: u64,
+    /// Most stored records one request examines (0 = unlimited): a QUERY, FETCH or LIST that
+    /// reaches it stops there and answers with a cursor to continue from, so that no request
+    /// stalls the engine for every other tenant.
+    #[arg(long, env = "MQ9_MAX_SCAN", default_value_t = 10_000)]
+    pub max_scan: u64,
+}
+
+impl Limits {
+    /// Whether one more of something capped by `limit` (0 = unlimited) fits when `used` are
+    /// taken.
+    pub fn allows_one_more(limit: u64, used: u64) -> bool {
+        limit == 0 || used < limit
+    }
+
+    /// The scan bound as a count (0 = unlimited becomes `usize::MAX`).
+    pub fn scan_budget(&self) -> usize {
+        match self.max_scan {
+            0 => usize::MAX,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 /// When a SEND's reply may go out.

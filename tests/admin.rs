@@ -215,8 +215,9 @@ async fn list_pages_through_live_mailboxes_in_name_order() {
     assert_about(&entry["expires_at"], now_secs() + 60, "expires_at");
     assert_eq!(
         reply,
-        json!({"error": "", "more": true, "mailboxes": [{"name": "a.0", "type": "latest",
-            "ttl": 60, "expires_at": entry["expires_at"], "owner": "op", "messages": 1}]})
+        json!({"error": "", "more": true, "next_after": "a.0", "mailboxes": [{"name": "a.0",
+            "type": "latest", "ttl": 60, "expires_at": entry["expires_at"], "owner": "op",
+            "messages": 1}]})
     );
     for (body, names, more) in [
         (json!({"limit": 2}), &all[..2], true),

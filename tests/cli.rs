@@ -247,8 +247,11 @@ async fn json_output_is_the_reply_object() {
     let sent = cli.json(&["send", &address, "status: ok"]).await;
     assert_eq!(sent, json!({"error": "", "msg_id": 0}));
     let delayed = ["send", &address, "--delay", "3600", "later"];
-    assert_eq!(cli.json(&delayed).await, json!({"error": "", "msg_id": -1}));
-    assert!(cli.ok(&delayed).await.contains("delayed"));
+    assert_eq!(
+        cli.json(&delayed).await,
+        json!({"error": "", "msg_id": -1, "delay_id": 0})
+    );
+    assert!(cli.ok(&delayed).await.contains("delayed, delay_id 1"));
 }
 
 #[tokio::test]

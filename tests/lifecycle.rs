@@ -150,7 +150,7 @@ async fn a_delayed_message_gets_its_id_when_it_becomes_visible() {
             &[("mq9-delay", "1"), ("mq9-priority", "urgent")],
         )
         .await;
-    assert_eq!(reply, json!({"error": "", "msg_id": -1}));
+    assert_eq!(reply, json!({"error": "", "msg_id": -1, "delay_id": 0}));
     assert_eq!(env.send_ok(&address, b"now", &[]).await, 0);
     assert_eq!(texts(&env.fetch(&address, json!({})).await), vec!["now"]);
     assert_eq!(texts(&env.query(&address, json!({})).await), vec!["now"]);

@@ -32,6 +32,7 @@ pub struct Metrics {
     mailboxes: Gauge<u64, AtomicU64>,
     messages: Gauge<u64, AtomicU64>,
     bytes: Gauge<u64, AtomicU64>,
+    waiting: Gauge<u64, AtomicU64>,
     writes: Counter,
     syncs: Counter,
     refused_replies: Counter,
@@ -67,7 +68,17 @@ impl Default for Metrics {
             "Messages stored, delayed ones included",
             messages.clone(),
         );
-        registry.register("stored_bytes", "Payload bytes stored", bytes.clone());
+        registry.register(
+            "stored_bytes",
+            "Bytes stored: payload, headers, key and tags of every message, delayed ones included",
+            bytes.clone(),
+        );
+        let waiting = Gauge::<u64, AtomicU64>::default();
+        registry.register(
+            "waiting_fetches",
+            "Long-poll FETCHes waiting for a message",
+            waiting.clone(),
+        );
         let writes = Counter::default();
         let syncs = Counter::default();
         registry.register(
@@ -100,6 +111,7 @@ impl Default for Metrics {
             mailboxes,
             messages,
             bytes,
+            waiting,
             writes,
             syncs,
             refused_replies,
@@ -122,6 +134,7 @@ impl Metrics {
         self.mailboxes.set(totals.mailboxes);
         self.messages.set(totals.messages);
         self.bytes.set(totals.bytes);
+        self.waiting.set(totals.waiting_fetches);
         // The engine reports running totals; counters advance by the difference.
         for (counter, total) in [(&self.writes, totals.writes), (&self.syncs, totals.syncs)] {
             counter.inc_by(total.saturating_sub(counter.get()));

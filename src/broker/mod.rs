@@ -404,7 +404,7 @@ fn command(
             with_unread: true,
         },
         // DELETE takes no body; SDKs send nothing, `""` or `{}`.
-        Route::Delete { address, msg_id } => Command::Delete { address, msg_id },
+        Route::Delete { address, target } => Command::Delete { address, target },
         Route::Subscribe { subscribe } => Command::Subscribe {
             request: SubscribeRequest::parse(&body()?)?,
             subscribe,

@@ -80,7 +80,10 @@ pub async fn run(args: SendArgs, ctx: &Context) -> Result<()> {
         .send(&subject, headers, payload, Duration::ZERO)
         .await?;
     ctx.out.print(&reply, || match reply["msg_id"].as_i64() {
-        Some(-1) => "sent: delayed (its msg_id is assigned when it becomes visible)\n".to_owned(),
+        Some(-1) => format!(
+            "sent: delayed, delay_id {} (its msg_id is assigned when it becomes visible)\n",
+            reply["delay_id"]
+        ),
         _ => format!("sent: msg_id {}\n", reply["msg_id"]),
     })
 }

@@ -138,7 +138,7 @@ pub struct BrokerLimits {
     #[serde(default = "default_max_messages")]
     #[schemars(range(min = 0))]
     pub max_messages_per_mailbox: i64,
-    /// Most payload bytes one mailbox holds (0 = unlimited).
+    /// Most bytes one mailbox stores (0 = unlimited): payload, headers, key and tags.
     #[serde(default = "default_max_bytes")]
     #[schemars(range(min = 0))]
     pub max_bytes_per_mailbox: i64,
@@ -154,6 +154,31 @@ pub struct BrokerLimits {
     #[serde(default = "default_max_card_bytes")]
     #[schemars(range(min = 0))]
     pub max_card_bytes: i64,
+    /// Most delayed (not yet visible) messages one mailbox holds (0 = unlimited).
+    #[serde(default = "default_max_delayed")]
+    #[schemars(range(min = 0))]
+    pub max_delayed_per_mailbox: i64,
+    /// Longest `mq9-delay` a SEND may ask for, in seconds (0 = unlimited).
+    #[serde(default = "default_max_delay")]
+    #[schemars(range(min = 0))]
+    pub max_delay: i64,
+    /// Most consumer groups one mailbox holds (0 = unlimited).
+    #[serde(default = "default_max_groups")]
+    #[schemars(range(min = 0))]
+    pub max_groups_per_mailbox: i64,
+    /// Most long-poll FETCHes waiting on one mailbox (0 = unlimited).
+    #[serde(default = "default_max_waiters_per_mailbox")]
+    #[schemars(range(min = 0))]
+    pub max_waiters_per_mailbox: i64,
+    /// Most long-poll FETCHes waiting in the whole broker (0 = unlimited).
+    #[serde(default = "default_max_waiters")]
+    #[schemars(range(min = 0))]
+    pub max_waiters: i64,
+    /// Most stored records one request examines before it answers with a cursor
+    /// (0 = unlimited).
+    #[serde(default = "default_max_scan")]
+    #[schemars(range(min = 0))]
+    pub max_scan: i64,
 }
 
 impl Default for BrokerLimits {
@@ -165,6 +190,12 @@ impl Default for BrokerLimits {
             max_agents: default_max_agents(),
             max_agents_per_identity: default_max_agents_per_identity(),
             max_card_bytes: default_max_card_bytes(),
+            max_delayed_per_mailbox: default_max_delayed(),
+            max_delay: default_max_delay(),
+            max_groups_per_mailbox: default_max_groups(),
+            max_waiters_per_mailbox: default_max_waiters_per_mailbox(),
+            max_waiters: default_max_waiters(),
+            max_scan: default_max_scan(),
         }
     }
 }
@@ -244,4 +275,28 @@ fn default_max_agents_per_identity() -> i64 {
 
 fn default_max_card_bytes() -> i64 {
     32 * 1024
+}
+
+fn default_max_delayed() -> i64 {
+    1_000
+}
+
+fn default_max_delay() -> i64 {
+    7 * 86_400
+}
+
+fn default_max_groups() -> i64 {
+    1_000
+}
+
+fn default_max_waiters_per_mailbox() -> i64 {
+    1_024
+}
+
+fn default_max_waiters() -> i64 {
+    1_000_000
+}
+
+fn default_max_scan() -> i64 {
+    10_000
 }

@@ -1,6 +1,6 @@
 //! One mailbox in memory, and the engine's bookkeeping that keeps memory and store in step.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{Engine, GroupState};
 use crate::protocol::{Priority, ProtoError};
@@ -28,6 +28,19 @@ pub struct Indexes {
     pub groups: HashMap<String, GroupState>,
     /// Broadcast topic patterns this mailbox durably receives.
     pub subscriptions: Vec<String>,
+    /// Delayed messages not visible yet, by delay_id: what QUERY `delayed` lists and
+    /// `DELETE .d{delay_id}` finds without reading the time-ordered `delayed` index.
+    pub delayed: BTreeMap<u64, PendingDelayed>,
+}
+
+/// A delayed message that is not visible yet: where it is stored (its `delayed` key is
+/// visible_at · delay_id) and what it counts against the mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingDelayed {
+    pub visible_at_ms: u64,
+    /// 0 = no TTL.
+    pub expires_at_ms: u64,
+    pub size: u64,
 }
 
 impl Mailbox {
@@ -63,6 +76,11 @@ impl Mailbox {
 
     pub fn subscriptions(&self) -> &[String] {
         self.indexes.as_ref().map_or(&[], |i| &i.subscriptions)
+    }
+
+    /// The delayed messages not visible yet, by delay_id.
+    pub fn delayed(&self) -> Option<&BTreeMap<u64, PendingDelayed>> {
+        self.indexes.as_ref().map(|i| &i.delayed)
     }
 }
 
@@ -206,9 +224,9 @@ impl Engine {
         self.save_mailbox(address);
     }
 
-    /// Removes a mailbox and everything it holds (messages, slots, groups, subscriptions) in the
-    /// open batch.
-    /// Delayed and expiry index entries of the old incarnation are skipped when they fall due.
+    /// Removes a mailbox and everything it holds (messages, slots, groups, subscriptions,
+    /// delayed messages) in the open batch.
+    /// Message expiry entries of the old incarnation are skipped when they fall due.
     pub(super) fn remove_mailbox(&mut self, address: &str) {
         let Some(mailbox) = self.mailboxes.remove(address) else {
             return;
@@ -231,6 +249,9 @@ impl Engine {
         }
         self.store
             .delete(batch, store::CF_MAILBOXES, address.as_bytes());
+        for (delay_id, pending) in mailbox.delayed().into_iter().flatten() {
+            self.drop_delayed_of_removed(*delay_id, pending);
+        }
         self.pending.dirty.insert(record.id);
         self.pending.sync = true;
         self.waiters_answer_gone(record.id, address);

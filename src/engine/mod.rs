@@ -13,6 +13,7 @@
 //! ([`purge`]), woken exactly when the first entry falls due.
 
 mod commands;
+mod delayed;
 mod group;
 mod mailbox;
 mod purge;
@@ -24,7 +25,7 @@ mod waiters;
 pub use group::{GroupState, Start};
 pub use mailbox::Mailbox;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -38,6 +39,7 @@ use crate::protocol::identity::Caller;
 use crate::protocol::request::{
     AckRequest, CreateRequest, FetchRequest, QueryRequest, SubscribeRequest,
 };
+use crate::protocol::subject::DeleteTarget;
 use crate::protocol::{Priority, ProtoError};
 use crate::store::{Store, StoreError};
 
@@ -82,7 +84,7 @@ pub enum Command {
     },
     Delete {
         address: String,
-        msg_id: u64,
+        target: DeleteTarget,
     },
     Subscribe {
         request: SubscribeRequest,
@@ -156,13 +158,15 @@ pub struct Totals {
     pub mailboxes: u64,
     /// Stored messages, delayed ones included.
     pub messages: u64,
-    /// Their payload bytes.
+    /// Their bytes: payload, headers, key and tags ([`crate::store::MessageRecord::size`]).
     pub bytes: u64,
     /// Write batches committed since start.
     pub writes: u64,
     /// Of those, the ones that synced the WAL: fewer than the SENDs they made durable when
     /// concurrent SENDs share a sync (group commit).
     pub syncs: u64,
+    /// Long-poll FETCHes parked now.
+    pub waiting_fetches: u64,
 }
 
 /// A finished job whose reply waits for the batch to commit.
@@ -205,7 +209,10 @@ pub struct Engine {
     topics: topics::TopicIndex,
     /// Mailboxes that got a visible message in a committed batch: their waiters retry.
     woken: HashSet<u64>,
-    /// Stored messages and payload bytes over all mailboxes.
+    /// Delayed messages whose TTL ends before their delay, by (expires_at, delay_id): their
+    /// mailbox's address ([`delayed`]).
+    delayed_expiry: BTreeMap<(u64, u64), Box<str>>,
+    /// Stored messages and their bytes over all mailboxes.
     total_messages: u64,
     total_bytes: u64,
     /// Committed write batches, and how many of them synced.
@@ -228,6 +235,7 @@ impl Engine {
             registry: registry::Registry::default(),
             topics: topics::TopicIndex::default(),
             woken: HashSet::new(),
+            delayed_expiry: BTreeMap::new(),
             total_messages: 0,
             total_bytes: 0,
             writes: 0,
@@ -248,6 +256,7 @@ impl Engine {
             .get_u64(crate::store::CF_META, crate::store::META_NEXT_DELAY_SEQ)?;
         self.total_messages = self.mailboxes.values().map(|m| m.record.count).sum();
         self.total_bytes = self.mailboxes.values().map(|m| m.record.bytes).sum();
+        self.load_delayed()?;
         self.timers = purge::Timers::load(&self.store)?;
         self.registry = registry::Registry::load(&self.store)?;
         self.topics = topics::TopicIndex::default();
@@ -310,7 +319,8 @@ impl Engine {
                 payload,
             } => self.send(&address, priority, options, payload),
             Command::Fetch { address, request } => {
-                match self.fetch(&address, &request, None, true) {
+                let mut budget = self.config.limits.scan_budget();
+                match self.fetch(&address, &request, None, true, &mut budget) {
                     Ok(commands::FetchOutcome::Reply(body)) => Ok(body),
                     Ok(commands::FetchOutcome::Empty(start)) => {
                         self.park(
@@ -332,7 +342,7 @@ impl Engine {
                 request,
                 with_unread,
             } => self.query(&address, &request, with_unread),
-            Command::Delete { address, msg_id } => self.delete(&address, msg_id),
+            Command::Delete { address, target } => self.delete(&address, target),
             Command::Subscribe { request, subscribe } => self.subscribe(&request, subscribe),
             Command::Broadcast {
                 topic,
@@ -430,6 +440,7 @@ impl Engine {
             bytes: self.total_bytes,
             writes: self.writes,
             syncs: self.syncs,
+            waiting_fetches: self.waiters.count() as u64,
         });
         for job in std::mem::take(&mut self.pending.done) {
             let outcome = match &job.result {
@@ -461,6 +472,7 @@ impl Engine {
             self.timers.next_due(),
             self.waiters.next_check(),
             self.registry.next_expiry(),
+            self.next_delayed_expiry(),
         ]
         .into_iter()
         .flatten()

@@ -6,6 +6,7 @@
 //! everything, and expiry lands within milliseconds of its time. Processing starts at a cursor
 //! (the last processed moment) so the tombstones of processed entries are never re-read.
 
+use super::delayed::delay_id_of;
 use super::Engine;
 use crate::protocol::Priority;
 use crate::store::{
@@ -114,6 +115,7 @@ impl Engine {
         if let Err(e) = self.run_indexes(now) {
             tracing::error!(error = %e, "expiry processing failed; retrying on the next pass");
         }
+        self.expire_delayed(now);
         self.expire_agents(now);
         self.run_due_waiters(now);
     }
@@ -179,7 +181,7 @@ impl Engine {
             self.store.delete(&mut self.pending.batch, cf, &key);
             self.pending.sync = true;
             if let Some(delayed) = delayed {
-                self.reveal(delayed, now);
+                self.reveal(delay_id_of(&key), delayed, now);
             }
         }
         self.timers.delayed.refresh(&self.store, cf)
@@ -193,26 +195,21 @@ impl Engine {
     }
 
     /// A delayed message becomes visible now, with the next msg_id, unless its mailbox is gone
-    /// (then it went with it) or its own TTL ran out while it waited.
-    fn reveal(&mut self, mut delayed: DelayedRecord, now: u64) {
+    /// (then it went with it), its owner deleted it, or its own TTL ran out while it waited.
+    /// Its `delayed` entry is already deleted by the caller.
+    fn reveal(&mut self, delay_id: u64, mut delayed: DelayedRecord, now: u64) {
         let address = delayed.address.as_str();
-        let Some(mailbox) = self.mailboxes.get_mut(address) else {
+        let Some(mailbox) = self.mailboxes.get(address) else {
             return;
         };
         if mailbox.record.id != delayed.mailbox_id || mailbox.record.is_expired(now) {
             return;
         }
-        let size = delayed.message.size();
         if delayed.message.is_expired(now) {
-            mailbox.record.count -= 1;
-            mailbox.record.bytes -= size;
-            mailbox.record.delayed -= 1;
-            self.total_messages -= 1;
-            self.total_bytes -= size;
-            let address = delayed.address.clone();
-            self.save_mailbox(&address);
+            self.release_delayed(&delayed.address, delay_id, false);
             return;
         }
+        self.forget_delayed(&delayed.address, delay_id);
         delayed.message.create_time_ms = now;
         let priority = Priority::from_index(delayed.priority).unwrap_or(Priority::Normal);
         let address = delayed.address.clone();

@@ -199,9 +199,9 @@ impl Registry {
         Some(record)
     }
 
-    /// The cards of one page of DISCOVER: ranked by relevance with a query, else in
-    /// registration order.
-    pub fn discover(&self, request: &DiscoverRequest) -> Vec<&str> {
+    /// The cards of one page of DISCOVER: ranked by relevance with a query (reading at most
+    /// `max_scan` postings), else in registration order.
+    pub fn discover(&self, request: &DiscoverRequest, max_scan: usize) -> Vec<&str> {
         let skip = request.limit.saturating_mul(request.page - 1);
         let card = |seq: &u64| {
             self.order
@@ -212,7 +212,7 @@ impl Registry {
         match &request.query {
             Some(query) => self
                 .index
-                .search(query)
+                .search(query, max_scan)
                 .iter()
                 .filter_map(card)
                 .skip(skip)
@@ -275,7 +275,7 @@ mod tests {
             page: 1,
         };
         registry
-            .discover(&request)
+            .discover(&request, usize::MAX)
             .into_iter()
             .map(str::to_owned)
             .collect()
@@ -327,8 +327,8 @@ mod tests {
             limit: 2,
             page,
         };
-        assert_eq!(registry.discover(&page(1)).len(), 2);
-        assert_eq!(registry.discover(&page(3)).len(), 1);
-        assert!(registry.discover(&page(4)).is_empty());
+        assert_eq!(registry.discover(&page(1), usize::MAX).len(), 2);
+        assert_eq!(registry.discover(&page(3), usize::MAX).len(), 1);
+        assert!(registry.discover(&page(4), usize::MAX).is_empty());
     }
 }

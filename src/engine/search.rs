@@ -54,8 +54,15 @@ impl SearchIndex {
         }
     }
 
-    /// Documents matching at least one query term, best first (ties: lower id first).
-    pub fn search(&self, query: &str) -> Vec<u64> {
+    /// Documents matching at least one query term, best first (ties: lower id first), reading
+    /// at most `budget` postings (`--max-scan`), so that one DISCOVER cannot stall the engine.
+    ///
+    /// Terms are read rarest first: they carry the most weight (highest idf) and the fewest
+    /// postings. A term with more postings than the budget has left is too common to read
+    /// whole; it then only adds its score to the documents already found (one lookup each),
+    /// or, when it is the first term, ranks a sample of `budget` of its documents. Below the
+    /// budget the ranking is exact.
+    pub fn search(&self, query: &str, budget: usize) -> Vec<u64> {
         let docs = self.lengths.len() as f64;
         if docs == 0.0 {
             return Vec::new();
@@ -64,19 +71,34 @@ impl SearchIndex {
         let mut terms: Vec<String> = tokenize(query).collect();
         terms.sort();
         terms.dedup();
+        let mut postings: Vec<&HashMap<u64, u32>> = terms
+            .iter()
+            .take(budget)
+            .filter_map(|term| self.postings.get(term))
+            .collect();
+        postings.sort_by_key(|p| p.len());
+        let mut left = budget.saturating_sub(terms.len());
         let mut scores: HashMap<u64, f64> = HashMap::new();
-        for term in &terms {
-            let Some(postings) = self.postings.get(term) else {
-                continue;
-            };
+        for postings in postings {
             let n = postings.len() as f64;
             let idf = ((docs - n + 0.5) / (n + 0.5) + 1.0).ln();
-            for (doc, tf) in postings {
-                let tf = f64::from(*tf);
+            let score = |doc: &u64, tf: u32| {
+                let tf = f64::from(tf);
                 let length = f64::from(self.lengths[doc]);
-                let score =
-                    idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * length / average.max(1.0)));
-                *scores.entry(*doc).or_default() += score;
+                idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * length / average.max(1.0)))
+            };
+            if postings.len() <= left || scores.is_empty() {
+                for (doc, tf) in postings.iter().take(left) {
+                    *scores.entry(*doc).or_default() += score(doc, *tf);
+                }
+                left = left.saturating_sub(postings.len());
+            } else {
+                for (doc, total) in scores.iter_mut() {
+                    if let Some(tf) = postings.get(doc) {
+                        *total += score(doc, *tf);
+                    }
+                }
+                left = left.saturating_sub(scores.len());
             }
         }
         let mut ranked: Vec<(u64, f64)> = scores.into_iter().collect();
@@ -98,10 +120,27 @@ mod tests {
             "image generator with a french accent in its docs and many other words here",
         );
         index.add(3, "weather forecast");
-        assert_eq!(index.search("french translation"), vec![1, 2]);
-        assert_eq!(index.search("FORECAST"), vec![3]);
-        assert!(index.search("nothing").is_empty());
+        assert_eq!(index.search("french translation", 100), vec![1, 2]);
+        assert_eq!(index.search("FORECAST", 100), vec![3]);
+        assert!(index.search("nothing", 100).is_empty());
         index.remove(1, "translator french english translation service");
-        assert_eq!(index.search("french translation"), vec![2]);
+        assert_eq!(index.search("french translation", 100), vec![2]);
+    }
+
+    #[test]
+    fn a_term_too_common_for_the_budget_only_refines_what_rarer_terms_found() {
+        let mut index = SearchIndex::default();
+        for doc in 0..100 {
+            index.add(doc, "agent");
+        }
+        index.add(100, "agent translator");
+        index.add(101, "translator");
+        // "translator" (2 postings) is read whole; "agent" (101) only scores docs 100 and 101.
+        let mut found = index.search("agent translator", 10);
+        found.sort_unstable();
+        assert_eq!(found, vec![100, 101]);
+        // Alone, a too-common term ranks a sample of the budget's size.
+        assert_eq!(index.search("agent", 10).len(), 9);
+        assert_eq!(index.search("agent", 1000).len(), 101);
     }
 }

@@ -11,9 +11,10 @@ use serde_json::json;
 
 use super::commands::FetchOutcome;
 use super::{Engine, Start};
+use crate::config::Limits;
 use crate::protocol::reply::BatchBuilder;
 use crate::protocol::request::FetchRequest;
-use crate::protocol::ProtoError;
+use crate::protocol::{ErrorCode, ProtoError};
 use crate::time::now_ms;
 
 pub struct Waiter {
@@ -65,6 +66,15 @@ impl Waiters {
         Some(waiter)
     }
 
+    /// How many FETCHes wait, in all.
+    pub fn count(&self) -> usize {
+        self.parked.len()
+    }
+
+    fn count_of(&self, mailbox_id: u64) -> usize {
+        self.by_mailbox.get(&mailbox_id).map_or(0, BTreeSet::len)
+    }
+
     fn of_mailbox(&self, mailbox_id: u64) -> Vec<u64> {
         self.by_mailbox
             .get(&mailbox_id)
@@ -74,7 +84,9 @@ impl Waiters {
 }
 
 impl Engine {
-    /// Parks an empty FETCH, or answers it empty now when it may not wait.
+    /// Parks an empty FETCH, or answers it empty now when it may not wait. Beyond
+    /// `--max-waiters-per-mailbox` or `--max-waiters` it answers `full`: an empty answer would
+    /// make the client poll again at once without knowing why.
     pub(super) fn park(
         &mut self,
         address: String,
@@ -91,6 +103,10 @@ impl Engine {
                     .mailboxes
                     .get(address.as_str())
                     .map_or(u64::MAX, |m| m.record.id);
+                if let Err(e) = self.room_to_wait(mailbox_id, &address) {
+                    self.finish(Some(reply_to), kind, received, Err(e));
+                    return;
+                }
                 self.repark(Waiter {
                     address,
                     mailbox_id,
@@ -107,6 +123,29 @@ impl Engine {
         }
     }
 
+    fn room_to_wait(&self, mailbox_id: u64, address: &str) -> Result<(), ProtoError> {
+        let limits = &self.config.limits;
+        let per_mailbox = limits.max_waiters_per_mailbox;
+        if !Limits::allows_one_more(per_mailbox, self.waiters.count_of(mailbox_id) as u64) {
+            return Err(ProtoError::new(
+                ErrorCode::Full,
+                format!(
+                    "mailbox {address} already has its maximum of {per_mailbox} waiting FETCHes"
+                ),
+            ));
+        }
+        if !Limits::allows_one_more(limits.max_waiters, self.waiters.count() as u64) {
+            return Err(ProtoError::new(
+                ErrorCode::Full,
+                format!(
+                    "the broker already has its maximum of {} waiting FETCHes",
+                    limits.max_waiters
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn repark(&mut self, mut waiter: Waiter) {
         let lease_end = self.group_lease_end(&waiter.address, waiter.request.group.as_deref());
         waiter.check_at_ms =
@@ -114,8 +153,10 @@ impl Engine {
         self.waiters.insert(waiter);
     }
 
-    fn retry(&mut self, waiter: Waiter) {
-        match self.fetch(&waiter.address, &waiter.request, Some(waiter.start), false) {
+    /// Retries a waiter, examining at most `budget` records.
+    fn retry(&mut self, waiter: Waiter, budget: &mut usize) {
+        let start = Some(waiter.start);
+        match self.fetch(&waiter.address, &waiter.request, start, false, budget) {
             Ok(FetchOutcome::Empty(_)) if now_ms() < waiter.deadline_ms => self.repark(waiter),
             Ok(FetchOutcome::Empty(_)) => self.finish(
                 Some(waiter.reply_to),
@@ -134,11 +175,21 @@ impl Engine {
     }
 
     /// Retries the waiters of mailboxes that received messages in a committed batch.
+    ///
+    /// All retries of one mailbox's round share one `--max-scan` budget: otherwise a tenant
+    /// with many waiters whose FETCHes each skip a long run of leased messages would make
+    /// every SEND to its mailbox cost waiters × max-scan reads. Waiters the budget does not
+    /// reach stay parked until the next message, lease end or deadline; a retried waiter that
+    /// parks again goes behind them, so every waiter gets its turn.
     pub(super) fn retry_woken_waiters(&mut self) {
         for mailbox_id in std::mem::take(&mut self.woken) {
+            let mut budget = self.config.limits.scan_budget();
             for id in self.waiters.of_mailbox(mailbox_id) {
+                if budget == 0 {
+                    break;
+                }
                 if let Some(waiter) = self.waiters.take(id) {
-                    self.retry(waiter);
+                    self.retry(waiter, &mut budget);
                 }
             }
         }
@@ -155,7 +206,7 @@ impl Engine {
             .collect();
         for id in due {
             if let Some(waiter) = self.waiters.take(id) {
-                self.retry(waiter);
+                self.retry(waiter, &mut self.config.limits.scan_budget());
             }
         }
     }

@@ -30,6 +30,17 @@ pub struct MessageView<'a> {
     pub headers: &'a [(String, String)],
     pub key: Option<&'a str>,
     pub tags: &'a [String],
+    /// Set for a delayed message that is not visible yet: it has no msg_id (`-1`) but a
+    /// `delay_id` and the moment it becomes visible.
+    pub pending: Option<PendingView>,
+}
+
+/// What a delayed message that is not visible yet shows besides the usual fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingView {
+    pub delay_id: u64,
+    /// Unix seconds.
+    pub visible_at: u64,
 }
 
 struct Headers<'a>(&'a [(String, String)]);
@@ -42,7 +53,8 @@ impl Serialize for Headers<'_> {
 
 /// Appends the JSON of one message item to `out`:
 /// `{"msg_id":N,"payload":"<base64>","priority":P,"create_time":T,"delivery_count":D,
-/// "headers":{...}[,"key":K][,"tags":[...]]}`.
+/// "headers":{...}[,"key":K][,"tags":[...]][,"delay_id":I,"visible_at":V]}`, where a pending
+/// delayed message has `msg_id` -1.
 ///
 /// Written by hand because it is the broker's hottest encoding: the base64 goes straight into
 /// `out` (its alphabet needs no JSON escaping, so no second pass over it), numbers and the
@@ -51,7 +63,10 @@ impl Serialize for Headers<'_> {
 pub fn encode_item(out: &mut Vec<u8>, message: &MessageView<'_>) {
     let base64 = base64::engine::general_purpose::STANDARD;
     out.extend_from_slice(b"{\"msg_id\":");
-    out.extend_from_slice(message.msg_id.to_string().as_bytes());
+    match message.pending {
+        Some(_) => out.extend_from_slice(b"-1"),
+        None => out.extend_from_slice(message.msg_id.to_string().as_bytes()),
+    }
     out.extend_from_slice(b",\"payload\":\"");
     let start = out.len();
     out.resize(
@@ -78,6 +93,15 @@ pub fn encode_item(out: &mut Vec<u8>, message: &MessageView<'_>) {
         out.extend_from_slice(b",\"tags\":");
         serde_json::to_writer(&mut *out, message.tags).expect("writing to a Vec succeeds");
     }
+    if let Some(pending) = message.pending {
+        out.extend_from_slice(
+            format!(
+                ",\"delay_id\":{},\"visible_at\":{}",
+                pending.delay_id, pending.visible_at
+            )
+            .as_bytes(),
+        );
+    }
     out.push(b'}');
 }
 
@@ -89,8 +113,9 @@ pub fn single_item_reply_len(message: &MessageView<'_>) -> usize {
     BATCH_OVERHEAD + item.len()
 }
 
-/// `{"error":"","messages":[` + `]}` + room for the largest extra field (`mail_id`, `unread`).
-const BATCH_OVERHEAD: usize = 64 + super::address::MAX_ADDRESS_LEN;
+/// `{"error":"","messages":[` + `]}` + room for the extra fields (`mail_id`, `unread`,
+/// `next_before`).
+const BATCH_OVERHEAD: usize = 128 + super::address::MAX_ADDRESS_LEN;
 
 /// Builds `{"error":"", <fields>, "messages":[...]}` no larger than the server's `max_payload`.
 /// Items are encoded once, into one buffer; `items` remembers where each one ends.
@@ -174,7 +199,27 @@ mod tests {
             headers: &[],
             key: None,
             tags: &[],
+            pending: None,
         }
+    }
+
+    #[test]
+    fn a_pending_delayed_message_has_no_msg_id_but_a_delay_id() {
+        let message = MessageView {
+            pending: Some(PendingView {
+                delay_id: 12,
+                visible_at: 1_700_000_100,
+            }),
+            ..view(b"x")
+        };
+        let mut out = Vec::new();
+        encode_item(&mut out, &message);
+        let item: Value = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(
+            item,
+            json!({"msg_id":-1,"payload":"eA==","priority":"urgent","create_time":1_700_000_000u64,
+                "delivery_count":1,"headers":{},"delay_id":12,"visible_at":1_700_000_100u64})
+        );
     }
 
     #[test]
@@ -231,7 +276,7 @@ mod tests {
     #[test]
     fn batches_stay_under_max_payload_but_always_hold_one() {
         let big = vec![7u8; 600];
-        let max_payload = 2000;
+        let max_payload = 2100;
         let mut batch = BatchBuilder::new(max_payload);
         let mut taken = 0;
         while batch.push(&view(&big)) {

@@ -164,6 +164,11 @@ pub struct QueryRequest {
     /// Unix seconds: `create_time >= since`.
     pub since: Option<u64>,
     pub limit: usize,
+    /// Continue an earlier QUERY: only messages with a msg_id (a delay_id when `delayed`)
+    /// below this, as its reply's `next_before` said.
+    pub before: Option<u64>,
+    /// List the delayed messages that are not visible yet instead of the visible ones.
+    pub delayed: bool,
 }
 
 impl QueryRequest {
@@ -175,6 +180,8 @@ impl QueryRequest {
             limit: body
                 .opt_u64_in("limit", 1..=MAX_QUERY_LIMIT)?
                 .unwrap_or(DEFAULT_QUERY_LIMIT) as usize,
+            before: body.opt_u64("before")?,
+            delayed: body.opt_bool("delayed")?.unwrap_or(false),
         })
     }
 }
@@ -221,6 +228,16 @@ mod tests {
         assert!(err.message.contains("from_time"), "{}", err.message);
         let err = FetchRequest::parse(&body(r#"{"deliver":"newest"}"#)).unwrap_err();
         assert!(err.message.contains("deliver"), "{}", err.message);
+    }
+
+    #[test]
+    fn query_paging_and_delayed_listing() {
+        let query = QueryRequest::parse(&body(r#"{"before":42,"delayed":true}"#)).unwrap();
+        assert_eq!((query.before, query.delayed), (Some(42), true));
+        let query = QueryRequest::parse(&body("{}")).unwrap();
+        assert_eq!((query.before, query.delayed), (None, false));
+        let err = QueryRequest::parse(&body(r#"{"before":-1}"#)).unwrap_err();
+        assert!(err.message.contains("before"), "{}", err.message);
     }
 
     #[test]

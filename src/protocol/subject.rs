@@ -46,7 +46,7 @@ pub enum Route {
     },
     Delete {
         address: String,
-        msg_id: u64,
+        target: DeleteTarget,
     },
     /// `$mq9.AI.BROADCAST.{topic}`: plain pub/sub, answered by nobody.
     Broadcast {
@@ -54,6 +54,25 @@ pub enum Route {
     },
     Agent(AgentVerb),
     Admin(AdminVerb),
+}
+
+/// What `MSG.DELETE.{addr}.{last}` deletes: a stored message by its msg_id, or a delayed
+/// message that is not visible yet by `d` + the `delay_id` its SEND answered (an extension of
+/// protocol.md: a non-numeric last token was a `bad_request` before, so no old client sends
+/// it, and it stays inside the permission `$mq9.AI.MSG.DELETE.{addr}.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteTarget {
+    Message(u64),
+    Delayed(u64),
+}
+
+impl DeleteTarget {
+    fn parse(token: &str) -> Option<DeleteTarget> {
+        match token.strip_prefix('d') {
+            Some(delay_id) => delay_id.parse().ok().map(DeleteTarget::Delayed),
+            None => token.parse().ok().map(DeleteTarget::Message),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,10 +165,12 @@ pub fn parse(subject: &str) -> Result<Route, ProtoError> {
         }),
         ("MSG", Some("DELETE")) => {
             let (address, id) = split_last(tail, "MSG.DELETE.{mail_address}.{msg_id}")?;
-            let msg_id = id.parse().map_err(|_| {
-                ProtoError::bad_request(format!("msg_id in subject must be an integer, got {id:?}"))
+            let target = DeleteTarget::parse(&id).ok_or_else(|| {
+                ProtoError::bad_request(format!(
+                    "the last token must be a msg_id, or d followed by a delay_id, got {id:?}"
+                ))
             })?;
-            Ok(Route::Delete { address, msg_id })
+            Ok(Route::Delete { address, target })
         }
         ("INBOX", Some(_)) => {
             let (address, last) = split_last(after_first, "INBOX.{mail_address}.{priority}")?;
@@ -245,7 +266,7 @@ mod tests {
             parse("$mq9.AI.MSG.DELETE.team.a1.7").unwrap(),
             Route::Delete {
                 address: "team.a1".into(),
-                msg_id: 7
+                target: DeleteTarget::Message(7)
             }
         );
         assert_eq!(
@@ -296,6 +317,15 @@ mod tests {
         assert!(parse("$mq9.AI.INBOX.x.Urgent").is_err());
         assert!(parse("$mq9.AI.INBOX.urgent").is_err());
         assert!(parse("$mq9.AI.MSG.DELETE.x.seven").is_err());
+        assert!(parse("$mq9.AI.MSG.DELETE.x.d").is_err());
+        assert!(parse("$mq9.AI.MSG.DELETE.x.d-1").is_err());
+        assert_eq!(
+            parse("$mq9.AI.MSG.DELETE.x.d12").unwrap(),
+            Route::Delete {
+                address: "x".into(),
+                target: DeleteTarget::Delayed(12)
+            }
+        );
         assert!(parse("$mq9.AI.MSG.SEND.Bad").is_err());
         assert!(parse("$mq9.AI.MSG.SEND").is_err());
     }

@@ -16,15 +16,17 @@
 //! | `subscriptions` | mailbox id · topic | `()` (durable broadcast subscriptions) |
 //! | `agents` | identity (name, else mailbox) | [`AgentRecord`] |
 //! | `agent_owners` | identity | the owning caller (`Caller::owner`), UTF-8 |
-//! | `meta` | name | counters ([`META_NEXT_MAILBOX_ID`], [`META_NEXT_DELAY_SEQ`]) |
+//! | `meta` | name | counters ([`META_NEXT_MAILBOX_ID`], [`META_NEXT_DELAY_SEQ`]), [`META_SIZE_RULE`] |
 //!
 //! Mailboxes are keyed internally by a numeric id that is never reused, so a re-created address
 //! starts empty even before the old incarnation's data is physically removed.
 
 mod keys;
+mod migrate;
 mod records;
 
 pub use keys::*;
+pub use migrate::{META_SIZE_RULE, SIZE_RULE};
 pub use records::*;
 
 use std::path::Path;
@@ -108,7 +110,9 @@ impl Store {
             ColumnFamilyDescriptor::new(name, cf_options)
         });
         let db = DB::open_cf_descriptors(&options, dir, descriptors)?;
-        Ok(Store { db })
+        let store = Store { db };
+        migrate::recount_sizes(&store)?;
+        Ok(store)
     }
 
     fn cf(&self, name: &'static str) -> &ColumnFamily {
@@ -210,6 +214,31 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The records whose keys lie in `[from, to)`, in key order or reversed, as an iterator:
+    /// for reads that walk several ranges side by side (a merge), which a callback cannot.
+    pub fn iter<'a, V: DeserializeOwned + 'a>(
+        &'a self,
+        cf: &'static str,
+        from: &[u8],
+        to: &[u8],
+        reverse: bool,
+    ) -> impl Iterator<Item = StoreResult<(Box<[u8]>, V)>> + 'a {
+        let mut read = ReadOptions::default();
+        read.set_iterate_lower_bound(from.to_vec());
+        read.set_iterate_upper_bound(to.to_vec());
+        let mode = if reverse {
+            IteratorMode::End
+        } else {
+            IteratorMode::From(from, Direction::Forward)
+        };
+        self.db
+            .iterator_cf_opt(self.cf(cf), read, mode)
+            .map(move |item| {
+                let (key, value) = item?;
+                Ok((key, decode(cf, &value)?))
+            })
     }
 
     /// The first key at or after `from`.

@@ -22,7 +22,7 @@ pub struct MailboxRecord {
     pub next_msg_id: u64,
     /// Stored messages, delayed ones included (they count against the limits from SEND on).
     pub count: u64,
-    /// Payload bytes of those messages.
+    /// Bytes of those messages, as [`MessageRecord::size`] counts them.
     pub bytes: u64,
     /// How many of `count` are delayed and not visible yet.
     pub delayed: u64,
@@ -57,9 +57,18 @@ impl MessageRecord {
         self.expires_at_ms != 0 && self.expires_at_ms <= now_ms
     }
 
-    /// What the message counts against `max_bytes_per_mailbox`.
+    /// What the message counts against `max_bytes_per_mailbox` and in `mq9_stored_bytes`:
+    /// everything a sender chose to store — payload, header names and values, key and tags.
+    /// Counting the payload alone would let a tenant store megabytes of headers for free.
+    ///
+    /// The mailbox counters and [`Slot::size`] are persisted sums of this; when the rule
+    /// changes, [`SIZE_RULE`](super::migrate::SIZE_RULE) changes and the store recounts them
+    /// once at open.
     pub fn size(&self) -> u64 {
-        self.payload.len() as u64
+        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let key = self.key.as_ref().map_or(0, String::len);
+        let tags: usize = self.tags.iter().map(String::len).sum();
+        (self.payload.len() + headers + key + tags) as u64
     }
 }
 
@@ -106,5 +115,23 @@ impl AgentRecord {
             self.last_seen_ms
                 .saturating_add(self.ttl_secs.saturating_mul(1000))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_counts_everything_a_sender_stores() {
+        let record = MessageRecord {
+            create_time_ms: 1,
+            expires_at_ms: 2,
+            payload: vec![0; 10],
+            headers: vec![("trace".into(), "abc".into()), ("x".into(), String::new())],
+            key: Some("k1".into()),
+            tags: vec!["eu".into(), "red".into()],
+        };
+        assert_eq!(record.size(), 10 + 5 + 3 + 1 + 2 + 2 + 3);
     }
 }

@@ -81,7 +81,10 @@ impl Engine {
         })
     }
 
-    /// Live mailboxes in name order, from the store (which keeps them sorted).
+    /// Live mailboxes in name order, from the store (which keeps them sorted), within
+    /// `max_payload`. Examines at most `--max-scan` records: with `"more": true` the reply says
+    /// `"next_after"`, the name to pass as `after` to continue (past the expired mailboxes it
+    /// skipped too).
     pub(in crate::engine) fn list(&mut self, request: &ListRequest) -> Result<Bytes, ProtoError> {
         self.flush();
         let now = now_ms();
@@ -94,7 +97,15 @@ impl Engine {
         } else {
             prefix_end(request.prefix.as_bytes())
         };
+        let budget = self.config.limits.scan_budget();
+        let mut examined = 0;
+        // The reply stays within max_payload too: room for the fields around the items.
+        let mut room = self
+            .config
+            .max_payload
+            .saturating_sub(128 + crate::protocol::address::MAX_ADDRESS_LEN);
         let mut mailboxes = Vec::new();
+        let mut next_after: Option<String> = None;
         let mut more = false;
         self.store
             .scan(
@@ -103,26 +114,39 @@ impl Engine {
                 &to,
                 false,
                 |key, record: MailboxRecord| {
-                    if record.is_expired(now) {
-                        return true;
-                    }
-                    if mailboxes.len() == request.limit {
+                    if mailboxes.len() == request.limit || examined == budget {
                         more = true;
                         return false;
                     }
-                    mailboxes.push(json!({
-                        "name": String::from_utf8_lossy(key),
-                        "type": record.kind.as_str(),
-                        "ttl": record.ttl_secs,
-                        "expires_at": ms_to_secs(record.expires_at_ms),
-                        "owner": record.owner,
-                        "messages": record.visible(),
-                    }));
+                    let name = String::from_utf8_lossy(key);
+                    if !record.is_expired(now) {
+                        let item = json!({
+                            "name": name,
+                            "type": record.kind.as_str(),
+                            "ttl": record.ttl_secs,
+                            "expires_at": ms_to_secs(record.expires_at_ms),
+                            "owner": record.owner,
+                            "messages": record.visible(),
+                        });
+                        let len = item.to_string().len() + 1;
+                        if len > room && !mailboxes.is_empty() {
+                            more = true;
+                            return false;
+                        }
+                        room = room.saturating_sub(len);
+                        mailboxes.push(item);
+                    }
+                    examined += 1;
+                    next_after = Some(name.into_owned());
                     true
                 },
             )
             .map_err(|e| ProtoError::internal(format!("listing mailboxes failed: {e}")))?;
-        Ok(reply::ok(json!({"mailboxes": mailboxes, "more": more})))
+        let mut fields = json!({"mailboxes": mailboxes, "more": more});
+        if more {
+            fields["next_after"] = json!(next_after);
+        }
+        Ok(reply::ok(fields))
     }
 
     pub(in crate::engine) fn stats(&mut self) -> Result<Bytes, ProtoError> {

@@ -107,7 +107,10 @@ impl Engine {
     ) -> Result<Bytes, ProtoError> {
         let budget = self.config.max_payload.saturating_sub(64);
         let mut out = String::from("{\"error\":\"\",\"agents\":[");
-        for (i, card) in self.registry.discover(request).into_iter().enumerate() {
+        let cards = self
+            .registry
+            .discover(request, self.config.limits.scan_budget());
+        for (i, card) in cards.into_iter().enumerate() {
             if i > 0 && out.len() + card.len() + 3 > budget {
                 break;
             }

@@ -1,21 +1,30 @@
-//! `$mq9.AI.MSG.DELETE.{addr}.{msg_id}`.
+//! `$mq9.AI.MSG.DELETE.{addr}.{msg_id}` and `$mq9.AI.MSG.DELETE.{addr}.d{delay_id}`.
 
 use bytes::Bytes;
 use serde_json::json;
 
 use crate::engine::Engine;
+use crate::protocol::subject::DeleteTarget;
 use crate::protocol::{reply, Priority, ProtoError};
 use crate::store::{self, message_key, MessageRecord};
 use crate::time::now_ms;
 
 impl Engine {
-    /// Deletes one message of this mailbox. Keys carry the mailbox's internal id, so no
-    /// address can reach another mailbox's message.
+    /// Deletes one message of this mailbox, or one of its delayed messages not visible yet.
     pub(in crate::engine) fn delete(
         &mut self,
         address: &str,
-        msg_id: u64,
+        target: DeleteTarget,
     ) -> Result<Bytes, ProtoError> {
+        match target {
+            DeleteTarget::Message(msg_id) => self.delete_message(address, msg_id),
+            DeleteTarget::Delayed(delay_id) => self.delete_delayed(address, delay_id),
+        }
+    }
+
+    /// Deletes one stored message. Keys carry the mailbox's internal id, so no address can
+    /// reach another mailbox's message.
+    fn delete_message(&mut self, address: &str, msg_id: u64) -> Result<Bytes, ProtoError> {
         let id = self.live(address, now_ms())?.record.id;
         self.read_barrier(id);
         for priority in Priority::ALL {

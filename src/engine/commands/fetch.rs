@@ -4,10 +4,11 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::view;
+use crate::config::Limits;
 use crate::engine::{Engine, GroupState, Start};
 use crate::protocol::reply::BatchBuilder;
 use crate::protocol::request::FetchRequest;
-use crate::protocol::{Priority, ProtoError};
+use crate::protocol::{ErrorCode, Priority, ProtoError};
 use crate::store::{self, message_id_of, message_key, prefix_end, MessageRecord, Store};
 use crate::time::now_ms;
 
@@ -23,17 +24,20 @@ pub enum FetchOutcome {
 impl Engine {
     /// One attempt of a FETCH. `stateless_start` is given on retries of a waiting stateless
     /// FETCH; `first_attempt` is false on retries, so `force_deliver` resets a group only once.
+    /// It examines at most `budget` records and takes what it examined off it.
     pub(in crate::engine) fn fetch(
         &mut self,
         address: &str,
         request: &FetchRequest,
         stateless_start: Option<Start>,
         first_attempt: bool,
+        budget: &mut usize,
     ) -> Result<FetchOutcome, ProtoError> {
         let now = now_ms();
         let id = self.live(address, now)?.record.id;
         self.read_barrier(id);
         let max_payload = self.config.max_payload;
+        let max_groups = self.config.limits.max_groups_per_mailbox;
         let Engine {
             store, mailboxes, ..
         } = self;
@@ -46,7 +50,7 @@ impl Engine {
         let mut batch = BatchBuilder::new(max_payload);
         let Some(name) = &request.group else {
             let start = stateless_start.unwrap_or(resolved);
-            collect(store, id, start, None, now, request, &mut batch)?;
+            *budget -= collect(store, id, start, None, now, request, *budget, &mut batch)?;
             return Ok(if batch.is_empty() {
                 FetchOutcome::Empty(start)
             } else {
@@ -54,6 +58,7 @@ impl Engine {
             });
         };
         let reset = first_attempt && request.force_deliver;
+        let groups = mailbox.group_count() as u64;
         let group = match mailbox.indexes_mut().groups.entry(name.clone()) {
             std::collections::hash_map::Entry::Occupied(mut entry) => {
                 if reset {
@@ -61,12 +66,29 @@ impl Engine {
                 }
                 entry.into_mut()
             }
+            std::collections::hash_map::Entry::Vacant(_)
+                if !Limits::allows_one_more(max_groups, groups) =>
+            {
+                return Err(ProtoError::new(
+                    ErrorCode::Full,
+                    format!("mailbox {address} holds its maximum of {max_groups} consumer groups"),
+                ));
+            }
             std::collections::hash_map::Entry::Vacant(entry) => {
                 entry.insert(GroupState::new(resolved))
             }
         };
         let start = group.start;
-        collect(store, id, start, Some(group), now, request, &mut batch)?;
+        *budget -= collect(
+            store,
+            id,
+            start,
+            Some(group),
+            now,
+            request,
+            *budget,
+            &mut batch,
+        )?;
         self.save_group(address, name);
         Ok(if batch.is_empty() {
             FetchOutcome::Empty(start)
@@ -89,6 +111,14 @@ impl Engine {
 /// Fills `batch` in delivery order: priority, then msg_id. With a group, skips what the group
 /// acknowledged or holds under lease, leases what it returns, and raises the group's floors over
 /// what it saw to be done.
+///
+/// Examines at most `budget` records (`--max-scan`) and answers how many it examined, so that
+/// skipping cannot stall the engine:
+/// a group whose floor lies below many acknowledged messages moves it up by at most that many
+/// per attempt (the next FETCH goes on from there), and a group holding more messages under
+/// lease than that, ahead of the rest, sees nothing new until leases end or ACKs come — the
+/// same as JetStream's `max_ack_pending`.
+#[allow(clippy::too_many_arguments)]
 fn collect(
     store: &Store,
     mailbox_id: u64,
@@ -96,12 +126,14 @@ fn collect(
     mut group: Option<&mut GroupState>,
     now: u64,
     request: &FetchRequest,
+    budget: usize,
     batch: &mut BatchBuilder,
-) -> Result<(), ProtoError> {
+) -> Result<usize, ProtoError> {
     let batch_id = group.as_mut().map(|g| g.begin_batch());
     let lease_until = now.saturating_add(request.ack_wait_ms);
+    let mut examined = 0;
     for priority in Priority::ALL {
-        if batch.len() >= request.num_msgs {
+        if batch.len() >= request.num_msgs || examined == budget {
             break;
         }
         let p = priority.index() as usize;
@@ -117,6 +149,10 @@ fn collect(
                 &prefix_end(prefix),
                 false,
                 |key, record: MessageRecord| {
+                    if examined == budget {
+                        return false;
+                    }
+                    examined += 1;
                     let msg_id = message_id_of(key);
                     let done_for_good = record.is_expired(now)
                         || !start.admits(msg_id, record.create_time_ms)
@@ -153,5 +189,5 @@ fn collect(
             break;
         }
     }
-    Ok(())
+    Ok(examined)
 }

@@ -33,5 +33,6 @@ pub(crate) fn view<'a>(
         headers: &record.headers,
         key: record.key.as_deref(),
         tags: &record.tags,
+        pending: None,
     }
 }

@@ -4,6 +4,8 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::view;
+use crate::config::Limits;
+use crate::engine::mailbox::PendingDelayed;
 use crate::engine::Engine;
 use crate::protocol::headers::SendOptions;
 use crate::protocol::reply::{self, single_item_reply_len, MessageView};
@@ -50,13 +52,19 @@ impl Engine {
         self.live(address, now)?;
         match options.delay_secs {
             Some(delay) if delay > 0 => {
-                self.send_delayed(
+                let max_delay = self.config.limits.max_delay;
+                if max_delay > 0 && delay > max_delay {
+                    return Err(ProtoError::bad_request(format!(
+                        "header mq9-delay asks for {delay} seconds, more than the maximum of {max_delay} seconds"
+                    )));
+                }
+                let delay_id = self.send_delayed(
                     address,
                     priority,
                     message,
                     now.saturating_add(secs_to_ms(delay)),
                 )?;
-                Ok(reply::ok(json!({"msg_id": -1})))
+                Ok(reply::ok(json!({"msg_id": -1, "delay_id": delay_id})))
             }
             _ => {
                 let msg_id = self.store_visible(address, priority, message, false)?;
@@ -65,16 +73,28 @@ impl Engine {
         }
     }
 
-    /// Stores a delayed message until `visible_at`. It counts against the mailbox's limits from
-    /// now on, so that becoming visible can never fail for lack of room.
+    /// Stores a delayed message until `visible_at` and answers its delay_id. It counts against
+    /// the mailbox's limits from now on, so that becoming visible can never fail for lack of
+    /// room ([`crate::engine::delayed`]).
     fn send_delayed(
         &mut self,
         address: &str,
         priority: Priority,
         message: MessageRecord,
         visible_at: u64,
-    ) -> Result<(), ProtoError> {
+    ) -> Result<u64, ProtoError> {
         let size = message.size();
+        let max_delayed = self.config.limits.max_delayed_per_mailbox;
+        let mailbox = self
+            .mailboxes
+            .get_mut(address)
+            .expect("checked live by the caller");
+        if !Limits::allows_one_more(max_delayed, mailbox.record.delayed) {
+            return Err(ProtoError::new(
+                ErrorCode::Full,
+                format!("mailbox {address} holds its maximum of {max_delayed} delayed messages"),
+            ));
+        }
         self.check_room(address, 1, size)?;
         let mailbox = self
             .mailboxes
@@ -85,9 +105,15 @@ impl Engine {
         mailbox.record.delayed += 1;
         self.total_messages += 1;
         self.total_bytes += size;
+        let mailbox_id = mailbox.record.id;
+        let pending = PendingDelayed {
+            visible_at_ms: visible_at,
+            expires_at_ms: message.expires_at_ms,
+            size,
+        };
         let delayed = DelayedRecord {
             address: address.to_owned(),
-            mailbox_id: mailbox.record.id,
+            mailbox_id,
             priority: priority.index(),
             message,
         };
@@ -107,9 +133,12 @@ impl Engine {
             &delayed,
         );
         self.timers.delayed_at(visible_at);
+        self.hold_delayed(address, seq, pending);
+        // QUERY `delayed` reads the record: it must see this batch's write.
+        self.pending.dirty.insert(mailbox_id);
         self.pending.sync = true;
         self.save_mailbox(address);
-        Ok(())
+        Ok(seq)
     }
 
     /// Makes a message visible: gives it the next msg_id, replaces the message holding its
@@ -251,6 +280,7 @@ mod tests {
                 headers: &headers,
                 key: Some("k\"ey"),
                 tags: &tags,
+                pending: None,
             };
             assert_eq!(
                 reply_len(&message),

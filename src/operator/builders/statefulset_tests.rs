@@ -184,7 +184,9 @@ fn cluster_pods_get_the_route_password_from_its_secret_and_the_urls_built_on_it(
 fn broker_flags_follow_the_spec() {
     let b = broker(
         json!({"defaultMailboxTtl": "1h", "limits": {"maxMailboxes": 10,
-        "maxMessagesPerMailbox": 20, "maxBytesPerMailbox": 30}}),
+        "maxMessagesPerMailbox": 20, "maxBytesPerMailbox": 30, "maxDelayedPerMailbox": 40,
+        "maxDelay": 50, "maxGroupsPerMailbox": 60, "maxWaitersPerMailbox": 70,
+        "maxWaiters": 80, "maxScan": 90}}),
     );
     let sts = statefulset(&b, "sum", None);
     let line = args(container(&sts, "broker"));
@@ -195,6 +197,12 @@ fn broker_flags_follow_the_spec() {
         "--max-mailboxes 10",
         "--max-messages-per-mailbox 20",
         "--max-bytes-per-mailbox 30",
+        "--max-delayed-per-mailbox 40",
+        "--max-delay 50",
+        "--max-groups-per-mailbox 60",
+        "--max-waiters-per-mailbox 70",
+        "--max-waiters 80",
+        "--max-scan 90",
     ] {
         assert!(line.contains(expected), "{expected} in {line}");
     }
