@@ -5,13 +5,20 @@
 //! Secret is created once and never rewritten: regenerating the keys would invalidate every
 //! credential ever minted for the Broker. It holds:
 //!
-//! - `signing-keys.json`: the operator, system-account and application-account seeds;
+//! - `signing-keys.json`: the operator, system-account and broker-account seeds;
 //! - `broker.creds`: the broker container's NATS credentials (the only key mounted in pods);
 //! - `operator.creds`: the operator's own NATS credentials (`$mq9.ADMIN.>` and membership).
 //!
+//! The one exception to "never rewritten": `broker.creds` is re-minted when the permissions in
+//! it are not [`auth::broker_permissions`] (a Broker created before the broker's user was
+//! narrowed to answers only), see [`ensure_broker_keys`]. The pods pick the new file up when
+//! they restart, which the same upgrade causes (the nats-server configuration changed).
+//!
 //! From the keys come nats-server's trust configuration ([`BrokerAuth::server_config`], public
-//! claims for the ConfigMap) and each Mailbox's credentials ([`BrokerAuth::mailbox_credentials`]),
-//! scoped to its own address and expiring with it.
+//! claims for the ConfigMap), the tenant account of each namespace
+//! ([`BrokerAuth::tenant_account_jwt`]) and each Mailbox's credentials
+//! ([`BrokerAuth::mailbox_credentials`]), a user of its namespace's tenant account scoped to its
+//! own address and expiring with it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,7 +33,7 @@ use sha2::{Digest, Sha256};
 use super::builders::{self, BROKER_CREDS_KEY};
 use super::context::Context;
 use super::error::{Error, Result};
-use crate::auth::{self, SigningKeys};
+use crate::auth::{self, Credentials, Permissions, SigningKeys, Tenant, UserClaims};
 use crate::crd::{AuthMode, Broker};
 
 /// The auth Secret's key holding the signing keys' seeds (JSON).
@@ -57,6 +64,12 @@ pub struct Grant<'a> {
     pub expires_at: Option<Timestamp>,
 }
 
+/// What kind of credentials a grant hash stands for, hashed in with the grant: changing it
+/// re-mints every Mailbox's credentials. `tenant-account`: users of the namespace's tenant
+/// account, tagged with their address (credentials of the single-account design, signed by
+/// the broker account, are replaced on the first reconcile).
+const CREDENTIALS_KIND: &str = "tenant-account";
+
 /// A short, stable digest of a grant, recorded on the Secret so credentials are re-minted only
 /// when what they allow changes. The address is hashed in, never stored in clear here.
 pub fn grant_hash(grant: &Grant<'_>) -> String {
@@ -65,6 +78,7 @@ pub fn grant_hash(grant: &Grant<'_>) -> String {
         hasher.update(text.len().to_le_bytes());
         hasher.update(text.as_bytes());
     };
+    field(CREDENTIALS_KIND);
     field(grant.address);
     for list in [grant.send_to, grant.publish] {
         field(&list.len().to_string());
@@ -84,7 +98,7 @@ pub fn grant_hash(grant: &Grant<'_>) -> String {
 impl BrokerAuth {
     /// The `nats-server.conf` block that trusts this Broker's operator and accounts.
     pub fn server_config(&self) -> String {
-        auth::nats_auth_config(&self.keys)
+        auth::nats_auth_config(&self.keys, builders::RESOLVER_DIR)
     }
 
     /// The operator's own `.creds` text.
@@ -92,14 +106,40 @@ impl BrokerAuth {
         &self.operator_creds
     }
 
-    /// New `.creds` text for a Mailbox, allowed exactly what `grant` says.
-    pub fn mailbox_credentials(&self, grant: &Grant<'_>) -> Result<String> {
+    /// `.creds` text of a fresh system-account user that may only push account JWTs
+    /// ([`auth::account_push_permissions`]). Minted when the operator connects for a push and
+    /// never stored: nothing to keep secret at rest, nothing to rotate.
+    pub fn account_push_credentials(&self) -> String {
+        let user = UserClaims {
+            name: "mq9-operator/accounts",
+            permissions: &auth::account_push_permissions(),
+            tags: &[],
+            expires_at: None,
+        };
+        auth::mint_user(self.keys.system_account(), &user).creds_file_text
+    }
+
+    /// The tenant account JWT of `namespace` as `tenant` describes it (public claims).
+    pub fn tenant_account_jwt(&self, namespace: &str, tenant: &Tenant) -> String {
+        auth::tenant_account_jwt(&self.keys, namespace, tenant)
+    }
+
+    /// New credentials for a Mailbox of `namespace`: a user of that namespace's tenant account,
+    /// allowed exactly what `grant` says, tagged with its address (the broker's proof of who
+    /// calls). `public_key` is what a later revocation names.
+    pub fn mailbox_credentials(&self, namespace: &str, grant: &Grant<'_>) -> Result<Credentials> {
         let subscribe: Vec<String> = grant.subscribe.iter().cloned().collect();
         let permissions =
             auth::mailbox_permissions(grant.address, grant.send_to, &subscribe, grant.publish)
                 .map_err(|e| Error::Invalid(e.to_string()))?;
-        let expires_at = grant.expires_at.map(|t| t.as_second().max(0) as u64);
-        Ok(auth::mint_user(&self.keys, grant.user, &permissions, expires_at).creds_file_text)
+        let tags = [auth::address_tag(grant.address)];
+        let user = UserClaims {
+            name: grant.user,
+            permissions: &permissions,
+            tags: &tags,
+            expires_at: grant.expires_at.map(|t| t.as_second().max(0) as u64),
+        };
+        Ok(auth::mint_user(&self.keys.tenant_account(namespace), &user))
     }
 
     fn from_secret(secret: &Secret) -> Result<BrokerAuth> {
@@ -123,28 +163,38 @@ impl BrokerAuth {
     }
 }
 
+/// `.creds` text for one of the broker account's own users (the broker, the operator).
+fn broker_account_user(keys: &SigningKeys, name: &str, permissions: &Permissions) -> String {
+    let user = UserClaims {
+        name,
+        permissions,
+        tags: &[],
+        expires_at: None,
+    };
+    auth::mint_user(keys.account(), &user).creds_file_text
+}
+
+/// The broker container's credentials for the Broker `broker_name`.
+fn broker_creds(keys: &SigningKeys, broker_name: &str) -> String {
+    let name = format!("{broker_name}/broker");
+    broker_account_user(keys, &name, &auth::broker_permissions())
+}
+
 /// The auth Secret of a new Broker: fresh keys, the broker's and the operator's credentials.
 /// Pure apart from the key generation.
 pub fn new_auth_secret(broker: &Broker) -> Secret {
     let keys = SigningKeys::generate();
     let name = broker.name_any();
-    let broker_creds = auth::mint_user(
-        &keys,
-        &format!("{name}/broker"),
-        &auth::broker_permissions(),
-        None,
-    );
-    let operator_creds = auth::mint_user(
+    let operator_creds = broker_account_user(
         &keys,
         &format!("{name}/operator"),
         &auth::operator_permissions(),
-        None,
     );
     let seeds = serde_json::to_string(&keys).expect("signing keys serialize");
     let data: BTreeMap<String, ByteString> = [
         (SIGNING_KEYS_KEY, seeds),
-        (BROKER_CREDS_KEY, broker_creds.creds_file_text),
-        (OPERATOR_CREDS_KEY, operator_creds.creds_file_text),
+        (BROKER_CREDS_KEY, broker_creds(&keys, &name)),
+        (OPERATOR_CREDS_KEY, operator_creds),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), ByteString(value.into_bytes())))
@@ -164,13 +214,26 @@ pub fn new_auth_secret(broker: &Broker) -> Secret {
 }
 
 /// The Broker's auth, creating its Secret on first use (create, never apply: an existing
-/// Secret is never overwritten, and two racing creates leave the first one standing).
+/// Secret is never overwritten, and two racing creates leave the first one standing). An
+/// existing Secret whose `broker.creds` carry other permissions than the broker's gets new
+/// broker credentials ([`narrowed_broker_creds`]), written with the Secret's resourceVersion.
 pub async fn ensure_broker_keys(ctx: &Context, broker: &Broker) -> Result<BrokerAuth> {
     let secrets =
         Api::<Secret>::namespaced(ctx.client.clone(), &broker.namespace().unwrap_or_default());
     let name = builders::auth_secret_name(broker);
-    if let Some(secret) = secrets.get_opt(&name).await? {
-        return BrokerAuth::from_secret(&secret);
+    if let Some(mut secret) = secrets.get_opt(&name).await? {
+        let auth = BrokerAuth::from_secret(&secret)?;
+        if let Some(creds) = narrowed_broker_creds(&secret, &auth.keys, &broker.name_any()) {
+            secret
+                .data
+                .get_or_insert_with(BTreeMap::new)
+                .insert(BROKER_CREDS_KEY.to_owned(), ByteString(creds.into_bytes()));
+            secrets
+                .replace(&name, &PostParams::default(), &secret)
+                .await?;
+            tracing::info!(broker = %broker.name_any(), "re-minted the broker's credentials with narrowed permissions");
+        }
+        return Ok(auth);
     }
     match secrets
         .create(&PostParams::default(), &new_auth_secret(broker))
@@ -183,6 +246,19 @@ pub async fn ensure_broker_keys(ctx: &Context, broker: &Broker) -> Result<Broker
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// New broker credentials when the stored ones do not carry exactly
+/// [`auth::broker_permissions`] (written before the broker's user was narrowed); `None` when
+/// they do.
+fn narrowed_broker_creds(secret: &Secret, keys: &SigningKeys, broker_name: &str) -> Option<String> {
+    let stored = secret.data.as_ref()?.get(BROKER_CREDS_KEY);
+    let text = stored.map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned());
+    let current = text
+        .as_deref()
+        .and_then(auth::creds_jwt)
+        .is_some_and(|jwt| auth::carries_permissions(jwt, &auth::broker_permissions()));
+    (!current).then(|| broker_creds(keys, broker_name))
 }
 
 /// The Broker's auth as the Mailbox controller needs it: `None` without auth; an error while
@@ -229,11 +305,71 @@ mod tests {
         let data = secret.data.as_ref().unwrap();
         assert!(String::from_utf8_lossy(&data[BROKER_CREDS_KEY].0).contains("BEGIN NATS USER JWT"));
         let auth = BrokerAuth::from_secret(&secret).unwrap();
-        assert!(auth.server_config().contains("resolver: MEMORY"));
+        assert!(auth.server_config().contains("type: full"));
         assert!(auth.operator_credentials().contains("BEGIN USER NKEY SEED"));
         let topics = BTreeSet::new();
-        let creds = auth.mailbox_credentials(&grant(&topics, None)).unwrap();
-        assert!(creds.contains("BEGIN NATS USER JWT"));
+        let creds = auth
+            .mailbox_credentials("ns", &grant(&topics, None))
+            .unwrap();
+        assert!(creds.creds_file_text.contains("BEGIN NATS USER JWT"));
+        assert!(
+            narrowed_broker_creds(&secret, &auth.keys, "b1").is_none(),
+            "a new Secret holds the narrowed broker"
+        );
+    }
+
+    #[test]
+    fn mailbox_users_belong_to_their_namespace_and_name_their_address() {
+        let broker = builders::tests::broker(serde_json::json!({}));
+        let auth = BrokerAuth::from_secret(&new_auth_secret(&broker)).unwrap();
+        let topics = BTreeSet::new();
+        let minted = auth
+            .mailbox_credentials("ns", &grant(&topics, None))
+            .unwrap();
+        let claims = jwt_claims(&minted.jwt);
+        assert_eq!(claims["iss"], auth.keys.tenant_account("ns").public_key());
+        assert_eq!(claims["sub"], minted.public_key);
+        assert_eq!(claims["name"], "ns/inbox");
+        assert_eq!(
+            claims["nats"]["tags"],
+            serde_json::json!(["mq9-address:a.b"])
+        );
+        let other = auth
+            .mailbox_credentials("other", &grant(&topics, None))
+            .unwrap();
+        assert_ne!(jwt_claims(&other.jwt)["iss"], claims["iss"]);
+        let push = auth.account_push_credentials();
+        let push_claims = jwt_claims(auth::creds_jwt(&push).unwrap());
+        assert_eq!(push_claims["iss"], auth.keys.system_account_public_key());
+    }
+
+    #[test]
+    fn broker_creds_of_the_single_account_design_are_re_minted() {
+        let broker = builders::tests::broker(serde_json::json!({}));
+        let mut secret = new_auth_secret(&broker);
+        let auth = BrokerAuth::from_secret(&secret).unwrap();
+        let everything = Permissions {
+            publish_allow: vec![">".into()],
+            subscribe_allow: vec![">".into()],
+            ..Permissions::default()
+        };
+        let old = broker_account_user(&auth.keys, "b1/broker", &everything);
+        let data = secret.data.as_mut().unwrap();
+        data.insert(BROKER_CREDS_KEY.into(), ByteString(old.into_bytes()));
+        let new = narrowed_broker_creds(&secret, &auth.keys, "b1").expect("re-minted");
+        let jwt = auth::creds_jwt(&new).unwrap();
+        assert!(auth::carries_permissions(jwt, &auth::broker_permissions()));
+        assert_eq!(jwt_claims(jwt)["iss"], auth.keys.account_public_key());
+    }
+
+    fn jwt_claims(jwt: &str) -> serde_json::Value {
+        let payload = jwt.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &data_encoding::BASE64URL_NOPAD
+                .decode(payload.as_bytes())
+                .unwrap(),
+        )
+        .unwrap()
     }
 
     #[test]

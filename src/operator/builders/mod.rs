@@ -18,6 +18,7 @@
 //! | ConfigMap (`nats-server.conf`) | `<b>-config` |
 //! | PodDisruptionBudget | `<b>` |
 //! | Secret with the signing keys (built elsewhere) | `<b>-auth` |
+//! | ConfigMap of the tenant accounts' revocations (written elsewhere) | `<b>-tenants` |
 
 mod nats_config;
 mod pdb;
@@ -36,7 +37,7 @@ pub use nats_config::{config_checksum, config_map, nats_server_config, CONFIG_KE
 pub use pdb::pod_disruption_budget;
 pub use quantity::storage_shrink;
 pub use services::{client_service, headless_service};
-pub use statefulset::{statefulset, BROKER_CREDS_KEY, CONFIG_CHECKSUM_ANNOTATION};
+pub use statefulset::{statefulset, BROKER_CREDS_KEY, CONFIG_CHECKSUM_ANNOTATION, RESOLVER_DIR};
 
 /// The field manager of every server-side apply: one name, so the operator owns (and may
 /// remove) exactly the fields it wrote.
@@ -140,6 +141,12 @@ pub fn auth_secret_name(broker: &Broker) -> String {
     format!("{}-auth", broker.name_any())
 }
 
+/// The ConfigMap that records each tenant namespace's account state (revoked users); see
+/// `operator::tenants`.
+pub fn tenants_config_map_name(broker: &Broker) -> String {
+    format!("{}-tenants", broker.name_any())
+}
+
 /// In-cluster host and port of the client Service: `(<name>.<ns>.svc, 4222)`.
 pub fn client_endpoint(broker: &Broker) -> (String, u16) {
     let host = format!("{}.{}.svc", client_service_name(broker), namespace(broker));
@@ -206,6 +213,7 @@ pub(crate) mod tests {
         assert_eq!(config_map_name(&b), "b1-config");
         assert_eq!(pdb_name(&b), "b1");
         assert_eq!(auth_secret_name(&b), "b1-auth");
+        assert_eq!(tenants_config_map_name(&b), "b1-tenants");
         assert_eq!(client_endpoint(&b), ("b1.ns.svc".to_owned(), 4222));
         assert_eq!(broker_url(&b), "nats://b1.ns.svc:4222");
     }

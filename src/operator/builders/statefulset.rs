@@ -38,6 +38,9 @@ pub const BROKER_CREDS_KEY: &str = "broker.creds";
 const CONFIG_DIR: &str = "/etc/nats";
 const RUN_DIR: &str = "/var/run/nats";
 const DATA_DIR: &str = "/data";
+/// With JWT auth, nats-server's account resolver keeps the accounts the operator pushes here:
+/// on the pod's volume (mounted in both containers), so they survive a restart.
+pub const RESOLVER_DIR: &str = "/data/nats-accounts";
 const AUTH_DIR: &str = "/etc/mq9/auth";
 /// The unprivileged user (and group) of both containers; `fsGroup` makes the volumes theirs.
 const USER: i64 = 1000;
@@ -120,7 +123,7 @@ pub fn statefulset(
                 }),
                 spec: Some(PodSpec {
                     containers: vec![
-                        nats_container(broker),
+                        nats_container(broker, auth_secret.is_some()),
                         broker_container(broker, auth_secret.is_some()),
                     ],
                     volumes: Some(volumes),
@@ -169,8 +172,16 @@ pub fn statefulset(
 }
 
 /// nats-server, configured by the mounted ConfigMap. Its preStop hook puts it in lame-duck
-/// mode; the SIGTERM that follows is ignored while lame duck runs its course.
-fn nats_container(broker: &Broker) -> Container {
+/// mode; the SIGTERM that follows is ignored while lame duck runs its course. With JWT auth it
+/// also mounts the data volume for its account resolver ([`RESOLVER_DIR`]).
+fn nats_container(broker: &Broker, auth: bool) -> Container {
+    let mut mounts = vec![
+        mount("config", CONFIG_DIR, true),
+        mount("run", RUN_DIR, false),
+    ];
+    if auth {
+        mounts.push(mount("data", DATA_DIR, false));
+    }
     Container {
         args: Some(strings(&["-c", &format!("{CONFIG_DIR}/{CONFIG_KEY}")])),
         ports: Some(vec![
@@ -193,10 +204,7 @@ fn nats_container(broker: &Broker) -> Container {
             }),
             ..Lifecycle::default()
         }),
-        volume_mounts: Some(vec![
-            mount("config", CONFIG_DIR, true),
-            mount("run", RUN_DIR, false),
-        ]),
+        volume_mounts: Some(mounts),
         ..container("nats", &broker.spec.nats_image)
     }
 }
@@ -233,9 +241,12 @@ fn broker_container(broker: &Broker, auth: bool) -> Container {
     }
     let mut mounts = vec![mount("data", DATA_DIR, false)];
     if auth {
+        // Agents call from their tenant accounts: the caller's identity is in the
+        // `Nats-Request-Info` header nats-server writes on the service import.
         args.extend(strings(&[
             "--nats-creds",
             &format!("{AUTH_DIR}/{BROKER_CREDS_KEY}"),
+            "--trust-request-info",
         ]));
         mounts.push(mount("auth", AUTH_DIR, true));
     }
