@@ -66,7 +66,8 @@ impl Tenancy {
                 condition(&mailbox, "Ready").filter(|c| c["reason"] == "Created")
             })
             .await;
-        self.creds(namespace, name).expect("a Ready Mailbox has credentials")
+        self.creds(namespace, name)
+            .expect("a Ready Mailbox has credentials")
     }
 
     fn creds(&self, namespace: &str, name: &str) -> Option<String> {
@@ -76,10 +77,7 @@ impl Tenancy {
 
     async fn connect(&self, creds: &str) -> Result<async_nats::Client, String> {
         let options = async_nats::ConnectOptions::with_credentials(creds).unwrap();
-        options
-            .connect(&self.url)
-            .await
-            .map_err(|e| e.to_string())
+        options.connect(&self.url).await.map_err(|e| e.to_string())
     }
 
     async fn agent(&self, creds: &str) -> async_nats::Client {
@@ -182,7 +180,11 @@ async fn narrowed_and_deleted_mailboxes_lose_their_old_credentials_within_second
     let old_creds = t.mailbox(TEAM_B, "beta", "beta.box", json!([])).await;
     let open = t.agent(&old_creds).await;
     let anywhere = call(&open, "$mq9.AI.MSG.SEND.other.box", "x").await;
-    assert_eq!(anywhere.unwrap()["code"], "not_found", "sendTo [] reaches any address");
+    assert_eq!(
+        anywhere.unwrap()["code"],
+        "not_found",
+        "sendTo [] reaches any address"
+    );
 
     // Narrow sendTo: the credentials are re-minted, the old ones revoked.
     let mailboxes: kube::Api<mq9::crd::Mailbox> = kube::Api::namespaced(t.api.client(), TEAM_B);
@@ -199,19 +201,29 @@ async fn narrowed_and_deleted_mailboxes_lose_their_old_credentials_within_second
             t.creds(TEAM_B, "beta").filter(|creds| *creds != old_creds)
         })
         .await;
-    refused_within("a new connection with the old credentials", changed, async || {
-        t.connect(&old_creds).await.is_err()
-    })
+    refused_within(
+        "a new connection with the old credentials",
+        changed,
+        async || t.connect(&old_creds).await.is_err(),
+    )
     .await;
-    refused_within("the open connection of the old credentials", changed, async || {
-        call(&open, "$mq9.AI.MSG.QUERY.beta.box", "{}").await.is_err()
-    })
+    refused_within(
+        "the open connection of the old credentials",
+        changed,
+        async || {
+            call(&open, "$mq9.AI.MSG.QUERY.beta.box", "{}")
+                .await
+                .is_err()
+        },
+    )
     .await;
     let agent = t.agent(&new_creds).await;
     ok(&agent, "$mq9.AI.MSG.SEND.beta.box", "to myself").await;
     ok(&agent, "$mq9.AI.MSG.QUERY.beta.box", "{}").await;
     assert!(
-        call(&agent, "$mq9.AI.MSG.SEND.other.box", "x").await.is_err(),
+        call(&agent, "$mq9.AI.MSG.SEND.other.box", "x")
+            .await
+            .is_err(),
         "the new credentials carry the narrowed sendTo: nats-server drops the publish"
     );
 
@@ -222,9 +234,15 @@ async fn narrowed_and_deleted_mailboxes_lose_their_old_credentials_within_second
         t.connect(&new_creds).await.is_err()
     })
     .await;
-    refused_within("the deleted Mailbox's open connection", deleted, async || {
-        call(&agent, "$mq9.AI.MSG.QUERY.beta.box", "{}").await.is_err()
-    })
+    refused_within(
+        "the deleted Mailbox's open connection",
+        deleted,
+        async || {
+            call(&agent, "$mq9.AI.MSG.QUERY.beta.box", "{}")
+                .await
+                .is_err()
+        },
+    )
     .await;
     let tenants = t
         .api
@@ -257,8 +275,42 @@ async fn a_reply_subject_naming_another_mailbox_makes_the_broker_act_on_nothing(
 
     let stored = ok(&victim, "$mq9.AI.MSG.QUERY.beta.box", "{}").await;
     let messages = stored["messages"].as_array().unwrap();
-    assert_eq!(messages.len(), 1, "nothing stored for the attacker: {stored}");
+    assert_eq!(
+        messages.len(),
+        1,
+        "nothing stored for the attacker: {stored}"
+    );
     let keep = base64::engine::general_purpose::STANDARD.encode("keep me");
-    assert_eq!(messages[0]["payload"], keep.as_str(), "B's message is still there");
+    assert_eq!(
+        messages[0]["payload"],
+        keep.as_str(),
+        "B's message is still there"
+    );
     assert_eq!(messages[0]["msg_id"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mailboxes_deleted_together_are_all_revoked() {
+    let t = Tenancy::start().await;
+    let names = ["one", "two", "three", "four"];
+    let mut creds = Vec::new();
+    for name in names {
+        let address = format!("{name}.box");
+        creds.push(t.mailbox(TEAM_B, name, &address, json!([])).await);
+    }
+    // Four finalizers record a revocation in the same ConfigMap entry at the same time: each
+    // write carries the resourceVersion it read, so none overwrites another.
+    let deleted = Instant::now();
+    for name in names {
+        t.api.delete(MAILBOXES, TEAM_B, name);
+    }
+    for (name, creds) in names.iter().zip(&creds) {
+        refused_within(&format!("the credentials of {name}"), deleted, async || {
+            t.connect(creds).await.is_err()
+        })
+        .await;
+    }
+    let tenants = t.api.get(CONFIG_MAPS, TEAM_A, "agents-tenants").unwrap();
+    let record: Value = serde_json::from_str(tenants["data"][TEAM_B].as_str().unwrap()).unwrap();
+    assert_eq!(record["revoked"].as_object().unwrap().len(), 4, "{record}");
 }
