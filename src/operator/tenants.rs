@@ -168,6 +168,20 @@ pub async fn all(ctx: &Context, broker: &Broker) -> Result<Vec<(String, Tenant)>
         .collect()
 }
 
+/// [`record`]s (and so creates) `namespace`'s tenant state, with `revocation` when given, and
+/// [`push`]es the account: the one step before credentials of the namespace are written or
+/// after they are revoked. `Ok(Err(_))`: recorded, but nats-server did not take it (yet).
+pub async fn publish(
+    ctx: &Context,
+    broker: &Broker,
+    auth: &BrokerAuth,
+    namespace: &str,
+    revocation: Option<Revocation<'_>>,
+) -> Result<Result<(), AdminError>> {
+    let tenant = record(ctx, broker, namespace, revocation).await?;
+    Ok(push(ctx, broker, auth, namespace, &tenant).await)
+}
+
 /// Pushes `namespace`'s tenant account, as `tenant` describes it, to the Broker's nats-server.
 pub async fn push(
     ctx: &Context,

@@ -118,9 +118,8 @@ async fn revoke_credentials(mailbox: &Mailbox, ctx: &Context) -> Result<Result<(
         user_key,
         expires_at: plan::recorded_expiry(mailbox.status.as_ref()),
     };
-    let tenant = tenants::record(ctx, &broker, &namespace, Some(revocation)).await?;
-    let pushed = tenants::push(ctx, &broker, &auth, &namespace, &tenant).await;
-    Ok(pushed.map_err(|e| e.to_string()))
+    let published = tenants::publish(ctx, &broker, &auth, &namespace, Some(revocation)).await?;
+    Ok(published.map_err(|e| e.to_string()))
 }
 
 /// Deletes the mailbox on the broker if this object owns it there; whether it did.

@@ -178,9 +178,8 @@ async fn apply(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
         expires_at,
     };
     if let Some(auth) = &connected.auth {
-        let tenant = tenants::record(ctx, &connected.broker, &namespace, None).await?;
-        let pushed = tenants::push(ctx, &connected.broker, auth, &namespace, &tenant).await;
-        if let Err(e) = pushed {
+        let published = tenants::publish(ctx, &connected.broker, auth, &namespace, None).await?;
+        if let Err(e) = published {
             let why = format!("the account of namespace {namespace} is not on its NATS: {e}");
             return status::broker_not_ready(mailbox, ctx, &BrokerState::NotReady(why)).await;
         }
@@ -236,10 +235,8 @@ async fn write_secret(
                 user_key: old,
                 expires_at: grant.expires_at,
             };
-            let tenant =
-                tenants::record(ctx, &connected.broker, &namespace, Some(revocation)).await?;
-            tenants::push(ctx, &connected.broker, auth, &namespace, &tenant)
-                .await
+            tenants::publish(ctx, &connected.broker, auth, &namespace, Some(revocation))
+                .await?
                 .map_err(|e| Error::BrokerUnreachable(e.to_string()))?;
         }
         annotated = Some(record_user_key(mailbox, ctx, &minted.public_key).await?);
