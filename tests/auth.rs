@@ -47,11 +47,16 @@ struct AuthNats {
 
 impl AuthNats {
     fn start() -> AuthNats {
+        AuthNats::start_with(SigningKeys::generate(), None)
+    }
+
+    /// With `broker_users_revoked_at`: every user of the broker account issued at or before
+    /// that second is revoked.
+    fn start_with(keys: SigningKeys, broker_users_revoked_at: Option<u64>) -> AuthNats {
         let dir = TempDir::new().unwrap();
-        let keys = SigningKeys::generate();
         let mut options = NatsServerOptions::new(dir.path().join("nats"));
         let resolver_dir = dir.path().join("accounts").display().to_string();
-        options.extra_config = nats_auth_config(&keys, &resolver_dir);
+        options.extra_config = nats_auth_config(&keys, &resolver_dir, broker_users_revoked_at);
         let server = NatsServer::start(&options).expect("nats-server starts in operator mode");
         AuthNats { server, keys, dir }
     }
@@ -432,4 +437,27 @@ async fn credentials_expiring_while_connected_are_cut_off_and_then_refused() {
         .err()
         .expect("refused after expiry");
     assert_eq!(again.kind(), ConnectErrorKind::AuthorizationViolation);
+}
+
+#[tokio::test]
+async fn a_cut_off_in_the_broker_account_refuses_its_earlier_users_only() {
+    let keys = SigningKeys::generate();
+    let permissions = mailbox_permissions("box", &none(), &none(), &none()).unwrap();
+    let earlier = mint_user(keys.account(), &user(&permissions, None));
+    let cut_off = now_secs();
+    let nats = AuthNats::start_with(keys, Some(cut_off));
+    let refused = nats
+        .connect(&earlier)
+        .await
+        .err()
+        .expect("a user issued at the cut-off is refused");
+    assert_eq!(refused.kind(), ConnectErrorKind::AuthorizationViolation);
+    // Users issued after the cut-off second are not affected.
+    let deadline = Instant::now() + DEADLINE;
+    while now_secs() <= cut_off {
+        assert!(Instant::now() < deadline, "the clock stands still");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let later = nats.mint(&permissions, None);
+    nats.connect(&later).await.expect("a later user connects");
 }

@@ -50,6 +50,8 @@ const BROKER_ACCOUNT_NAME: &str = "mq9";
 const SERVICE_NAME: &str = "mq9";
 /// The subjects of that service: the whole agent protocol.
 const SERVICE_SUBJECT: &str = "$mq9.AI.>";
+/// The revocation key that stands for every user of the account (`jwt.All` in nats-io/jwt).
+const ALL_USERS: &str = "*";
 /// The user JWT tag naming a Mailbox user's own address (NATS lowercases tags; mail addresses
 /// are lowercase already). The broker reads it from `Nats-Request-Info` to know the caller.
 pub const ADDRESS_TAG_PREFIX: &str = "mq9-address:";
@@ -68,7 +70,9 @@ pub enum Account {
     /// resolver pushes use it.
     System,
     /// `mq9`, the broker account: the broker and the operator; exports the mq9 service.
-    Broker,
+    /// `users_revoked_at`: every user of the account issued at or before that Unix second is
+    /// refused (`revocations: {"*": …}`), which ends the users of an older design at once.
+    Broker { users_revoked_at: Option<u64> },
 }
 
 /// What a tenant account JWT says besides its fixed import: see [`tenant_account_jwt`].
@@ -129,19 +133,22 @@ pub fn operator_jwt(keys: &SigningKeys) -> String {
 /// default response threshold). The export is public: only accounts signed by this Broker's
 /// operator exist on its nats-server, and each is a tenant meant to import it.
 pub fn account_jwt(keys: &SigningKeys, account: Account) -> String {
+    let mut nats = account_nats();
     let (pair, name) = match account {
         Account::System => (keys.system_account(), SYSTEM_ACCOUNT_NAME),
-        Account::Broker => (keys.account(), BROKER_ACCOUNT_NAME),
+        Account::Broker { users_revoked_at } => {
+            nats["exports"] = json!([{
+                "name": SERVICE_NAME,
+                "subject": SERVICE_SUBJECT,
+                "type": "service",
+                "response_type": "Singleton",
+            }]);
+            if let Some(at) = users_revoked_at {
+                nats["revocations"] = json!({ ALL_USERS: at });
+            }
+            (keys.account(), BROKER_ACCOUNT_NAME)
+        }
     };
-    let mut nats = account_nats();
-    if account == Account::Broker {
-        nats["exports"] = json!([{
-            "name": SERVICE_NAME,
-            "subject": SERVICE_SUBJECT,
-            "type": "service",
-            "response_type": "Singleton",
-        }]);
-    }
     let claims = claims(keys.operator(), &pair.public_key(), name, None, None, nats);
     encode(keys.operator(), claims).expect("the operator key of SigningKeys has a seed")
 }

@@ -34,14 +34,22 @@ const RESOLVER_SYNC_INTERVAL: &str = "2m";
 /// - `resolver_preload` writes the two fixed accounts into the resolver's directory at start
 ///   (nats-server 2.15 accepts preloads for this writable resolver type).
 /// - Users are not listed at all: any user JWT signed by a known account is accepted (see
-///   [`super`]), unless that account's JWT revokes its key.
+///   [`super`]), unless that account's JWT revokes its key. `broker_users_revoked_at` revokes
+///   every user of the broker account issued at or before that second (see [`Account`]).
 /// - With operator mode on, nats-server refuses every client that has no valid user JWT, and
 ///   the config may not also contain `accounts` or `authorization` blocks.
 ///
 /// The block contains public claims only (no seed), so it can live in a ConfigMap. It is a
 /// pure function of `keys` and the directory (same keys, same text), so a checksum of the
 /// config changes only when they do.
-pub fn nats_auth_config(keys: &SigningKeys, resolver_dir: &str) -> String {
+pub fn nats_auth_config(
+    keys: &SigningKeys,
+    resolver_dir: &str,
+    broker_users_revoked_at: Option<u64>,
+) -> String {
+    let broker_account = Account::Broker {
+        users_revoked_at: broker_users_revoked_at,
+    };
     let system = keys.system_account_public_key();
     let broker = keys.account_public_key();
     format!(
@@ -59,7 +67,7 @@ pub fn nats_auth_config(keys: &SigningKeys, resolver_dir: &str) -> String {
          }}\n",
         operator = operator_jwt(keys),
         system_jwt = account_jwt(keys, Account::System),
-        broker_jwt = account_jwt(keys, Account::Broker),
+        broker_jwt = account_jwt(keys, broker_account),
     )
 }
 
@@ -72,7 +80,7 @@ mod tests {
     #[test]
     fn the_block_names_the_operator_and_preloads_both_accounts() {
         let keys = SigningKeys::generate();
-        let config = nats_auth_config(&keys, "/data/accounts");
+        let config = nats_auth_config(&keys, "/data/accounts", None);
         let lines: Vec<&str> = config.lines().collect();
         assert_eq!(lines.len(), 12, "{lines:?}");
         let value = |line: &str| {
@@ -111,11 +119,16 @@ mod tests {
             assert_eq!(claims["iss"], keys.operator_public_key());
         }
         assert_eq!(lines[11], "}");
+        let cut_off = nats_auth_config(&keys, "/data/accounts", Some(5));
+        let broker_line = cut_off.lines().nth(10).unwrap();
+        let (_, jwt) = broker_line.trim().split_once(": ").unwrap();
+        let (_, claims) = decode_verified(jwt.trim_matches('"'));
+        assert_eq!(claims["nats"]["revocations"]["*"], 5);
         for pair in [keys.operator(), keys.system_account(), keys.account()] {
             assert!(!config.contains(&seed_of(pair)), "no seed in the config");
         }
         assert_eq!(
-            nats_auth_config(&keys, "/data/accounts"),
+            nats_auth_config(&keys, "/data/accounts", None),
             config,
             "same keys, same config"
         );

@@ -9,10 +9,13 @@
 //! - `broker.creds`: the broker container's NATS credentials (the only key mounted in pods);
 //! - `operator.creds`: the operator's own NATS credentials (`$mq9.ADMIN.>` and membership).
 //!
-//! The one exception to "never rewritten": `broker.creds` is re-minted when the permissions in
-//! it are not [`auth::broker_permissions`] (a Broker created before the broker's user was
-//! narrowed to answers only), see [`ensure_broker_keys`]. The pods pick the new file up when
-//! they restart, which the same upgrade causes (the nats-server configuration changed).
+//! The one exception to "never rewritten": when the permissions in `broker.creds` are not
+//! [`auth::broker_permissions`] (a Broker created before the broker's user was narrowed to
+//! answers only), both users of the broker account are re-minted and every earlier user of
+//! that account is revoked (key `broker-users-revoked-at`, see [`ensure_broker_keys`]): the old
+//! all-powerful broker user, and the agents of the single-account design, end at once. The
+//! pods pick the new file up when they restart, which the same change causes (the nats-server
+//! configuration carries the revocation).
 //!
 //! From the keys come nats-server's trust configuration ([`BrokerAuth::server_config`], public
 //! claims for the ConfigMap), the tenant account of each namespace
@@ -40,12 +43,16 @@ use crate::crd::{AuthMode, Broker};
 pub const SIGNING_KEYS_KEY: &str = "signing-keys.json";
 /// The auth Secret's key holding the operator's own `.creds`.
 pub const OPERATOR_CREDS_KEY: &str = "operator.creds";
+/// The auth Secret's key holding the Unix second at or before which every user of the broker
+/// account is revoked (absent: none is).
+pub const BROKER_USERS_REVOKED_AT_KEY: &str = "broker-users-revoked-at";
 
 /// What the operator needs to configure and talk to one Broker with JWT auth.
 #[derive(Clone)]
 pub struct BrokerAuth {
     keys: SigningKeys,
     operator_creds: String,
+    broker_users_revoked_at: Option<u64>,
 }
 
 /// The permissions a Mailbox's credentials carry.
@@ -98,7 +105,11 @@ pub fn grant_hash(grant: &Grant<'_>) -> String {
 impl BrokerAuth {
     /// The `nats-server.conf` block that trusts this Broker's operator and accounts.
     pub fn server_config(&self) -> String {
-        auth::nats_auth_config(&self.keys, builders::RESOLVER_DIR)
+        auth::nats_auth_config(
+            &self.keys,
+            builders::RESOLVER_DIR,
+            self.broker_users_revoked_at,
+        )
     }
 
     /// The operator's own `.creds` text.
@@ -156,9 +167,16 @@ impl BrokerAuth {
         };
         let keys: SigningKeys = serde_json::from_str(&text(SIGNING_KEYS_KEY)?)
             .map_err(|e| Error::Credentials(format!("{SIGNING_KEYS_KEY}: {e}")))?;
+        let revoked_at = match text(BROKER_USERS_REVOKED_AT_KEY) {
+            Ok(at) => Some(at.trim().parse().map_err(|_| {
+                Error::Credentials(format!("{BROKER_USERS_REVOKED_AT_KEY} is not a Unix time"))
+            })?),
+            Err(_) => None,
+        };
         Ok(BrokerAuth {
             keys,
             operator_creds: text(OPERATOR_CREDS_KEY)?,
+            broker_users_revoked_at: revoked_at,
         })
     }
 }
@@ -180,21 +198,22 @@ fn broker_creds(keys: &SigningKeys, broker_name: &str) -> String {
     broker_account_user(keys, &name, &auth::broker_permissions())
 }
 
+/// The operator's credentials for the Broker `broker_name`.
+fn operator_creds(keys: &SigningKeys, broker_name: &str) -> String {
+    let name = format!("{broker_name}/operator");
+    broker_account_user(keys, &name, &auth::operator_permissions())
+}
+
 /// The auth Secret of a new Broker: fresh keys, the broker's and the operator's credentials.
 /// Pure apart from the key generation.
 pub fn new_auth_secret(broker: &Broker) -> Secret {
     let keys = SigningKeys::generate();
     let name = broker.name_any();
-    let operator_creds = broker_account_user(
-        &keys,
-        &format!("{name}/operator"),
-        &auth::operator_permissions(),
-    );
     let seeds = serde_json::to_string(&keys).expect("signing keys serialize");
     let data: BTreeMap<String, ByteString> = [
         (SIGNING_KEYS_KEY, seeds),
         (BROKER_CREDS_KEY, broker_creds(&keys, &name)),
-        (OPERATOR_CREDS_KEY, operator_creds),
+        (OPERATOR_CREDS_KEY, operator_creds(&keys, &name)),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), ByteString(value.into_bytes())))
@@ -216,24 +235,24 @@ pub fn new_auth_secret(broker: &Broker) -> Secret {
 /// The Broker's auth, creating its Secret on first use (create, never apply: an existing
 /// Secret is never overwritten, and two racing creates leave the first one standing). An
 /// existing Secret whose `broker.creds` carry other permissions than the broker's gets new
-/// broker credentials ([`narrowed_broker_creds`]), written with the Secret's resourceVersion.
+/// users of the broker account ([`reissue_broker_account_users`]), written with the Secret's
+/// resourceVersion (a concurrent writer makes this pass fail and retry).
 pub async fn ensure_broker_keys(ctx: &Context, broker: &Broker) -> Result<BrokerAuth> {
     let secrets =
         Api::<Secret>::namespaced(ctx.client.clone(), &broker.namespace().unwrap_or_default());
     let name = builders::auth_secret_name(broker);
     if let Some(mut secret) = secrets.get_opt(&name).await? {
         let auth = BrokerAuth::from_secret(&secret)?;
-        if let Some(creds) = narrowed_broker_creds(&secret, &auth.keys, &broker.name_any()) {
-            secret
-                .data
-                .get_or_insert_with(BTreeMap::new)
-                .insert(BROKER_CREDS_KEY.to_owned(), ByteString(creds.into_bytes()));
-            secrets
-                .replace(&name, &PostParams::default(), &secret)
-                .await?;
-            tracing::info!(broker = %broker.name_any(), "re-minted the broker's credentials with narrowed permissions");
+        if !broker_creds_outdated(&secret) {
+            return Ok(auth);
         }
-        return Ok(auth);
+        let now = Timestamp::now().as_second().max(1) as u64;
+        reissue_broker_account_users(&mut secret, &auth.keys, &broker.name_any(), now);
+        let written = secrets
+            .replace(&name, &PostParams::default(), &secret)
+            .await?;
+        tracing::info!(broker = %broker.name_any(), "re-issued the broker's and the operator's credentials; earlier users of the broker account are revoked");
+        return BrokerAuth::from_secret(&written);
     }
     match secrets
         .create(&PostParams::default(), &new_auth_secret(broker))
@@ -248,17 +267,30 @@ pub async fn ensure_broker_keys(ctx: &Context, broker: &Broker) -> Result<Broker
     }
 }
 
-/// New broker credentials when the stored ones do not carry exactly
-/// [`auth::broker_permissions`] (written before the broker's user was narrowed); `None` when
-/// they do.
-fn narrowed_broker_creds(secret: &Secret, keys: &SigningKeys, broker_name: &str) -> Option<String> {
-    let stored = secret.data.as_ref()?.get(BROKER_CREDS_KEY);
+/// Whether the stored `broker.creds` do not carry exactly [`auth::broker_permissions`]
+/// (written before the broker's user was narrowed, or missing).
+fn broker_creds_outdated(secret: &Secret) -> bool {
+    let stored = secret.data.as_ref().and_then(|d| d.get(BROKER_CREDS_KEY));
     let text = stored.map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned());
-    let current = text
+    !text
         .as_deref()
         .and_then(auth::creds_jwt)
-        .is_some_and(|jwt| auth::carries_permissions(jwt, &auth::broker_permissions()));
-    (!current).then(|| broker_creds(keys, broker_name))
+        .is_some_and(|jwt| auth::carries_permissions(jwt, &auth::broker_permissions()))
+}
+
+/// Writes new broker and operator credentials into the auth Secret and revokes every earlier
+/// user of the broker account: issued at or before `now - 1` (the new users are issued at
+/// `now` or later, so they stay valid). That ends, at once, the all-powerful broker user and
+/// the agents of the single-account design, which were users of the broker account too.
+fn reissue_broker_account_users(secret: &mut Secret, keys: &SigningKeys, broker: &str, now: u64) {
+    let data = secret.data.get_or_insert_with(BTreeMap::new);
+    for (key, value) in [
+        (BROKER_CREDS_KEY, broker_creds(keys, broker)),
+        (OPERATOR_CREDS_KEY, operator_creds(keys, broker)),
+        (BROKER_USERS_REVOKED_AT_KEY, (now - 1).to_string()),
+    ] {
+        data.insert(key.to_owned(), ByteString(value.into_bytes()));
+    }
 }
 
 /// The Broker's auth as the Mailbox controller needs it: `None` without auth; an error while
@@ -313,9 +345,10 @@ mod tests {
             .unwrap();
         assert!(creds.creds_file_text.contains("BEGIN NATS USER JWT"));
         assert!(
-            narrowed_broker_creds(&secret, &auth.keys, "b1").is_none(),
+            !broker_creds_outdated(&secret),
             "a new Secret holds the narrowed broker"
         );
+        assert_eq!(auth.broker_users_revoked_at, None);
     }
 
     #[test]
@@ -344,7 +377,7 @@ mod tests {
     }
 
     #[test]
-    fn broker_creds_of_the_single_account_design_are_re_minted() {
+    fn the_users_of_the_single_account_design_are_replaced_and_revoked() {
         let broker = builders::tests::broker(serde_json::json!({}));
         let mut secret = new_auth_secret(&broker);
         let auth = BrokerAuth::from_secret(&secret).unwrap();
@@ -356,10 +389,32 @@ mod tests {
         let old = broker_account_user(&auth.keys, "b1/broker", &everything);
         let data = secret.data.as_mut().unwrap();
         data.insert(BROKER_CREDS_KEY.into(), ByteString(old.into_bytes()));
-        let new = narrowed_broker_creds(&secret, &auth.keys, "b1").expect("re-minted");
-        let jwt = auth::creds_jwt(&new).unwrap();
+        let old_operator = auth.operator_credentials().to_owned();
+        assert!(broker_creds_outdated(&secret));
+        let now = Timestamp::now().as_second() as u64;
+        reissue_broker_account_users(&mut secret, &auth.keys, "b1", now);
+        assert!(!broker_creds_outdated(&secret), "re-minted once");
+        let reissued = BrokerAuth::from_secret(&secret).unwrap();
+        assert_eq!(reissued.broker_users_revoked_at, Some(now - 1));
+        assert_ne!(reissued.operator_credentials(), old_operator);
+        for creds in [
+            secret_text(&secret, BROKER_CREDS_KEY),
+            reissued.operator_credentials().to_owned(),
+        ] {
+            let claims = jwt_claims(auth::creds_jwt(&creds).unwrap());
+            assert_eq!(claims["iss"], auth.keys.account_public_key());
+            assert!(
+                claims["iat"].as_u64().unwrap() > now - 1,
+                "the new users outlive the revocation"
+            );
+        }
+        let broker_creds = secret_text(&secret, BROKER_CREDS_KEY);
+        let jwt = auth::creds_jwt(&broker_creds).unwrap();
         assert!(auth::carries_permissions(jwt, &auth::broker_permissions()));
-        assert_eq!(jwt_claims(jwt)["iss"], auth.keys.account_public_key());
+    }
+
+    fn secret_text(secret: &Secret, key: &str) -> String {
+        String::from_utf8(secret.data.as_ref().unwrap()[key].0.clone()).unwrap()
     }
 
     fn jwt_claims(jwt: &str) -> serde_json::Value {

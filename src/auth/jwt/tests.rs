@@ -64,7 +64,13 @@ fn account_jwts_are_signed_by_the_operator_with_explicit_limits() {
     let keys = SigningKeys::generate();
     for (account, subject, name) in [
         (Account::System, keys.system_account_public_key(), "SYS"),
-        (Account::Broker, keys.account_public_key(), "mq9"),
+        (
+            Account::Broker {
+                users_revoked_at: None,
+            },
+            keys.account_public_key(),
+            "mq9",
+        ),
     ] {
         let (_, claims) = decode_verified(&account_jwt(&keys, account));
         assert_eq!(claims["iss"], keys.operator_public_key());
@@ -86,12 +92,32 @@ fn account_jwts_are_signed_by_the_operator_with_explicit_limits() {
     }
     let (_, system) = decode_verified(&account_jwt(&keys, Account::System));
     assert!(system["nats"].get("exports").is_none());
-    let (_, broker) = decode_verified(&account_jwt(&keys, Account::Broker));
+    let (_, broker) = decode_verified(&account_jwt(
+        &keys,
+        Account::Broker {
+            users_revoked_at: None,
+        },
+    ));
+    assert!(broker["nats"].get("revocations").is_none());
     assert_eq!(
         broker["nats"]["exports"],
         json!([{"name": "mq9", "subject": "$mq9.AI.>", "type": "service",
                 "response_type": "Singleton"}])
     );
+}
+
+#[test]
+fn the_broker_account_can_revoke_all_its_earlier_users() {
+    let keys = SigningKeys::generate();
+    let account = Account::Broker {
+        users_revoked_at: Some(1_700_000_000),
+    };
+    let (_, claims) = decode_verified(&account_jwt(&keys, account));
+    assert_eq!(
+        claims["nats"]["revocations"],
+        json!({"*": 1_700_000_000u64})
+    );
+    assert_eq!(account_jwt(&keys, account), account_jwt(&keys, account));
 }
 
 #[test]
