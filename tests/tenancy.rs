@@ -109,6 +109,11 @@ fn drain(subscription: &mut async_nats::Subscriber) -> Vec<async_nats::Message> 
     std::iter::from_fn(|| subscription.next().now_or_never().flatten()).collect()
 }
 
+fn unix_now() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.unwrap().as_secs()
+}
+
 /// Waits until `refused` holds, failing after [`REVOKED_WITHIN`] since `since`.
 async fn refused_within(what: &str, since: Instant, mut refused: impl AsyncFnMut() -> bool) {
     loop {
@@ -313,4 +318,81 @@ async fn mailboxes_deleted_together_are_all_revoked() {
     let tenants = t.api.get(CONFIG_MAPS, TEAM_A, "agents-tenants").unwrap();
     let record: Value = serde_json::from_str(tenants["data"][TEAM_B].as_str().unwrap()).unwrap();
     assert_eq!(record["revoked"].as_object().unwrap().len(), 4, "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgraded_broker_ends_the_users_of_the_single_account_design() {
+    use mq9::auth::{mailbox_permissions, mint_user, operator_permissions, Permissions};
+    use mq9::auth::{SigningKeys, UserClaims};
+    let api = FakeApiServer::start().await;
+    let port = support::free_port().port();
+    let url = format!("nats://127.0.0.1:{port}");
+    // The auth Secret as the single-account operator left it: a broker allowed everything, and
+    // agents were users of the broker account like the broker and the operator.
+    let keys = SigningKeys::generate();
+    let everything = Permissions {
+        publish_allow: vec![">".into()],
+        subscribe_allow: vec![">".into()],
+        ..Permissions::default()
+    };
+    let mint = |permissions: &Permissions| {
+        let user = UserClaims {
+            name: "before-tenancy",
+            permissions,
+            tags: &[],
+            expires_at: None,
+        };
+        mint_user(keys.account(), &user).creds_file_text
+    };
+    let none: &[String] = &[];
+    let minted_at = unix_now();
+    let old_agent = mint(&mailbox_permissions("old.box", none, none, none).unwrap());
+    let old_broker = mint(&everything);
+    let old_operator = mint(&operator_permissions());
+    let base64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "agents-auth", "namespace": TEAM_A},
+        "data": {"signing-keys.json": base64(&serde_json::to_string(&keys).unwrap()),
+                 "broker.creds": base64(&old_broker), "operator.creds": base64(&old_operator)}});
+    api.create(SECRETS, secret);
+    // The cut-off is the second before the upgrade: let the second of the minting pass.
+    while unix_now() <= minted_at {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let operator = Operator::start(&api, &url, 2);
+    let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
+        "metadata": {"name": "agents", "namespace": TEAM_A}, "spec": {}});
+    api.create(BROKERS, broker);
+    let data_plane = DataPlane::start(&api, &operator, TEAM_A, "agents", port).await;
+    broker_pods_ready(&api, TEAM_A, "agents", 1).await;
+
+    let t = Tenancy {
+        api,
+        operator,
+        data_plane,
+        url,
+    };
+    // (Compared, never printed: credentials hold a seed.)
+    assert!(t.data_plane.operator_creds != old_operator, "re-issued");
+    for (who, creds) in [
+        ("agent", &old_agent),
+        ("broker", &old_broker),
+        ("operator", &old_operator),
+    ] {
+        assert!(
+            t.connect(creds).await.is_err(),
+            "the {who} credentials of before are refused"
+        );
+    }
+    let admin = t.agent(&t.data_plane.operator_creds).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while call(&admin, "$mq9.ADMIN.MAILBOX.LIST", "{}").await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the re-issued broker never answered"
+        );
+    }
+    let creds = t.mailbox(TEAM_A, "alpha", "alpha.box", json!([])).await;
+    ok(&t.agent(&creds).await, "$mq9.AI.MSG.QUERY.alpha.box", "{}").await;
 }
