@@ -11,7 +11,7 @@ use async_nats::{ClientError, ConnectErrorKind, Event, ServerError};
 use futures::StreamExt;
 use mq9::auth::{
     broker_permissions, mailbox_permissions, mint_user, nats_auth_config, operator_permissions,
-    Credentials, Permissions, SigningKeys,
+    Credentials, Permissions, SigningKeys, UserClaims,
 };
 use mq9::natsd::{NatsServer, NatsServerOptions};
 use serde_json::{json, Value};
@@ -29,6 +29,15 @@ fn now_secs() -> u64 {
         .as_secs()
 }
 
+fn user(permissions: &Permissions, expires_at: Option<u64>) -> UserClaims<'_> {
+    UserClaims {
+        name: "test",
+        permissions,
+        tags: &[],
+        expires_at,
+    }
+}
+
 /// A nats-server in operator mode, trusting one Broker's freshly generated keys.
 struct AuthNats {
     server: NatsServer,
@@ -38,16 +47,22 @@ struct AuthNats {
 
 impl AuthNats {
     fn start() -> AuthNats {
+        AuthNats::start_with(SigningKeys::generate(), None)
+    }
+
+    /// With `broker_users_revoked_at`: every user of the broker account issued at or before
+    /// that second is revoked.
+    fn start_with(keys: SigningKeys, broker_users_revoked_at: Option<u64>) -> AuthNats {
         let dir = TempDir::new().unwrap();
-        let keys = SigningKeys::generate();
         let mut options = NatsServerOptions::new(dir.path().join("nats"));
-        options.extra_config = nats_auth_config(&keys);
+        let resolver_dir = dir.path().join("accounts").display().to_string();
+        options.extra_config = nats_auth_config(&keys, &resolver_dir, broker_users_revoked_at);
         let server = NatsServer::start(&options).expect("nats-server starts in operator mode");
         AuthNats { server, keys, dir }
     }
 
     fn mint(&self, permissions: &Permissions, expires_at: Option<u64>) -> Credentials {
-        mint_user(&self.keys, "test", permissions, expires_at)
+        mint_user(self.keys.account(), &user(permissions, expires_at))
     }
 
     /// Writes the `.creds` file into the temp dir, as the operator's Secret mount would.
@@ -293,15 +308,12 @@ async fn agents_reach_their_own_mailbox_through_the_broker_and_nothing_else() {
 #[tokio::test]
 async fn send_to_patterns_and_broadcast_topics_bound_what_an_agent_may_publish() {
     let nats = AuthNats::start();
-    // Broker credentials: subscribe to the whole agent namespace and answer requests.
-    let server = nats.connect_ok(&broker_permissions()).await;
+    // Broker credentials: subscribe to the whole agent namespace and answer requests, and
+    // publish nothing else. The refusal of its own publish also proves the subscription is in
+    // place on the server (one connection's operations are handled in order).
+    let mut server = nats.connect_ok(&broker_permissions()).await;
     let mut requests = server.client.subscribe("$mq9.AI.>").await.unwrap();
-    // Receiving its own publish proves the subscription is in place on the server.
-    server.publish("$mq9.AI.sync", "").await;
-    let sync = tokio::time::timeout(DEADLINE, requests.next())
-        .await
-        .unwrap();
-    assert_eq!(sync.unwrap().subject.as_str(), "$mq9.AI.sync");
+    server.publish_refused("$mq9.AI.sync").await;
     let permissions = mailbox_permissions(
         "team.a",
         &["team.*".to_owned()],
@@ -377,7 +389,7 @@ async fn expired_and_foreign_credentials_are_refused_at_connect() {
     assert_eq!(refused.kind(), ConnectErrorKind::AuthorizationViolation);
 
     // Signed by another Broker's account: not in this server's chain of trust.
-    let foreign = mint_user(&SigningKeys::generate(), "x", &permissions, None);
+    let foreign = mint_user(SigningKeys::generate().account(), &user(&permissions, None));
     let refused = nats
         .connect(&foreign)
         .await
@@ -425,4 +437,27 @@ async fn credentials_expiring_while_connected_are_cut_off_and_then_refused() {
         .err()
         .expect("refused after expiry");
     assert_eq!(again.kind(), ConnectErrorKind::AuthorizationViolation);
+}
+
+#[tokio::test]
+async fn a_cut_off_in_the_broker_account_refuses_its_earlier_users_only() {
+    let keys = SigningKeys::generate();
+    let permissions = mailbox_permissions("box", &none(), &none(), &none()).unwrap();
+    let earlier = mint_user(keys.account(), &user(&permissions, None));
+    let cut_off = now_secs();
+    let nats = AuthNats::start_with(keys, Some(cut_off));
+    let refused = nats
+        .connect(&earlier)
+        .await
+        .err()
+        .expect("a user issued at the cut-off is refused");
+    assert_eq!(refused.kind(), ConnectErrorKind::AuthorizationViolation);
+    // Users issued after the cut-off second are not affected.
+    let deadline = Instant::now() + DEADLINE;
+    while now_secs() <= cut_off {
+        assert!(Instant::now() < deadline, "the clock stands still");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let later = nats.mint(&permissions, None);
+    nats.connect(&later).await.expect("a later user connects");
 }

@@ -87,7 +87,10 @@ fn check_config(conf: &str, env: &[(String, String)]) -> Result<(), String> {
 #[test]
 fn the_whole_generated_configuration_is_accepted_by_nats_server() {
     let keys = mq9::auth::SigningKeys::generate();
-    let auth_block = mq9::auth::nats_auth_config(&keys);
+    // The pods' resolver directory is on the data volume; here a temporary one stands in.
+    let resolver_dir = tempfile::TempDir::new().unwrap();
+    let auth_block =
+        mq9::auth::nats_auth_config(&keys, &resolver_dir.path().display().to_string(), None);
     for replicas in [1, 3] {
         let broker = broker(serde_json::json!({"replicas": replicas}));
         let conf = builders::nats_server_config(&broker, Some(&auth_block));

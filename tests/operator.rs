@@ -31,7 +31,7 @@ async fn broker_sample_reconciles_into_its_workload_and_becomes_available() {
     let config = api.get(CONFIG_MAPS, "mq9", "agents-config").unwrap();
     let conf = config["data"]["nats-server.conf"].as_str().unwrap();
     assert!(
-        conf.contains("resolver: MEMORY") && conf.contains("routes"),
+        conf.contains("type: full") && conf.contains("routes"),
         "JWT trust and cluster routes:\n{conf}"
     );
     let auth = api.get(SECRETS, "mq9", "agents-auth").unwrap();

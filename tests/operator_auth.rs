@@ -6,11 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use mq9::natsd::{NatsServer, NatsServerOptions};
 use serde_json::{json, Value};
 use support::apiserver::FakeApiServer;
 use support::cluster::*;
-use tempfile::TempDir;
+use support::data_plane::DataPlane;
 
 /// Connects with a `.creds` text, or fails.
 async fn connect(url: &str, creds: &str) -> Result<async_nats::Client, String> {
@@ -31,56 +30,6 @@ async fn answered(client: &async_nats::Client, subject: &str, body: &str) -> boo
             reply["error"].as_str().is_none_or(str::is_empty)
         }
         _ => false,
-    }
-}
-
-/// The Broker's data plane as its pod would run it, once the operator has written the
-/// Broker's ConfigMap and auth Secret: nats-server (on `port`) with the operator's trust block,
-/// the broker connecting with `broker.creds`.
-struct DataPlane {
-    _nats: NatsServer,
-    _broker: support::Broker,
-    _dirs: [TempDir; 3],
-}
-
-impl DataPlane {
-    async fn start(
-        api: &FakeApiServer,
-        operator: &Operator,
-        namespace: &str,
-        broker: &str,
-        port: u16,
-    ) -> DataPlane {
-        let what = operator.waiting_for("the Broker's config and keys");
-        let (conf, auth) = api
-            .wait_for(&what, |api| {
-                Some((
-                    api.get(CONFIG_MAPS, namespace, &format!("{broker}-config"))?,
-                    api.get(SECRETS, namespace, &format!("{broker}-auth"))?,
-                ))
-            })
-            .await;
-        let conf = conf["data"]["nats-server.conf"].as_str().unwrap();
-        let trust = &conf[conf.find("operator:").expect("an operator-mode block")..];
-        let nats_dir = TempDir::new().unwrap();
-        let mut options = NatsServerOptions::new(nats_dir.path());
-        options.port = Some(port);
-        options.extra_config = trust.to_owned();
-        let nats = NatsServer::start(&options).expect("nats-server accepts the operator's config");
-        let creds_dir = TempDir::new().unwrap();
-        let broker_creds = creds_dir.path().join("broker.creds");
-        std::fs::write(&broker_creds, secret_text(&auth, "broker.creds").unwrap()).unwrap();
-        let data_dir = TempDir::new().unwrap();
-        let args = [
-            "--nats-creds".to_owned(),
-            broker_creds.display().to_string(),
-        ];
-        let broker = support::Broker::spawn(nats.url(), data_dir.path(), &args);
-        DataPlane {
-            _nats: nats,
-            _broker: broker,
-            _dirs: [nats_dir, creds_dir, data_dir],
-        }
     }
 }
 

@@ -11,7 +11,7 @@
 use nkeys::KeyPair;
 
 use super::keys::seed_of;
-use super::{user_jwt, AuthError, Permissions, SigningKeys};
+use super::{user_jwt, AuthError, UserClaims};
 
 /// A freshly minted user: everything the operator writes into a Mailbox's Secret.
 ///
@@ -37,25 +37,26 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// A new user key pair and its JWT signed by the application account, as a `.creds` file.
+/// A new user key pair and its JWT signed by `account` (an account key pair with its seed:
+/// [`super::SigningKeys::account`] or a tenant account), as a `.creds` file.
 ///
-/// `name` is the JWT's `name` claim, visible in nats-server's connection monitoring and
+/// `user.name` is the JWT's `name` claim, visible in nats-server's connection monitoring and
 /// logs: use something like the Mailbox's `namespace/name`, never the mail address (knowing
-/// an address is enough to read the mailbox on a broker without auth). `expires_at` (Unix
-/// seconds, `None` = never) should be the mailbox's own expiry, so that the credentials die
-/// with it. Each call generates a new identity: minting again for the same mailbox (e.g.
-/// after its permissions change) yields new, independent credentials; the old ones stay
-/// valid until their expiry, since the memory resolver has no revocations.
-pub fn mint_user(
-    keys: &SigningKeys,
-    name: &str,
-    permissions: &Permissions,
-    expires_at: Option<u64>,
-) -> Credentials {
-    let user = KeyPair::new_user();
-    let public_key = user.public_key();
-    let jwt = user_jwt(keys.account(), &public_key, name, permissions, expires_at)
-        .expect("SigningKeys holds an account seed and the subject is a fresh user key");
+/// an address is enough to read the mailbox on a broker without auth). `user.expires_at`
+/// should be the mailbox's own expiry, so that the credentials die with it. Each call
+/// generates a new identity: minting again for the same mailbox (e.g. after its permissions
+/// change) yields new, independent credentials; ending the old ones before their expiry takes
+/// a revocation of their public key in the account ([`super::Tenant::revocations`]).
+///
+/// # Panics
+/// When `account` is not an account key pair with a seed (a programming error: every caller
+/// passes a key from [`super::SigningKeys`]).
+pub fn mint_user(account: &KeyPair, user: &UserClaims<'_>) -> Credentials {
+    let pair = KeyPair::new_user();
+    let public_key = pair.public_key();
+    let jwt = user_jwt(account, &public_key, user)
+        .expect("an account key with a seed signs a fresh user key");
+    let user = pair;
     let seed = seed_of(&user);
     Credentials {
         creds_file_text: creds_file(&jwt, &seed)
@@ -93,11 +94,27 @@ pub fn creds_file(jwt: &str, seed: &str) -> Result<String, AuthError> {
     ))
 }
 
+/// The user JWT inside a `.creds` text (the line after `-----BEGIN NATS USER JWT-----`).
+pub fn creds_jwt(creds: &str) -> Option<&str> {
+    let mut lines = creds.lines();
+    lines.find(|line| line.trim() == "-----BEGIN NATS USER JWT-----")?;
+    lines.next().map(str::trim).filter(|jwt| !jwt.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::jwt::tests::decode_verified;
-    use crate::auth::mailbox_permissions;
+    use crate::auth::{mailbox_permissions, Permissions, SigningKeys};
+
+    fn user<'a>(permissions: &'a Permissions, expires_at: Option<u64>) -> UserClaims<'a> {
+        UserClaims {
+            name: "ns/box",
+            permissions,
+            tags: &[],
+            expires_at,
+        }
+    }
 
     #[test]
     fn creds_file_has_the_nsc_layout() {
@@ -117,10 +134,10 @@ mod tests {
     fn minted_credentials_are_consistent_and_parse_as_nats_clients_parse_them() {
         let keys = SigningKeys::generate();
         let permissions = mailbox_permissions("box1", &[], &[], &[]).unwrap();
-        let minted = mint_user(&keys, "ns/box", &permissions, Some(4_000_000_000));
+        let minted = mint_user(keys.account(), &user(&permissions, Some(4_000_000_000)));
         // The seed is the subject's.
-        let user = KeyPair::from_seed(&minted.seed).unwrap();
-        assert_eq!(user.public_key(), minted.public_key);
+        let pair = KeyPair::from_seed(&minted.seed).unwrap();
+        assert_eq!(pair.public_key(), minted.public_key);
         let (_, claims) = decode_verified(&minted.jwt);
         assert_eq!(claims["sub"], minted.public_key);
         assert_eq!(claims["iss"], keys.account_public_key());
@@ -138,15 +155,20 @@ mod tests {
             .map(|w| w[1])
             .collect();
         assert_eq!(blocks, [minted.jwt.as_str(), minted.seed.as_str()]);
+        assert_eq!(
+            creds_jwt(&minted.creds_file_text),
+            Some(minted.jwt.as_str())
+        );
+        assert_eq!(creds_jwt("no creds here"), None);
         // Each mint is a new identity.
-        let again = mint_user(&keys, "ns/box", &permissions, Some(4_000_000_000));
+        let again = mint_user(keys.account(), &user(&permissions, Some(4_000_000_000)));
         assert_ne!(again.public_key, minted.public_key);
     }
 
     #[test]
     fn debug_hides_the_seed_and_jwt() {
         let keys = SigningKeys::generate();
-        let minted = mint_user(&keys, "x", &Permissions::default(), None);
+        let minted = mint_user(keys.account(), &user(&Permissions::default(), None));
         let printed = format!("{minted:?}");
         assert!(printed.contains(&minted.public_key));
         assert!(!printed.contains(&minted.seed) && !printed.contains(&minted.jwt));

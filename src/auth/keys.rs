@@ -1,4 +1,5 @@
-//! The three signing identities of one Broker: operator, system account, application account.
+//! The three signing identities of one Broker (operator, system account, broker account), and
+//! the tenant accounts derived from them.
 
 use nkeys::{KeyPair, KeyPairType};
 use serde::{Deserialize, Serialize};
@@ -10,8 +11,11 @@ use super::AuthError;
 /// - the **operator** key signs the operator JWT (self-signed) and both account JWTs;
 /// - the **system account** key identifies nats-server's own account (`$SYS` traffic,
 ///   server events); nats-server in operator mode requires one, nobody connects to it here;
-/// - the **application account** key (account `mq9`) signs every user JWT: the broker's,
-///   the operator's and each mailbox's.
+/// - the **broker account** key (account `mq9`) signs the broker's and the operator's user
+///   JWTs;
+/// - each Kubernetes namespace with Mailboxes has a **tenant account**
+///   ([`SigningKeys::tenant_account`]) whose key signs the users of its Mailboxes. That key is
+///   *derived* from the operator seed and the namespace, so nothing new is ever stored.
 ///
 /// Generate them once ([`SigningKeys::generate`]) and store them ([`Serialize`]: a JSON
 /// object `{"operator_seed", "system_account_seed", "account_seed"}`) in the Broker's Secret.
@@ -69,24 +73,48 @@ impl SigningKeys {
         self.system_account.public_key()
     }
 
-    /// The application account's public key (`A…`): the issuer of every user JWT.
+    /// The broker account's public key (`A…`): the issuer of the broker's and the operator's
+    /// user JWTs, and the exporter of the mq9 service.
     pub fn account_public_key(&self) -> String {
         self.account.public_key()
     }
 
-    /// The application account's key pair, the signer for [`super::user_jwt`].
+    /// The broker account's key pair, the signer of the broker's and the operator's users.
     pub fn account(&self) -> &KeyPair {
         &self.account
+    }
+
+    /// The tenant account of `namespace`: an account key derived as
+    /// HMAC-SHA256(operator seed, "mq9 tenant account\0" ‖ namespace), the 32 bytes used as the
+    /// ed25519 seed. Deterministic (the same Broker and namespace give the same account after
+    /// any restart, without storing it), distinct per namespace and per Broker, and not
+    /// computable without the operator seed.
+    pub fn tenant_account(&self, namespace: &str) -> KeyPair {
+        let (_, operator_seed) = nkeys::decode_seed(&seed_of(&self.operator))
+            .expect("the operator seed of SigningKeys decodes");
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &operator_seed);
+        let message = [TENANT_LABEL, namespace.as_bytes()].concat();
+        let tag = ring::hmac::sign(&key, &message);
+        let raw: [u8; 32] = tag
+            .as_ref()
+            .try_into()
+            .expect("an HMAC-SHA256 tag is 32 bytes");
+        KeyPair::new_from_raw(KeyPairType::Account, raw).expect("any 32 bytes are an ed25519 seed")
+    }
+
+    /// The system account's key pair, the signer of the operator's resolver-push user.
+    pub fn system_account(&self) -> &KeyPair {
+        &self.system_account
     }
 
     pub(super) fn operator(&self) -> &KeyPair {
         &self.operator
     }
-
-    pub(super) fn system_account(&self) -> &KeyPair {
-        &self.system_account
-    }
 }
+
+/// Domain separation for [`SigningKeys::tenant_account`]: the HMAC input can never collide with
+/// another use of the operator seed.
+const TENANT_LABEL: &[u8] = b"mq9 tenant account\0";
 
 fn from_seed(which: &'static str, seed: &str, kind: KeyPairType) -> Result<KeyPair, AuthError> {
     let invalid = |reason: String| AuthError::InvalidSeed { which, reason };
@@ -202,6 +230,30 @@ mod tests {
             "operator_seed": "SOnotaseed", "system_account_seed": account, "account_seed": account,
         });
         assert!(serde_json::from_value::<SigningKeys>(json).is_err());
+    }
+
+    #[test]
+    fn tenant_accounts_are_stable_distinct_and_per_broker() {
+        let keys = SigningKeys::generate();
+        let a = keys.tenant_account("team-a");
+        assert_eq!(a.key_pair_type(), KeyPairType::Account);
+        assert!(a.public_key().starts_with('A'));
+        let reloaded: SigningKeys =
+            serde_json::from_value(serde_json::to_value(&keys).unwrap()).unwrap();
+        assert_eq!(
+            reloaded.tenant_account("team-a").public_key(),
+            a.public_key(),
+            "derived again after a restart"
+        );
+        let b = keys.tenant_account("team-b");
+        assert_ne!(a.public_key(), b.public_key());
+        for other in [keys.account_public_key(), keys.system_account_public_key()] {
+            assert_ne!(a.public_key(), other);
+        }
+        let elsewhere = SigningKeys::generate().tenant_account("team-a");
+        assert_ne!(a.public_key(), elsewhere.public_key(), "another Broker");
+        // It signs (it has a seed), so it can mint its namespace's users.
+        assert!(a.sign(b"x").is_ok());
     }
 
     #[test]

@@ -30,14 +30,17 @@
 //! - **Broadcast**: publish `$mq9.AI.BROADCAST.{t}` for each topic the mailbox publishes
 //!   (Broadcast `publishers`), subscribe for each topic it is a member of.
 //! - **Replies**: subscribe `_INBOX.>`, the reply prefix every NATS client (and every mq9 SDK)
-//!   uses for requests by default. Trade-off, stated plainly: any holder of agent credentials
-//!   can therefore also subscribe to the replies meant for *other* clients of the account,
-//!   FETCH replies included. Scoping replies (`_INBOX.{user}.>` plus a custom inbox prefix in
-//!   the client) would close that, at the price of configuring every agent's client.
+//!   uses for requests by default. Agents live in their namespace's *tenant account* (see
+//!   [`super`]), so that is their own account's inbox space: the broker's answers travel back
+//!   through nats-server's service import and never appear in another account. Within one
+//!   namespace (one tenant) the agents can read each other's replies: the namespace is the
+//!   unit of trust, as in Kubernetes.
 //! - **`$mq9.ADMIN.>` is denied** for publish and subscribe explicitly, on top of not being
 //!   allowed: since deny wins, no future widening of the allow list can reach it.
 //! - Agents publish no replies (`_INBOX.>` is not publishable): they call the broker, they do
 //!   not serve requests.
+
+use std::time::Duration;
 
 use super::AuthError;
 
@@ -45,6 +48,15 @@ use super::AuthError;
 const ADMIN: &str = "$mq9.ADMIN.>";
 /// Where NATS clients receive request replies, unless configured otherwise.
 const REPLY_INBOXES: &str = "_INBOX.>";
+/// The mq9 protocol: agents call it (through their tenant account's import), the broker serves it.
+const PROTOCOL: &str = "$mq9.AI.>";
+/// Where nats-server takes account JWTs at run time (the full resolver; system account only).
+pub const CLAIMS_UPDATE: &str = "$SYS.REQ.CLAIMS.UPDATE";
+/// How long the broker may take to answer a request: a long-poll FETCH waits up to 30 s and
+/// then queues for the engine. Two minutes is also how long nats-server keeps the route back
+/// to an importing account (a service export's default response threshold), so a later
+/// answer could not be delivered anyway.
+pub const RESPONSE_WINDOW: Duration = Duration::from_secs(120);
 
 /// Allow and deny lists of subject patterns for publishing and subscribing; rendered into a
 /// user JWT's `nats.pub` and `nats.sub` by [`super::user_jwt`]. Empty allow lists mean
@@ -55,15 +67,46 @@ pub struct Permissions {
     pub publish_deny: Vec<String>,
     pub subscribe_allow: Vec<String>,
     pub subscribe_deny: Vec<String>,
+    /// Publishing to the reply subjects of requests received (a user JWT's `nats.resp`).
+    pub responses: Option<Responses>,
 }
 
-/// The `mq9 broker` process: everything. It subscribes to `$mq9.AI.>` and `$mq9.ADMIN.>`,
-/// publishes replies to whatever reply subject a client chose, and holds every mailbox's
-/// data anyway, so narrowing its permissions would protect nothing.
+/// nats-server's *response permission*: the user may publish up to `max` messages to the
+/// reply subject of each request it received, within `ttl` of receiving it, whatever its
+/// publish lists say (the check comes after `deny`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Responses {
+    pub max: u32,
+    pub ttl: Duration,
+}
+
+/// The `mq9 broker` process: subscribes to the protocol (`$mq9.AI.>`, through the service
+/// export every tenant account imports) and the administration API, and publishes *only*
+/// answers: one per request received, within [`RESPONSE_WINDOW`], to that request's reply
+/// subject. It publishes nothing on its own today, so publish is denied everywhere else
+/// (`deny: [">"]`; deny does not cover the response permission, which nats-server checks
+/// after it). A bug in the broker, or a request whose reply subject names an mq9 subject (a
+/// confused deputy: `$mq9.AI.MSG.DELETE.<victim>.0`), can therefore never make the broker
+/// publish on a subject of its choosing: for a tenant's request the reply subject it sees is
+/// nats-server's one-time `_R_.…` mapping, never the subject the client wrote.
 pub fn broker_permissions() -> Permissions {
     Permissions {
-        publish_allow: vec![">".into()],
-        subscribe_allow: vec![">".into()],
+        publish_deny: vec![">".into()],
+        subscribe_allow: vec![PROTOCOL.into(), ADMIN.into()],
+        responses: Some(Responses {
+            max: 1,
+            ttl: RESPONSE_WINDOW,
+        }),
+        ..Permissions::default()
+    }
+}
+
+/// The operator's short-lived system-account user: it pushes tenant account JWTs to
+/// nats-server's resolver ([`CLAIMS_UPDATE`]) and reads the answers, nothing else.
+pub fn account_push_permissions() -> Permissions {
+    Permissions {
+        publish_allow: vec![CLAIMS_UPDATE.into()],
+        subscribe_allow: vec![REPLY_INBOXES.into()],
         ..Permissions::default()
     }
 }
@@ -142,6 +185,7 @@ pub fn mailbox_permissions(
         publish_deny: vec![ADMIN.into()],
         subscribe_allow: subscribe,
         subscribe_deny: vec![ADMIN.into()],
+        responses: None,
     })
 }
 
@@ -285,11 +329,25 @@ mod tests {
         assert!(operator.publish_allow.contains(&"$mq9.ADMIN.>".into()));
         assert!(!operator.publish_allow.iter().any(|s| s.contains("MSG")));
         assert_eq!(operator.subscribe_allow, strings(&["_INBOX.>"]));
+    }
+
+    #[test]
+    fn the_broker_publishes_only_answers() {
         let broker = broker_permissions();
+        assert!(broker.publish_allow.is_empty());
+        assert_eq!(broker.publish_deny, strings(&[">"]));
         assert_eq!(
-            (broker.publish_allow, broker.subscribe_allow),
-            (strings(&[">"]), strings(&[">"]))
+            broker.subscribe_allow,
+            strings(&["$mq9.AI.>", "$mq9.ADMIN.>"])
         );
-        assert!(broker.publish_deny.is_empty() && broker.subscribe_deny.is_empty());
+        let responses = broker.responses.unwrap();
+        assert_eq!(responses.max, 1, "one answer per request");
+        assert!(
+            responses.ttl >= Duration::from_secs(60),
+            "a long-poll answers up to 30 s later"
+        );
+        let push = account_push_permissions();
+        assert_eq!(push.publish_allow, strings(&["$SYS.REQ.CLAIMS.UPDATE"]));
+        assert_eq!(push.subscribe_allow, strings(&["_INBOX.>"]));
     }
 }

@@ -2,44 +2,72 @@
 
 use super::{account_jwt, operator_jwt, Account, SigningKeys};
 
+/// How often the account resolvers of a cluster's servers compare their JWTs and pull what
+/// they miss (a push reaches every server at once; this repairs a server that was down).
+const RESOLVER_SYNC_INTERVAL: &str = "2m";
+
 /// The block to append to `nats-server.conf` to put the server in operator mode:
 ///
 /// ```text
 /// operator: "<operator JWT>"
 /// system_account: "<system account public key>"
-/// resolver: MEMORY
+/// resolver: {
+///   type: full
+///   dir: "<resolver_dir>"
+///   allow_delete: false
+///   interval: "2m"
+/// }
 /// resolver_preload: {
 ///   "<system account public key>": "<system account JWT>"
-///   "<application account public key>": "<application account JWT>"
+///   "<broker account public key>": "<broker account JWT>"
 /// }
 /// ```
 ///
 /// - `operator` accepts the JWT inline (or a file path); the server trusts accounts signed
 ///   by this operator and no other.
-/// - `resolver: MEMORY` with `resolver_preload` is the static resolver: the account JWTs are
-///   in the file and never change while the server runs. That suffices because the set of
-///   accounts is fixed (system + `mq9`); users are not listed at all (any user JWT signed by
-///   the `mq9` account is accepted, see [`super`]).
+/// - The *full* resolver keeps account JWTs as files in `resolver_dir` (on the Broker's
+///   volume: they survive restarts) and takes new and updated ones at run time from a
+///   system-account user on `$SYS.REQ.CLAIMS.UPDATE`: that is how the operator adds a tenant
+///   account for each namespace with Mailboxes and pushes its revocations, without a restart.
+///   `allow_delete: false`: accounts are never removed (a namespace that comes back finds its
+///   account). The memory resolver could neither add accounts nor be updated at run time.
+/// - `resolver_preload` writes the two fixed accounts into the resolver's directory at start
+///   (nats-server 2.15 accepts preloads for this writable resolver type).
+/// - Users are not listed at all: any user JWT signed by a known account is accepted (see
+///   [`super`]), unless that account's JWT revokes its key. `broker_users_revoked_at` revokes
+///   every user of the broker account issued at or before that second (see [`Account`]).
 /// - With operator mode on, nats-server refuses every client that has no valid user JWT, and
 ///   the config may not also contain `accounts` or `authorization` blocks.
 ///
 /// The block contains public claims only (no seed), so it can live in a ConfigMap. It is a
-/// pure function of `keys` (same keys, same text), so a checksum of the config changes only
-/// when the keys do.
-pub fn nats_auth_config(keys: &SigningKeys) -> String {
+/// pure function of `keys` and the directory (same keys, same text), so a checksum of the
+/// config changes only when they do.
+pub fn nats_auth_config(
+    keys: &SigningKeys,
+    resolver_dir: &str,
+    broker_users_revoked_at: Option<u64>,
+) -> String {
+    let broker_account = Account::Broker {
+        users_revoked_at: broker_users_revoked_at,
+    };
     let system = keys.system_account_public_key();
-    let application = keys.account_public_key();
+    let broker = keys.account_public_key();
     format!(
         "operator: \"{operator}\"\n\
          system_account: \"{system}\"\n\
-         resolver: MEMORY\n\
+         resolver: {{\n  \
+           type: full\n  \
+           dir: {resolver_dir:?}\n  \
+           allow_delete: false\n  \
+           interval: \"{RESOLVER_SYNC_INTERVAL}\"\n\
+         }}\n\
          resolver_preload: {{\n  \
            \"{system}\": \"{system_jwt}\"\n  \
-           \"{application}\": \"{application_jwt}\"\n\
+           \"{broker}\": \"{broker_jwt}\"\n\
          }}\n",
         operator = operator_jwt(keys),
         system_jwt = account_jwt(keys, Account::System),
-        application_jwt = account_jwt(keys, Account::Application),
+        broker_jwt = account_jwt(keys, broker_account),
     )
 }
 
@@ -52,9 +80,9 @@ mod tests {
     #[test]
     fn the_block_names_the_operator_and_preloads_both_accounts() {
         let keys = SigningKeys::generate();
-        let config = nats_auth_config(&keys);
+        let config = nats_auth_config(&keys, "/data/accounts", None);
         let lines: Vec<&str> = config.lines().collect();
-        assert_eq!(lines.len(), 7, "{lines:?}");
+        assert_eq!(lines.len(), 12, "{lines:?}");
         let value = |line: &str| {
             line.split_once(": ")
                 .unwrap()
@@ -68,11 +96,21 @@ mod tests {
             lines[1],
             format!("system_account: \"{}\"", keys.system_account_public_key())
         );
-        assert_eq!(lines[2], "resolver: MEMORY");
-        assert_eq!(lines[3], "resolver_preload: {");
+        assert_eq!(
+            lines[2..9],
+            [
+                "resolver: {",
+                "  type: full",
+                "  dir: \"/data/accounts\"",
+                "  allow_delete: false",
+                "  interval: \"2m\"",
+                "}",
+                "resolver_preload: {",
+            ]
+        );
         for (line, subject) in [
-            (lines[4], keys.system_account_public_key()),
-            (lines[5], keys.account_public_key()),
+            (lines[9], keys.system_account_public_key()),
+            (lines[10], keys.account_public_key()),
         ] {
             let (key, jwt) = line.trim().split_once(": ").unwrap();
             assert_eq!(key.trim_matches('"'), subject);
@@ -80,10 +118,19 @@ mod tests {
             assert_eq!(claims["sub"], subject);
             assert_eq!(claims["iss"], keys.operator_public_key());
         }
-        assert_eq!(lines[6], "}");
+        assert_eq!(lines[11], "}");
+        let cut_off = nats_auth_config(&keys, "/data/accounts", Some(5));
+        let broker_line = cut_off.lines().nth(10).unwrap();
+        let (_, jwt) = broker_line.trim().split_once(": ").unwrap();
+        let (_, claims) = decode_verified(jwt.trim_matches('"'));
+        assert_eq!(claims["nats"]["revocations"]["*"], 5);
         for pair in [keys.operator(), keys.system_account(), keys.account()] {
             assert!(!config.contains(&seed_of(pair)), "no seed in the config");
         }
-        assert_eq!(nats_auth_config(&keys), config, "same keys, same config");
+        assert_eq!(
+            nats_auth_config(&keys, "/data/accounts", None),
+            config,
+            "same keys, same config"
+        );
     }
 }

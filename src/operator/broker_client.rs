@@ -1,12 +1,14 @@
 //! The operator's NATS side: requests to a Broker's `$mq9.ADMIN.>` API and
-//! `MAILBOX.SUBSCRIBE`/`UNSUBSCRIBE`, over one cached connection per Broker.
+//! `MAILBOX.SUBSCRIBE`/`UNSUBSCRIBE` ([`Admin`], as the operator's user of the broker account),
+//! and account JWT pushes to nats-server's resolver ([`Accounts`], as a system-account user),
+//! over one cached connection per Broker and role.
 //!
 //! Replies from the broker may name a mail address; none of that text leaves this module:
 //! errors carry only the protocol's error code, so nothing here can leak an address into a
 //! status, an Event or a log line.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
@@ -23,6 +25,9 @@ pub enum AdminError {
     /// The broker refused the request; `code` is the protocol's error code.
     #[error("broker refused the request ({code})")]
     Rejected { code: String },
+    /// nats-server's account resolver refused an account JWT (its reason; no address in it).
+    #[error("nats-server refused the account: {0}")]
+    AccountRefused(String),
 }
 
 /// What `MAILBOX.INFO` says about an existing mailbox (the parts the operator uses).
@@ -43,27 +48,71 @@ pub struct EnsureMailbox<'a> {
     pub owner: &'a str,
 }
 
-/// Connections to brokers, by URL, reused across reconciles.
+/// How long a pushed account JWT is taken as known to a server: the same JWT is not pushed
+/// again to it within this time, so Mailbox reconciles do not repeat it. The Broker
+/// controller pushes every tenant account on each pass (every minute), which, past this
+/// time, really reaches the server again and repairs one that lost an account.
+const PUSHED_FRESH_FOR: Duration = Duration::from_secs(60);
+
+/// Who a cached connection logs in as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Role {
+    /// The operator's user of the broker account.
+    Admin,
+    /// A system-account user that pushes account JWTs.
+    Accounts,
+}
+
+/// Connections to brokers, by URL and role, reused across reconciles.
 #[derive(Default)]
 pub struct BrokerClients {
-    connections: Mutex<HashMap<String, async_nats::Client>>,
+    connections: Mutex<HashMap<(String, Role), async_nats::Client>>,
+    /// `(url, account JWT)` → when it was last pushed there successfully.
+    pushed: Mutex<HashMap<(String, String), Instant>>,
 }
 
 impl BrokerClients {
     /// A client for the broker at `url`, authenticated with `creds` (a `.creds` file's text)
     /// when the broker requires it.
     pub async fn admin(&self, url: &str, creds: Option<&str>) -> Result<Admin, AdminError> {
+        let creds = creds.map(str::to_owned);
+        let client = self.connection(url, Role::Admin, || creds).await?;
+        Ok(Admin { client })
+    }
+
+    /// A system-account client of the nats-server at `url`, logging in with `creds()` (called
+    /// only when a new connection is needed).
+    pub async fn accounts(
+        &self,
+        url: &str,
+        creds: impl FnOnce() -> String,
+    ) -> Result<Accounts<'_>, AdminError> {
+        let client = self
+            .connection(url, Role::Accounts, || Some(creds()))
+            .await?;
+        Ok(Accounts {
+            client,
+            url: url.to_owned(),
+            pushed: &self.pushed,
+        })
+    }
+
+    async fn connection(
+        &self,
+        url: &str,
+        role: Role,
+        creds: impl FnOnce() -> Option<String>,
+    ) -> Result<async_nats::Client, AdminError> {
         let mut connections = self.connections.lock().await;
-        if let Some(client) = connections.get(url) {
+        let key = (url.to_owned(), role);
+        if let Some(client) = connections.get(&key) {
             if client.connection_state() == async_nats::connection::State::Connected {
-                return Ok(Admin {
-                    client: client.clone(),
-                });
+                return Ok(client.clone());
             }
         }
-        let options = match creds {
-            Some(creds) => async_nats::ConnectOptions::with_credentials(creds).map_err(|e| {
-                AdminError::Unreachable(format!("invalid operator credentials: {e}"))
+        let options = match creds() {
+            Some(creds) => async_nats::ConnectOptions::with_credentials(&creds).map_err(|e| {
+                AdminError::Unreachable(format!("invalid {role:?} credentials: {e}"))
             })?,
             None => async_nats::ConnectOptions::new(),
         };
@@ -73,8 +122,46 @@ impl BrokerClients {
             .connect(url)
             .await
             .map_err(|e| AdminError::Unreachable(format!("cannot connect to {url}: {e}")))?;
-        connections.insert(url.to_owned(), client.clone());
-        Ok(Admin { client })
+        connections.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+/// One nats-server's account resolver, as a system-account user.
+pub struct Accounts<'a> {
+    client: async_nats::Client,
+    url: String,
+    pushed: &'a Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl Accounts<'_> {
+    /// Pushes an account JWT on `$SYS.REQ.CLAIMS.UPDATE` and checks the server's answer
+    /// (`{"data": {"code": 200, …}}`, or `{"error": {"description": …}}`). The full resolver
+    /// stores it and applies it at once: a new account becomes usable, revoked users are
+    /// disconnected. Skipped when this exact JWT went to this server less than a minute ago.
+    pub async fn push(&self, account_jwt: &str) -> Result<(), AdminError> {
+        let key = (self.url.clone(), account_jwt.to_owned());
+        let fresh = |at: &Instant| at.elapsed() < PUSHED_FRESH_FOR;
+        if self.pushed.lock().await.get(&key).is_some_and(fresh) {
+            return Ok(());
+        }
+        let subject = crate::auth::CLAIMS_UPDATE;
+        let request = self.client.request(subject, account_jwt.to_owned().into());
+        let reply = tokio::time::timeout(REQUEST_TIMEOUT, request)
+            .await
+            .map_err(|_| AdminError::Unreachable(format!("no answer to {subject}")))?
+            .map_err(|e| AdminError::Unreachable(format!("{subject}: {e}")))?;
+        let answer: Value = serde_json::from_slice(&reply.payload).unwrap_or_default();
+        if answer["data"]["code"] != json!(200) {
+            let why = answer["error"]["description"]
+                .as_str()
+                .unwrap_or("no data in the answer");
+            return Err(AdminError::AccountRefused(why.to_owned()));
+        }
+        let mut pushed = self.pushed.lock().await;
+        pushed.retain(|_, at| fresh(at));
+        pushed.insert(key, Instant::now());
+        Ok(())
     }
 }
 

@@ -49,6 +49,14 @@ impl Context {
         }
     }
 
+    /// Where the operator reaches `broker`'s NATS: its in-cluster Service, unless overridden.
+    pub fn nats_url(&self, broker: &crate::crd::Broker) -> String {
+        self.settings
+            .nats_url_override
+            .clone()
+            .unwrap_or_else(|| super::builders::broker_url(broker))
+    }
+
     /// Publishes an Event about `object`. Failing to record an Event never fails a reconcile.
     /// Notes must never contain a mail address.
     pub async fn event(

@@ -5,13 +5,23 @@
 //! Secret is created once and never rewritten: regenerating the keys would invalidate every
 //! credential ever minted for the Broker. It holds:
 //!
-//! - `signing-keys.json`: the operator, system-account and application-account seeds;
+//! - `signing-keys.json`: the operator, system-account and broker-account seeds;
 //! - `broker.creds`: the broker container's NATS credentials (the only key mounted in pods);
 //! - `operator.creds`: the operator's own NATS credentials (`$mq9.ADMIN.>` and membership).
 //!
+//! The one exception to "never rewritten": when the permissions in `broker.creds` are not
+//! [`auth::broker_permissions`] (a Broker created before the broker's user was narrowed to
+//! answers only), both users of the broker account are re-minted and every earlier user of
+//! that account is revoked (key `broker-users-revoked-at`, see [`ensure_broker_keys`]): the old
+//! all-powerful broker user, and the agents of the single-account design, end at once. The
+//! pods pick the new file up when they restart, which the same change causes (the nats-server
+//! configuration carries the revocation).
+//!
 //! From the keys come nats-server's trust configuration ([`BrokerAuth::server_config`], public
-//! claims for the ConfigMap) and each Mailbox's credentials ([`BrokerAuth::mailbox_credentials`]),
-//! scoped to its own address and expiring with it.
+//! claims for the ConfigMap), the tenant account of each namespace
+//! ([`BrokerAuth::tenant_account_jwt`]) and each Mailbox's credentials
+//! ([`BrokerAuth::mailbox_credentials`]), a user of its namespace's tenant account scoped to its
+//! own address and expiring with it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,25 +29,30 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::ByteString;
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use super::builders::{self, BROKER_CREDS_KEY};
 use super::context::Context;
 use super::error::{Error, Result};
-use crate::auth::{self, SigningKeys};
+use crate::auth::{self, Credentials, Permissions, SigningKeys, Tenant, UserClaims};
 use crate::crd::{AuthMode, Broker};
 
 /// The auth Secret's key holding the signing keys' seeds (JSON).
 pub const SIGNING_KEYS_KEY: &str = "signing-keys.json";
 /// The auth Secret's key holding the operator's own `.creds`.
 pub const OPERATOR_CREDS_KEY: &str = "operator.creds";
+/// The auth Secret's key holding the Unix second at or before which every user of the broker
+/// account is revoked (absent: none is).
+pub const BROKER_USERS_REVOKED_AT_KEY: &str = "broker-users-revoked-at";
 
 /// What the operator needs to configure and talk to one Broker with JWT auth.
 #[derive(Clone)]
 pub struct BrokerAuth {
     keys: SigningKeys,
     operator_creds: String,
+    broker_users_revoked_at: Option<u64>,
 }
 
 /// The permissions a Mailbox's credentials carry.
@@ -56,6 +71,12 @@ pub struct Grant<'a> {
     pub expires_at: Option<Timestamp>,
 }
 
+/// What kind of credentials a grant hash stands for, hashed in with the grant: changing it
+/// re-mints every Mailbox's credentials. `tenant-account`: users of the namespace's tenant
+/// account, tagged with their address (credentials of the single-account design, signed by
+/// the broker account, are replaced on the first reconcile).
+const CREDENTIALS_KIND: &str = "tenant-account";
+
 /// A short, stable digest of a grant, recorded on the Secret so credentials are re-minted only
 /// when what they allow changes. The address is hashed in, never stored in clear here.
 pub fn grant_hash(grant: &Grant<'_>) -> String {
@@ -64,6 +85,7 @@ pub fn grant_hash(grant: &Grant<'_>) -> String {
         hasher.update(text.len().to_le_bytes());
         hasher.update(text.as_bytes());
     };
+    field(CREDENTIALS_KIND);
     field(grant.address);
     for list in [grant.send_to, grant.publish] {
         field(&list.len().to_string());
@@ -83,7 +105,11 @@ pub fn grant_hash(grant: &Grant<'_>) -> String {
 impl BrokerAuth {
     /// The `nats-server.conf` block that trusts this Broker's operator and accounts.
     pub fn server_config(&self) -> String {
-        auth::nats_auth_config(&self.keys)
+        auth::nats_auth_config(
+            &self.keys,
+            builders::RESOLVER_DIR,
+            self.broker_users_revoked_at,
+        )
     }
 
     /// The operator's own `.creds` text.
@@ -91,14 +117,40 @@ impl BrokerAuth {
         &self.operator_creds
     }
 
-    /// New `.creds` text for a Mailbox, allowed exactly what `grant` says.
-    pub fn mailbox_credentials(&self, grant: &Grant<'_>) -> Result<String> {
+    /// `.creds` text of a fresh system-account user that may only push account JWTs
+    /// ([`auth::account_push_permissions`]). Minted when the operator connects for a push and
+    /// never stored: nothing to keep secret at rest, nothing to rotate.
+    pub fn account_push_credentials(&self) -> String {
+        let user = UserClaims {
+            name: "mq9-operator/accounts",
+            permissions: &auth::account_push_permissions(),
+            tags: &[],
+            expires_at: None,
+        };
+        auth::mint_user(self.keys.system_account(), &user).creds_file_text
+    }
+
+    /// The tenant account JWT of `namespace` as `tenant` describes it (public claims).
+    pub fn tenant_account_jwt(&self, namespace: &str, tenant: &Tenant) -> String {
+        auth::tenant_account_jwt(&self.keys, namespace, tenant)
+    }
+
+    /// New credentials for a Mailbox of `namespace`: a user of that namespace's tenant account,
+    /// allowed exactly what `grant` says, tagged with its address (the broker's proof of who
+    /// calls). `public_key` is what a later revocation names.
+    pub fn mailbox_credentials(&self, namespace: &str, grant: &Grant<'_>) -> Result<Credentials> {
         let subscribe: Vec<String> = grant.subscribe.iter().cloned().collect();
         let permissions =
             auth::mailbox_permissions(grant.address, grant.send_to, &subscribe, grant.publish)
                 .map_err(|e| Error::Invalid(e.to_string()))?;
-        let expires_at = grant.expires_at.map(|t| t.as_second().max(0) as u64);
-        Ok(auth::mint_user(&self.keys, grant.user, &permissions, expires_at).creds_file_text)
+        let tags = [auth::address_tag(grant.address)];
+        let user = UserClaims {
+            name: grant.user,
+            permissions: &permissions,
+            tags: &tags,
+            expires_at: grant.expires_at.map(|t| t.as_second().max(0) as u64),
+        };
+        Ok(auth::mint_user(&self.keys.tenant_account(namespace), &user))
     }
 
     fn from_secret(secret: &Secret) -> Result<BrokerAuth> {
@@ -115,11 +167,41 @@ impl BrokerAuth {
         };
         let keys: SigningKeys = serde_json::from_str(&text(SIGNING_KEYS_KEY)?)
             .map_err(|e| Error::Credentials(format!("{SIGNING_KEYS_KEY}: {e}")))?;
+        let revoked_at = match text(BROKER_USERS_REVOKED_AT_KEY) {
+            Ok(at) => Some(at.trim().parse().map_err(|_| {
+                Error::Credentials(format!("{BROKER_USERS_REVOKED_AT_KEY} is not a Unix time"))
+            })?),
+            Err(_) => None,
+        };
         Ok(BrokerAuth {
             keys,
             operator_creds: text(OPERATOR_CREDS_KEY)?,
+            broker_users_revoked_at: revoked_at,
         })
     }
+}
+
+/// `.creds` text for one of the broker account's own users (the broker, the operator).
+fn broker_account_user(keys: &SigningKeys, name: &str, permissions: &Permissions) -> String {
+    let user = UserClaims {
+        name,
+        permissions,
+        tags: &[],
+        expires_at: None,
+    };
+    auth::mint_user(keys.account(), &user).creds_file_text
+}
+
+/// The broker container's credentials for the Broker `broker_name`.
+fn broker_creds(keys: &SigningKeys, broker_name: &str) -> String {
+    let name = format!("{broker_name}/broker");
+    broker_account_user(keys, &name, &auth::broker_permissions())
+}
+
+/// The operator's credentials for the Broker `broker_name`.
+fn operator_creds(keys: &SigningKeys, broker_name: &str) -> String {
+    let name = format!("{broker_name}/operator");
+    broker_account_user(keys, &name, &auth::operator_permissions())
 }
 
 /// The auth Secret of a new Broker: fresh keys, the broker's and the operator's credentials.
@@ -127,23 +209,11 @@ impl BrokerAuth {
 pub fn new_auth_secret(broker: &Broker) -> Secret {
     let keys = SigningKeys::generate();
     let name = broker.name_any();
-    let broker_creds = auth::mint_user(
-        &keys,
-        &format!("{name}/broker"),
-        &auth::broker_permissions(),
-        None,
-    );
-    let operator_creds = auth::mint_user(
-        &keys,
-        &format!("{name}/operator"),
-        &auth::operator_permissions(),
-        None,
-    );
     let seeds = serde_json::to_string(&keys).expect("signing keys serialize");
     let data: BTreeMap<String, ByteString> = [
         (SIGNING_KEYS_KEY, seeds),
-        (BROKER_CREDS_KEY, broker_creds.creds_file_text),
-        (OPERATOR_CREDS_KEY, operator_creds.creds_file_text),
+        (BROKER_CREDS_KEY, broker_creds(&keys, &name)),
+        (OPERATOR_CREDS_KEY, operator_creds(&keys, &name)),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), ByteString(value.into_bytes())))
@@ -163,14 +233,53 @@ pub fn new_auth_secret(broker: &Broker) -> Secret {
 }
 
 /// The Broker's auth, creating its Secret on first use (create, never apply: an existing
-/// Secret is never overwritten, and two racing creates leave the first one standing).
+/// Secret is never overwritten, and two racing creates leave the first one standing). An
+/// existing Secret whose `broker.creds` carry other permissions than the broker's gets new
+/// users of the broker account ([`reissue_broker_account_users`]), written with the Secret's
+/// resourceVersion (a concurrent writer makes this pass fail and retry).
 pub async fn ensure_broker_keys(ctx: &Context, broker: &Broker) -> Result<BrokerAuth> {
     let namespace = broker.namespace().unwrap_or_default();
     let name = builders::auth_secret_name(broker);
-    let secret =
+    let mut secret =
         super::apply::create_once(&ctx.client, &namespace, &name, || new_auth_secret(broker))
             .await?;
-    BrokerAuth::from_secret(&secret)
+    let auth = BrokerAuth::from_secret(&secret)?;
+    if !broker_creds_outdated(&secret) {
+        return Ok(auth);
+    }
+    let now = Timestamp::now().as_second().max(1) as u64;
+    reissue_broker_account_users(&mut secret, &auth.keys, &broker.name_any(), now);
+    let written = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+        .replace(&name, &PostParams::default(), &secret)
+        .await?;
+    tracing::info!(broker = %broker.name_any(), "re-issued the broker's and the operator's credentials; earlier users of the broker account are revoked");
+    BrokerAuth::from_secret(&written)
+}
+
+/// Whether the stored `broker.creds` do not carry exactly [`auth::broker_permissions`]
+/// (written before the broker's user was narrowed, or missing).
+fn broker_creds_outdated(secret: &Secret) -> bool {
+    let stored = secret.data.as_ref().and_then(|d| d.get(BROKER_CREDS_KEY));
+    let text = stored.map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned());
+    !text
+        .as_deref()
+        .and_then(auth::creds_jwt)
+        .is_some_and(|jwt| auth::carries_permissions(jwt, &auth::broker_permissions()))
+}
+
+/// Writes new broker and operator credentials into the auth Secret and revokes every earlier
+/// user of the broker account: issued at or before `now - 1` (the new users are issued at
+/// `now` or later, so they stay valid). That ends, at once, the all-powerful broker user and
+/// the agents of the single-account design, which were users of the broker account too.
+fn reissue_broker_account_users(secret: &mut Secret, keys: &SigningKeys, broker: &str, now: u64) {
+    let data = secret.data.get_or_insert_with(BTreeMap::new);
+    for (key, value) in [
+        (BROKER_CREDS_KEY, broker_creds(keys, broker)),
+        (OPERATOR_CREDS_KEY, operator_creds(keys, broker)),
+        (BROKER_USERS_REVOKED_AT_KEY, (now - 1).to_string()),
+    ] {
+        data.insert(key.to_owned(), ByteString(value.into_bytes()));
+    }
 }
 
 /// The Broker's auth as the Mailbox controller needs it: `None` without auth; an error while
@@ -217,11 +326,94 @@ mod tests {
         let data = secret.data.as_ref().unwrap();
         assert!(String::from_utf8_lossy(&data[BROKER_CREDS_KEY].0).contains("BEGIN NATS USER JWT"));
         let auth = BrokerAuth::from_secret(&secret).unwrap();
-        assert!(auth.server_config().contains("resolver: MEMORY"));
+        assert!(auth.server_config().contains("type: full"));
         assert!(auth.operator_credentials().contains("BEGIN USER NKEY SEED"));
         let topics = BTreeSet::new();
-        let creds = auth.mailbox_credentials(&grant(&topics, None)).unwrap();
-        assert!(creds.contains("BEGIN NATS USER JWT"));
+        let creds = auth
+            .mailbox_credentials("ns", &grant(&topics, None))
+            .unwrap();
+        assert!(creds.creds_file_text.contains("BEGIN NATS USER JWT"));
+        assert!(
+            !broker_creds_outdated(&secret),
+            "a new Secret holds the narrowed broker"
+        );
+        assert_eq!(auth.broker_users_revoked_at, None);
+    }
+
+    #[test]
+    fn mailbox_users_belong_to_their_namespace_and_name_their_address() {
+        let broker = builders::tests::broker(serde_json::json!({}));
+        let auth = BrokerAuth::from_secret(&new_auth_secret(&broker)).unwrap();
+        let topics = BTreeSet::new();
+        let minted = auth
+            .mailbox_credentials("ns", &grant(&topics, None))
+            .unwrap();
+        let claims = jwt_claims(&minted.jwt);
+        assert_eq!(claims["iss"], auth.keys.tenant_account("ns").public_key());
+        assert_eq!(claims["sub"], minted.public_key);
+        assert_eq!(claims["name"], "ns/inbox");
+        assert_eq!(
+            claims["nats"]["tags"],
+            serde_json::json!(["mq9-address:a.b"])
+        );
+        let other = auth
+            .mailbox_credentials("other", &grant(&topics, None))
+            .unwrap();
+        assert_ne!(jwt_claims(&other.jwt)["iss"], claims["iss"]);
+        let push = auth.account_push_credentials();
+        let push_claims = jwt_claims(auth::creds_jwt(&push).unwrap());
+        assert_eq!(push_claims["iss"], auth.keys.system_account_public_key());
+    }
+
+    #[test]
+    fn the_users_of_the_single_account_design_are_replaced_and_revoked() {
+        let broker = builders::tests::broker(serde_json::json!({}));
+        let mut secret = new_auth_secret(&broker);
+        let auth = BrokerAuth::from_secret(&secret).unwrap();
+        let everything = Permissions {
+            publish_allow: vec![">".into()],
+            subscribe_allow: vec![">".into()],
+            ..Permissions::default()
+        };
+        let old = broker_account_user(&auth.keys, "b1/broker", &everything);
+        let data = secret.data.as_mut().unwrap();
+        data.insert(BROKER_CREDS_KEY.into(), ByteString(old.into_bytes()));
+        let old_operator = auth.operator_credentials().to_owned();
+        assert!(broker_creds_outdated(&secret));
+        let now = Timestamp::now().as_second() as u64;
+        reissue_broker_account_users(&mut secret, &auth.keys, "b1", now);
+        assert!(!broker_creds_outdated(&secret), "re-minted once");
+        let reissued = BrokerAuth::from_secret(&secret).unwrap();
+        assert_eq!(reissued.broker_users_revoked_at, Some(now - 1));
+        assert_ne!(reissued.operator_credentials(), old_operator);
+        for creds in [
+            secret_text(&secret, BROKER_CREDS_KEY),
+            reissued.operator_credentials().to_owned(),
+        ] {
+            let claims = jwt_claims(auth::creds_jwt(&creds).unwrap());
+            assert_eq!(claims["iss"], auth.keys.account_public_key());
+            assert!(
+                claims["iat"].as_u64().unwrap() > now - 1,
+                "the new users outlive the revocation"
+            );
+        }
+        let broker_creds = secret_text(&secret, BROKER_CREDS_KEY);
+        let jwt = auth::creds_jwt(&broker_creds).unwrap();
+        assert!(auth::carries_permissions(jwt, &auth::broker_permissions()));
+    }
+
+    fn secret_text(secret: &Secret, key: &str) -> String {
+        String::from_utf8(secret.data.as_ref().unwrap()[key].0.clone()).unwrap()
+    }
+
+    fn jwt_claims(jwt: &str) -> serde_json::Value {
+        let payload = jwt.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &data_encoding::BASE64URL_NOPAD
+                .decode(payload.as_bytes())
+                .unwrap(),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!   of pure, unit-tested decisions and a thin I/O layer that carries them out;
 //! - [`credentials`]: a Broker's signing keys and the NATS credentials minted from them;
 //! - [`routes`]: the password of a Broker's cluster routes;
+//! - [`tenants`]: the tenant account of each namespace (revocations, pushes to nats-server);
 //! - [`broker_client`]: the operator's NATS connection to a broker's `$mq9.ADMIN.>` API;
 //! - [`apply`], [`conditions`], [`context`], [`error`], [`metrics`]: what the controllers share;
 //! - [`webhook`], [`pods`]: pod injection (a mutating admission webhook) and the ownership of
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod pods;
 pub mod routes;
 pub mod service;
+pub mod tenants;
 pub mod webhook;
 
 pub use service::{run, OperatorArgs};

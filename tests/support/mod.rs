@@ -5,6 +5,7 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod data_plane;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -7,7 +7,18 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha512_256};
 
 use super::*;
-use crate::auth::{mailbox_permissions, AuthError, Permissions, SigningKeys};
+use crate::auth::{
+    broker_permissions, mailbox_permissions, AuthError, Permissions, Responses, SigningKeys,
+};
+
+fn user<'a>(permissions: &'a Permissions, expires_at: Option<u64>) -> UserClaims<'a> {
+    UserClaims {
+        name: "box",
+        permissions,
+        tags: &[],
+        expires_at,
+    }
+}
 
 /// Test helper: the header and claims of a JWT after checking its signature against its
 /// own `iss` (which the tests then compare with the expected issuer).
@@ -53,7 +64,13 @@ fn account_jwts_are_signed_by_the_operator_with_explicit_limits() {
     let keys = SigningKeys::generate();
     for (account, subject, name) in [
         (Account::System, keys.system_account_public_key(), "SYS"),
-        (Account::Application, keys.account_public_key(), "mq9"),
+        (
+            Account::Broker {
+                users_revoked_at: None,
+            },
+            keys.account_public_key(),
+            "mq9",
+        ),
     ] {
         let (_, claims) = decode_verified(&account_jwt(&keys, account));
         assert_eq!(claims["iss"], keys.operator_public_key());
@@ -66,27 +83,101 @@ fn account_jwts_are_signed_by_the_operator_with_explicit_limits() {
         ] {
             assert_eq!(claims["nats"]["limits"][limit], -1, "{limit}");
         }
+        assert_eq!(
+            claims["nats"]["limits"].get("disk_storage"),
+            None,
+            "no JetStream"
+        );
         assert_eq!(account_jwt(&keys, account), account_jwt(&keys, account));
     }
+    let (_, system) = decode_verified(&account_jwt(&keys, Account::System));
+    assert!(system["nats"].get("exports").is_none());
+    let (_, broker) = decode_verified(&account_jwt(
+        &keys,
+        Account::Broker {
+            users_revoked_at: None,
+        },
+    ));
+    assert!(broker["nats"].get("revocations").is_none());
+    assert_eq!(
+        broker["nats"]["exports"],
+        json!([{"name": "mq9", "subject": "$mq9.AI.>", "type": "service",
+                "response_type": "Singleton"}])
+    );
 }
 
 #[test]
-fn user_jwt_carries_permissions_expiry_and_a_content_hash_id() {
+fn the_broker_account_can_revoke_all_its_earlier_users() {
     let keys = SigningKeys::generate();
-    let user = KeyPair::new_user();
+    let account = Account::Broker {
+        users_revoked_at: Some(1_700_000_000),
+    };
+    let (_, claims) = decode_verified(&account_jwt(&keys, account));
+    assert_eq!(
+        claims["nats"]["revocations"],
+        json!({"*": 1_700_000_000u64})
+    );
+    assert_eq!(account_jwt(&keys, account), account_jwt(&keys, account));
+}
+
+#[test]
+fn a_tenant_account_imports_the_service_and_carries_its_revocations() {
+    let keys = SigningKeys::generate();
+    let revoked = KeyPair::new_user().public_key();
+    let tenant = Tenant {
+        issued_at: 1_700_000_123,
+        revocations: [(revoked.clone(), 1_700_000_100)].into(),
+    };
+    let token = tenant_account_jwt(&keys, "team-a", &tenant);
+    let (_, claims) = decode_verified(&token);
+    assert_eq!(claims["iss"], keys.operator_public_key());
+    assert_eq!(claims["sub"], keys.tenant_account("team-a").public_key());
+    assert_eq!(claims["name"], "team-a");
+    assert_eq!(claims["iat"], 1_700_000_123u64);
+    assert_eq!(claims["nats"]["type"], "account");
+    assert_eq!(
+        claims["nats"]["imports"],
+        json!([{"name": "mq9", "subject": "$mq9.AI.>", "account": keys.account_public_key(),
+                "type": "service", "share": true}])
+    );
+    assert_eq!(
+        claims["nats"]["revocations"],
+        json!({revoked: 1_700_000_100u64})
+    );
+    assert_eq!(claims["nats"]["limits"]["conn"], -1);
+    assert_eq!(
+        claims["nats"]["limits"].get("mem_storage"),
+        None,
+        "no JetStream"
+    );
+    assert_eq!(
+        tenant_account_jwt(&keys, "team-a", &tenant),
+        token,
+        "the same record pushes the same JWT (idempotent)"
+    );
+    let other = tenant_account_jwt(&keys, "team-b", &tenant);
+    assert_ne!(decode_verified(&other).1["sub"], claims["sub"]);
+    let (_, empty) = decode_verified(&tenant_account_jwt(&keys, "team-a", &Tenant::default()));
+    assert!(empty["nats"].get("revocations").is_none() && empty.get("iat").is_none());
+}
+
+#[test]
+fn user_jwt_carries_permissions_tags_expiry_and_a_content_hash_id() {
+    let keys = SigningKeys::generate();
+    let user_key = KeyPair::new_user();
     let permissions = mailbox_permissions("box1", &[], &[], &[]).unwrap();
-    let token = user_jwt(
-        keys.account(),
-        &user.public_key(),
-        "box",
-        &permissions,
-        Some(2_000_000_000),
-    )
-    .unwrap();
+    let tags = [address_tag("box1")];
+    let claims = UserClaims {
+        tags: &tags,
+        ..user(&permissions, Some(2_000_000_000))
+    };
+    let token = user_jwt(keys.account(), &user_key.public_key(), &claims).unwrap();
     let (_, claims) = decode_verified(&token);
     assert_eq!(claims["iss"], keys.account_public_key());
-    assert_eq!(claims["sub"], user.public_key());
+    assert_eq!(claims["sub"], user_key.public_key());
     assert_eq!(claims["name"], "box");
+    assert_eq!(claims["nats"]["tags"], json!(["mq9-address:box1"]));
+    assert!(claims["nats"].get("resp").is_none());
     assert_eq!(claims["exp"], 2_000_000_000u64);
     let now = crate::time::ms_to_secs(crate::time::now_ms());
     assert!(claims["iat"].as_u64().unwrap().abs_diff(now) <= 1);
@@ -113,15 +204,11 @@ fn no_expiry_and_zero_expiry_leave_exp_out() {
     let keys = SigningKeys::generate();
     let user = KeyPair::new_user().public_key();
     for expires_at in [None, Some(0)] {
-        let token = user_jwt(
-            keys.account(),
-            &user,
-            "u",
-            &Permissions::default(),
-            expires_at,
-        );
+        let permissions = Permissions::default();
+        let token = user_jwt(keys.account(), &user, &self::user(&permissions, expires_at));
         let (_, claims) = decode_verified(&token.unwrap());
         assert!(claims.get("exp").is_none());
+        assert!(claims["nats"].get("tags").is_none());
         assert_eq!(claims["nats"]["pub"], json!({}), "empty lists are left out");
     }
 }
@@ -131,19 +218,39 @@ fn wrong_key_kinds_are_refused() {
     let keys = SigningKeys::generate();
     let user = KeyPair::new_user();
     let perms = Permissions::default();
-    let by_user = user_jwt(&user, &user.public_key(), "u", &perms, None);
+    let claims = self::user(&perms, None);
+    let by_user = user_jwt(&user, &user.public_key(), &claims);
     assert!(matches!(by_user, Err(AuthError::InvalidKey(_))));
-    let for_account = user_jwt(
-        keys.account(),
-        &keys.account_public_key(),
-        "u",
-        &perms,
-        None,
-    );
+    let for_account = user_jwt(keys.account(), &keys.account_public_key(), &claims);
     assert!(matches!(for_account, Err(AuthError::InvalidKey(_))));
-    let garbage = user_jwt(keys.account(), "Unot-a-key", "u", &perms, None);
+    let garbage = user_jwt(keys.account(), "Unot-a-key", &claims);
     assert!(matches!(garbage, Err(AuthError::InvalidKey(_))));
     let public_only = KeyPair::from_public_key(&keys.account_public_key()).unwrap();
-    let unsigned = user_jwt(&public_only, &user.public_key(), "u", &perms, None);
+    let unsigned = user_jwt(&public_only, &user.public_key(), &claims);
     assert!(matches!(unsigned, Err(AuthError::InvalidKey(_))));
+}
+
+#[test]
+fn the_response_permission_is_written_in_nanoseconds_and_read_back() {
+    let keys = SigningKeys::generate();
+    let broker = broker_permissions();
+    let subject = KeyPair::new_user().public_key();
+    let token = user_jwt(keys.account(), &subject, &user(&broker, None)).unwrap();
+    let (_, claims) = decode_verified(&token);
+    assert_eq!(
+        claims["nats"]["resp"],
+        json!({"max": 1, "ttl": 120_000_000_000u64})
+    );
+    assert_eq!(claims["nats"]["pub"], json!({"deny": [">"]}));
+    assert!(carries_permissions(&token, &broker));
+    let wider = Permissions {
+        responses: Some(Responses {
+            max: 1,
+            ttl: std::time::Duration::from_secs(60),
+        }),
+        ..broker.clone()
+    };
+    assert!(!carries_permissions(&token, &wider));
+    assert!(!carries_permissions(&token, &Permissions::default()));
+    assert!(!carries_permissions("garbage", &broker));
 }

@@ -23,12 +23,17 @@ use kube::{Api, Resource, ResourceExt};
 use super::apply::apply;
 use super::builders;
 use super::context::{error_policy, Context};
-use super::credentials;
+use super::credentials::{self, BrokerAuth};
 use super::error::Result;
 use super::routes;
+use super::tenants;
 use crate::crd::{AuthMode, Broker, BrokerStatus};
 
 const CONTROLLER: &str = "broker";
+/// How often a Broker is reconciled when nothing changes (status, tenant accounts).
+const RESYNC: Duration = Duration::from_secs(60);
+/// How soon a Broker whose tenant accounts could not be pushed is tried again.
+const RETRY_PUSH: Duration = Duration::from_secs(15);
 
 pub async fn run(
     ctx: Arc<Context>,
@@ -71,6 +76,7 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
     let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace);
     let existing = statefulsets.get_opt(&broker.name_any()).await?;
     let mut refused = None;
+    let mut next = Action::requeue(RESYNC);
     if !broker.spec.paused {
         let auth = match broker.spec.auth.mode {
             AuthMode::Jwt => Some(credentials::ensure_broker_keys(ctx, broker).await?),
@@ -116,6 +122,11 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
                 }
             }
         }
+        if let Some(auth) = &auth {
+            if !push_tenants(broker, ctx, auth).await? {
+                next = Action::requeue(RETRY_PUSH);
+            }
+        }
     }
     let current = statefulsets.get_opt(&broker.name_any()).await?;
     let status = plan::next_status(
@@ -126,7 +137,38 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
         Timestamp::now(),
     );
     write_status(broker, ctx, status).await?;
-    Ok(Action::requeue(Duration::from_secs(60)))
+    Ok(next)
+}
+
+/// Pushes every tenant account of the Broker (as recorded by [`tenants`]) to its nats-server,
+/// once it serves: this repairs what a Mailbox reconcile could not push (a finalizer that gave
+/// up, a server that lost its resolver directory) and runs whenever the record changes (the
+/// controller owns its ConfigMap). Unchanged accounts are not re-sent within a minute (see
+/// [`super::broker_client`]). Whether everything was pushed; a failure is a Warning Event.
+async fn push_tenants(broker: &Broker, ctx: &Context, auth: &BrokerAuth) -> Result<bool> {
+    let available = broker
+        .status
+        .as_ref()
+        .is_some_and(|s| super::conditions::is_true(&s.conditions, "Available"));
+    if !available {
+        return Ok(true);
+    }
+    for (namespace, tenant) in tenants::all(ctx, broker).await? {
+        if let Err(e) = tenants::push(ctx, broker, auth, &namespace, &tenant).await {
+            let note = format!(
+                "the account of namespace {namespace} could not be pushed to nats-server: {e}"
+            );
+            ctx.event(
+                &broker.object_ref(&()),
+                EventType::Warning,
+                "AccountPushFailed",
+                note,
+            )
+            .await;
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The pod template's checksum: over the ConfigMap and, with routes, over the route password

@@ -20,6 +20,7 @@
 //! | NetworkPolicy | `<b>` |
 //! | Secret with the signing keys (built elsewhere) | `<b>-auth` |
 //! | Secret with the route password (built elsewhere) | `<b>-routes` |
+//! | ConfigMap of the tenant accounts' revocations (written elsewhere) | `<b>-tenants` |
 
 mod nats_config;
 mod network_policy;
@@ -42,7 +43,7 @@ pub use pdb::pod_disruption_budget;
 pub use quantity::storage_shrink;
 pub use services::{client_service, headless_service};
 pub use statefulset::{
-    statefulset, BROKER_CREDS_KEY, CONFIG_CHECKSUM_ANNOTATION, ROUTE_PASSWORD_KEY,
+    statefulset, BROKER_CREDS_KEY, CONFIG_CHECKSUM_ANNOTATION, RESOLVER_DIR, ROUTE_PASSWORD_KEY,
 };
 
 /// The field manager of every server-side apply: one name, so the operator owns (and may
@@ -157,6 +158,12 @@ pub fn network_policy_name(broker: &Broker) -> String {
     broker.name_any()
 }
 
+/// The ConfigMap that records each tenant namespace's account state (revoked users); see
+/// `operator::tenants`.
+pub fn tenants_config_map_name(broker: &Broker) -> String {
+    format!("{}-tenants", broker.name_any())
+}
+
 /// In-cluster host and port of the client Service: `(<name>.<ns>.svc, 4222)`.
 pub fn client_endpoint(broker: &Broker) -> (String, u16) {
     let host = format!("{}.{}.svc", client_service_name(broker), namespace(broker));
@@ -225,6 +232,7 @@ pub(crate) mod tests {
         assert_eq!(auth_secret_name(&b), "b1-auth");
         assert_eq!(routes_secret_name(&b), "b1-routes");
         assert_eq!(network_policy_name(&b), "b1");
+        assert_eq!(tenants_config_map_name(&b), "b1-tenants");
         assert_eq!(client_endpoint(&b), ("b1.ns.svc".to_owned(), 4222));
         assert_eq!(broker_url(&b), "nats://b1.ns.svc:4222");
     }

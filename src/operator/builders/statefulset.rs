@@ -41,6 +41,9 @@ pub const ROUTE_PASSWORD_KEY: &str = "password";
 const CONFIG_DIR: &str = "/etc/nats";
 const RUN_DIR: &str = "/var/run/nats";
 const DATA_DIR: &str = "/data";
+/// With JWT auth, nats-server's account resolver keeps the accounts the operator pushes here:
+/// on the pod's volume (mounted in both containers), so they survive a restart.
+pub const RESOLVER_DIR: &str = "/data/nats-accounts";
 const AUTH_DIR: &str = "/etc/mq9/auth";
 /// The unprivileged user (and group) of both containers; `fsGroup` makes the volumes theirs.
 const USER: i64 = 1000;
@@ -123,7 +126,7 @@ pub fn statefulset(
                 }),
                 spec: Some(PodSpec {
                     containers: vec![
-                        nats_container(broker),
+                        nats_container(broker, auth_secret.is_some()),
                         broker_container(broker, auth_secret.is_some()),
                     ],
                     volumes: Some(volumes),
@@ -172,7 +175,8 @@ pub fn statefulset(
 }
 
 /// nats-server, configured by the mounted ConfigMap. Its preStop hook puts it in lame-duck
-/// mode; the SIGTERM that follows is ignored while lame duck runs its course.
+/// mode; the SIGTERM that follows is ignored while lame duck runs its course. With JWT auth it
+/// also mounts the data volume for its account resolver ([`RESOLVER_DIR`]).
 ///
 /// Probes: the monitoring port (and its `/healthz`) is bound to the pod's loopback, which the
 /// kubelet cannot reach, so both probes open a TCP connection to the client port. That is what
@@ -184,7 +188,7 @@ pub fn statefulset(
 /// With more than one replica, the route password comes from the Secret `<b>-routes` into
 /// `ROUTE_PASSWORD`, and `ROUTES` holds the route URLs that reference it (see
 /// [`route_urls`]).
-fn nats_container(broker: &Broker) -> Container {
+fn nats_container(broker: &Broker, auth: bool) -> Container {
     let base = container("nats", &broker.spec.nats_image);
     let mut env = base.env.clone().unwrap_or_default();
     if broker.spec.replicas > 1 {
@@ -206,6 +210,13 @@ fn nats_container(broker: &Broker) -> Container {
             value: Some(route_urls(broker)),
             value_from: None,
         });
+    }
+    let mut mounts = vec![
+        mount("config", CONFIG_DIR, true),
+        mount("run", RUN_DIR, false),
+    ];
+    if auth {
+        mounts.push(mount("data", DATA_DIR, false));
     }
     Container {
         args: Some(strings(&["-c", &format!("{CONFIG_DIR}/{CONFIG_KEY}")])),
@@ -229,10 +240,7 @@ fn nats_container(broker: &Broker) -> Container {
             }),
             ..Lifecycle::default()
         }),
-        volume_mounts: Some(vec![
-            mount("config", CONFIG_DIR, true),
-            mount("run", RUN_DIR, false),
-        ]),
+        volume_mounts: Some(mounts),
         ..base
     }
 }
@@ -287,9 +295,12 @@ fn broker_container(broker: &Broker, auth: bool) -> Container {
     }
     let mut mounts = vec![mount("data", DATA_DIR, false)];
     if auth {
+        // Agents call from their tenant accounts: the caller's identity is in the
+        // `Nats-Request-Info` header nats-server writes on the service import.
         args.extend(strings(&[
             "--nats-creds",
             &format!("{AUTH_DIR}/{BROKER_CREDS_KEY}"),
+            "--trust-request-info",
         ]));
         mounts.push(mount("auth", AUTH_DIR, true));
     }

@@ -206,8 +206,10 @@ fn broker_flags_follow_the_spec() {
     ] {
         assert!(line.contains(expected), "{expected} in {line}");
     }
-    assert!(!line.contains("--nats-creds"));
+    assert!(!line.contains("--nats-creds") && !line.contains("--trust-request-info"));
     assert!(!line.contains("--active-pod"), "a single pod always serves");
+    let nats_mounts = container(&sts, "nats").volume_mounts.as_ref().unwrap();
+    assert!(!nats_mounts.iter().any(|m| m.name == "data"));
 }
 
 /// The flags the builder writes are the ones `mq9 broker` reads: parsed by the broker's own
@@ -252,7 +254,14 @@ fn only_pod_zero_serves_mailboxes_in_a_cluster() {
 #[test]
 fn jwt_auth_mounts_only_the_broker_credentials() {
     let sts = statefulset(&broker(json!({})), "sum", Some("b1-auth"));
-    assert!(args(container(&sts, "broker")).contains("--nats-creds /etc/mq9/auth/broker.creds"));
+    let line = args(container(&sts, "broker"));
+    assert!(line.contains("--nats-creds /etc/mq9/auth/broker.creds --trust-request-info"));
+    let nats_mounts = container(&sts, "nats").volume_mounts.as_ref().unwrap();
+    let data = nats_mounts.iter().find(|m| m.name == "data").unwrap();
+    assert!(
+        RESOLVER_DIR.starts_with(&format!("{}/", data.mount_path)),
+        "the account resolver's directory is on the volume"
+    );
     let volume = pod_spec(&sts)
         .volumes
         .as_ref()

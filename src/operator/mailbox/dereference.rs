@@ -62,11 +62,7 @@ pub async fn connect_to(
         Ok(auth) => auth,
         Err(e) => return Err(BrokerState::NotReady(e.to_string())),
     };
-    let url = ctx
-        .settings
-        .nats_url_override
-        .clone()
-        .unwrap_or_else(|| crate::operator::builders::broker_url(&broker));
+    let url = ctx.nats_url(&broker);
     let creds = auth.as_ref().map(BrokerAuth::operator_credentials);
     match ctx.brokers.admin(&url, creds).await {
         Ok(admin) => Ok(Connected {

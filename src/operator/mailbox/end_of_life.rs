@@ -14,7 +14,9 @@ use super::status::settle;
 use crate::crd::{ExpirationPolicy, Mailbox};
 use crate::operator::broker_client::Admin;
 use crate::operator::context::Context;
+use crate::operator::credentials;
 use crate::operator::error::{Error, Result};
+use crate::operator::tenants::{self, Revocation};
 
 /// TTL garbage collection: the broker dropped the mailbox by itself; the Secret goes (pods can
 /// no longer start with a dead address), the status says Expired, and `expirationPolicy`
@@ -50,14 +52,26 @@ pub async fn expire(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
     Ok(action)
 }
 
-/// The finalizer: delete the mailbox on the broker (deletionPolicy Delete), never wedging
-/// (see [`plan::finalize`]).
+/// The finalizer: revoke the Mailbox's credentials (whatever the deletionPolicy: they must not
+/// outlive the object) and delete the mailbox on the broker (deletionPolicy Delete), never
+/// wedging (see [`plan::finalize`]).
 pub async fn cleanup(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
+    let reference = mailbox.object_ref(&());
+    if let Err(why) = revoke_credentials(mailbox, ctx).await? {
+        if !plan::release_due(mailbox, Timestamp::now()) {
+            return Err(Error::BrokerUnreachable(why));
+        }
+        let note = format!(
+            "the revocation of the credentials is recorded but nats-server did not take it ({why}); \
+             the Broker controller pushes it once nats-server is reachable"
+        );
+        ctx.event(&reference, EventType::Warning, "RevocationPending", note)
+            .await;
+    }
     let (state, admin) = match dereference::connect(mailbox, ctx).await? {
         Ok(connected) => (BrokerState::Ready, Some(connected.admin)),
         Err(state) => (state, None),
     };
-    let reference = mailbox.object_ref(&());
     match (plan::finalize(mailbox, &state, Timestamp::now()), admin) {
         (Finalize::DeleteOnBroker, Some(admin)) => {
             if delete_on_broker(mailbox, ctx, &admin).await? {
@@ -79,6 +93,33 @@ pub async fn cleanup(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
         ctx.metrics.mailbox_reason(uid, None);
     }
     Ok(Action::await_change())
+}
+
+/// Revokes the user recorded on the Mailbox ([`plan::issued_user_key`]) in its namespace's
+/// tenant account and pushes the account to nats-server. Nothing to do without such a user, or
+/// when the Broker is gone (its accounts went with it). `Ok(Err(why))`: recorded but not
+/// pushed; the record does not depend on the Mailbox's Secret, which may already be gone.
+async fn revoke_credentials(mailbox: &Mailbox, ctx: &Context) -> Result<Result<(), String>> {
+    let Some(user_key) = plan::issued_user_key(mailbox) else {
+        return Ok(Ok(()));
+    };
+    let (state, broker) = dereference::broker_state(mailbox, ctx).await?;
+    let broker = match (state, broker) {
+        (BrokerState::Missing | BrokerState::Deleting, _) | (_, None) => return Ok(Ok(())),
+        (_, Some(broker)) => broker,
+    };
+    let auth = match credentials::load(ctx, &broker).await {
+        Ok(Some(auth)) => auth,
+        Ok(None) => return Ok(Ok(())),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let namespace = mailbox.namespace().unwrap_or_default();
+    let revocation = Revocation {
+        user_key,
+        expires_at: plan::recorded_expiry(mailbox.status.as_ref()),
+    };
+    let published = tenants::publish(ctx, &broker, &auth, &namespace, Some(revocation)).await?;
+    Ok(published.map_err(|e| e.to_string()))
 }
 
 /// Deletes the mailbox on the broker if this object owns it there; whether it did.

@@ -8,6 +8,12 @@
 //! Order matters for "nothing half-written": the address is generated and written to the
 //! Secret *before* the mailbox is created on the broker, so a crash between the two steps never
 //! leaves a mailbox whose address nobody knows.
+//!
+//! With JWT auth, the namespace's tenant account is recorded and pushed to nats-server before
+//! any credentials of it are written (they would not log in otherwise), and credentials are
+//! replaced in the order *revoke the old user → record the new one on the Mailbox
+//! ([`plan::USER_KEY_ANNOTATION`]) → write the Secret*: a crash anywhere in between leaves
+//! at worst a revoked or never-issued key behind, never a live one that nobody will revoke.
 
 mod dereference;
 mod end_of_life;
@@ -22,6 +28,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
@@ -35,6 +42,7 @@ use super::broker_client::{Admin, AdminError, EnsureMailbox};
 use super::context::{error_policy, Context};
 use super::credentials::{self, Grant};
 use super::error::{Error, Result};
+use super::tenants::{self, Revocation};
 use crate::crd::{Broadcast, Broker, Mailbox, MailboxKind};
 
 const CONTROLLER: &str = "mailbox";
@@ -177,7 +185,16 @@ async fn apply(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
         publish: &publish,
         expires_at,
     };
-    write_secret(mailbox, ctx, &connected, existing.as_ref(), &grant).await?;
+    if let Some(auth) = &connected.auth {
+        let published = tenants::publish(ctx, &connected.broker, auth, &namespace, None).await?;
+        if let Err(e) = published {
+            let why = format!("the account of namespace {namespace} is not on its NATS: {e}");
+            return status::broker_not_ready(mailbox, ctx, &BrokerState::NotReady(why)).await;
+        }
+    }
+    let annotated = write_secret(mailbox, ctx, &connected, existing.as_ref(), &grant).await?;
+    // The annotation's patch moved the resourceVersion: later writes build on the new one.
+    let mailbox = annotated.as_ref().unwrap_or(mailbox);
     if let Some(action) = ensure_on_broker(mailbox, ctx, &connected.admin, &grant).await? {
         return Ok(action);
     }
@@ -202,24 +219,37 @@ async fn apply(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
 /// Writes the Secret when it is missing or its credentials no longer match `grant` (the
 /// permissions hash on it says which). The address in it is never changed. Written before the
 /// mailbox is created on the broker, so a crash between the two never leaves a mailbox whose
-/// address nobody knows.
+/// address nobody knows. New credentials end the previous ones first (see the module
+/// documentation); returns the Mailbox as the annotation's patch left it, when patched.
 async fn write_secret(
     mailbox: &Mailbox,
     ctx: &Context,
     connected: &Connected,
     existing: Option<&Secret>,
     grant: &Grant<'_>,
-) -> Result<()> {
+) -> Result<Option<Mailbox>> {
     let permissions_hash = credentials::grant_hash(grant);
     let recorded = existing.and_then(|s| s.annotations().get(secret::PERMISSIONS_ANNOTATION));
     if recorded == Some(&permissions_hash) {
-        return Ok(());
+        return Ok(None);
     }
-    let creds = connected
-        .auth
-        .as_ref()
-        .map(|auth| auth.mailbox_credentials(grant))
-        .transpose()?;
+    let namespace = mailbox.namespace().unwrap_or_default();
+    let mut annotated = None;
+    let mut creds = None;
+    if let Some(auth) = &connected.auth {
+        let minted = auth.mailbox_credentials(&namespace, grant)?;
+        if let Some(old) = plan::issued_user_key(mailbox) {
+            let revocation = Revocation {
+                user_key: old,
+                expires_at: grant.expires_at,
+            };
+            tenants::publish(ctx, &connected.broker, auth, &namespace, Some(revocation))
+                .await?
+                .map_err(|e| Error::BrokerUnreachable(e.to_string()))?;
+        }
+        annotated = Some(record_user_key(mailbox, ctx, &minted.public_key).await?);
+        creds = Some(minted.creds_file_text);
+    }
     let (host, port) = super::builders::client_endpoint(&connected.broker);
     let binding = secret::Binding {
         host: &host,
@@ -243,7 +273,23 @@ async fn write_secret(
         note,
     )
     .await;
-    Ok(())
+    Ok(annotated)
+}
+
+/// Records on the Mailbox which user its credentials are about to belong to.
+async fn record_user_key(mailbox: &Mailbox, ctx: &Context, user_key: &str) -> Result<Mailbox> {
+    let api =
+        Api::<Mailbox>::namespaced(ctx.client.clone(), &mailbox.namespace().unwrap_or_default());
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {plan::USER_KEY_ANNOTATION: user_key}}});
+    let patched = api
+        .patch(
+            &mailbox.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(patched)
 }
 
 /// `$mq9.ADMIN.MAILBOX.ENSURE` with this object's uid as owner. A mailbox the broker had lost

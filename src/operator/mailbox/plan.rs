@@ -19,6 +19,21 @@ pub const FINALIZER: &str = "mq9.io/mailbox";
 /// How long a finalizer keeps trying an unreachable broker before it lets the object go.
 pub const RELEASE_AFTER: Duration = Duration::from_secs(300);
 
+/// Annotation on the Mailbox naming the NATS user (public key) of the credentials last written
+/// to its Secret: what must be revoked when the credentials are re-minted or the Mailbox is
+/// deleted. On the Mailbox rather than the Secret, because a foreground deletion may remove
+/// the Secret before the finalizer runs. A public key: nothing secret, no address.
+pub const USER_KEY_ANNOTATION: &str = "mq9.io/user-key";
+
+/// The user key recorded by [`USER_KEY_ANNOTATION`], if any.
+pub fn issued_user_key(mailbox: &Mailbox) -> Option<&str> {
+    mailbox
+        .annotations()
+        .get(USER_KEY_ANNOTATION)
+        .map(String::as_str)
+        .filter(|key| key.starts_with('U'))
+}
+
 /// The reasons of the `Ready` condition (operator.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -154,13 +169,7 @@ pub fn finalize(mailbox: &Mailbox, broker: &BrokerState, now: Timestamp) -> Fina
         BrokerState::Missing => Finalize::Release("the Broker no longer exists".into()),
         BrokerState::Deleting => Finalize::Release("the Broker is being deleted".into()),
         BrokerState::NotReady(why) => {
-            let since = mailbox
-                .metadata
-                .deletion_timestamp
-                .as_ref()
-                .map_or(now, |t| t.0);
-            let waited = now.as_second().saturating_sub(since.as_second());
-            if waited >= RELEASE_AFTER.as_secs() as i64 {
+            if release_due(mailbox, now) {
                 Finalize::Release(format!(
                     "the Broker was unreachable for {}s ({why}); the mailbox may remain on it until its TTL",
                     RELEASE_AFTER.as_secs()
@@ -170,6 +179,18 @@ pub fn finalize(mailbox: &Mailbox, broker: &BrokerState, now: Timestamp) -> Fina
             }
         }
     }
+}
+
+/// Whether a Mailbox being deleted has waited [`RELEASE_AFTER`] since its deletion began: a
+/// finalizer step that still fails then gives up instead of wedging the object.
+pub fn release_due(mailbox: &Mailbox, now: Timestamp) -> bool {
+    let since = mailbox
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map_or(now, |t| t.0);
+    let waited = now.as_second().saturating_sub(since.as_second());
+    waited >= RELEASE_AFTER.as_secs() as i64
 }
 
 /// The result of one pass, as the status will tell it.
