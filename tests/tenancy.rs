@@ -397,3 +397,55 @@ async fn an_upgraded_broker_ends_the_users_of_the_single_account_design() {
     let creds = t.mailbox(TEAM_A, "alpha", "alpha.box", json!([])).await;
     ok(&t.agent(&creds).await, "$mq9.AI.MSG.QUERY.alpha.box", "{}").await;
 }
+
+/// security.md §4 with the operator's credentials: the broker names the sender of every
+/// stored message from its signed `mq9-address:` tag, and an agent's registry card may name
+/// only its own mailbox and is its alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_broker_knows_each_agent_by_its_signed_address() {
+    let t = Tenancy::start().await;
+    let alpha = t
+        .agent(&t.mailbox(TEAM_A, "alpha", "alpha.box", json!([])).await)
+        .await;
+    let beta = t
+        .agent(&t.mailbox(TEAM_B, "beta", "beta.box", json!([])).await)
+        .await;
+
+    let mut forged = async_nats::HeaderMap::new();
+    forged.insert("mq9-sender", "beta.box");
+    let sent = alpha
+        .request_with_headers("$mq9.AI.MSG.SEND.beta.box", forged, "hello".into())
+        .await
+        .unwrap();
+    let sent: Value = serde_json::from_slice(&sent.payload).unwrap();
+    assert_eq!(sent["error"], "", "{sent}");
+    let fetched = ok(&beta, "$mq9.AI.MSG.FETCH.beta.box", "{}").await;
+    assert_eq!(
+        fetched["messages"][0]["headers"],
+        json!({"mq9-sender": "alpha.box"}),
+        "the sender is the signed identity, not the forged header"
+    );
+
+    let card = |mailbox: &str| json!({"name": "translator", "mailbox": mailbox}).to_string();
+    let pointed = call(&alpha, "$mq9.AI.AGENT.REGISTER", &card("beta.box"))
+        .await
+        .unwrap();
+    assert_eq!(pointed["code"], "forbidden", "{pointed}");
+    ok(&alpha, "$mq9.AI.AGENT.REGISTER", &card("alpha.box")).await;
+    let hijack = call(
+        &beta,
+        "$mq9.AI.AGENT.REGISTER",
+        &json!({"name": "translator"}).to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(hijack["code"], "forbidden", "{hijack}");
+    let removal = call(
+        &beta,
+        "$mq9.AI.AGENT.UNREGISTER",
+        r#"{"name":"translator"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(removal["code"], "forbidden", "{removal}");
+}
