@@ -119,8 +119,12 @@ async fn annotated_pods_get_their_mailbox_and_auto_mailboxes_go_with_their_pod()
     let injected = patched(&named, &review(&client, &named).await);
     let container = &injected["spec"]["containers"][0];
     assert_eq!(
-        container["envFrom"][0]["secretRef"]["name"],
+        secret_of_env(container, "MQ9_MAIL_ADDRESS"),
         "inbox-credentials"
+    );
+    assert!(
+        container["envFrom"].is_null(),
+        "the seed never becomes environment"
     );
     assert_eq!(
         container["volumeMounts"][0]["mountPath"],
@@ -169,7 +173,7 @@ async fn annotated_pods_get_their_mailbox_and_auto_mailboxes_go_with_their_pod()
     cluster.wait_reason(&mailbox_name, "Created").await;
     let secret_name = format!("{mailbox_name}-mq9");
     assert_eq!(
-        injected["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"],
+        secret_of_env(&injected["spec"]["containers"][0], "MQ9_CREDS"),
         secret_name.as_str()
     );
     let address = cluster.address(&secret_name);
@@ -194,4 +198,11 @@ async fn annotated_pods_get_their_mailbox_and_auto_mailboxes_go_with_their_pod()
     cluster.wait_gone(MAILBOXES, &mailbox_name).await;
     assert_eq!(cluster.info(&address).await["exists"], false);
     cluster.assert_address_never_shown(&address);
+}
+
+/// The Secret an injected environment variable is read from.
+fn secret_of_env<'a>(container: &'a Value, name: &str) -> &'a str {
+    let vars = container["env"].as_array().expect("injected env");
+    let var = vars.iter().find(|v| v["name"] == name).expect(name);
+    var["valueFrom"]["secretKeyRef"]["name"].as_str().unwrap()
 }

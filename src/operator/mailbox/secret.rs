@@ -8,6 +8,15 @@
 
 use std::collections::BTreeMap;
 
+/// The Secret's environment-ready keys. Only these become environment variables of an agent's
+/// containers; `user.creds` (the NATS seed) is mounted as a file, never put into the
+/// environment, where it would show in `kubectl describe`, crash dumps and child processes.
+pub const ENV_URL: &str = "MQ9_URL";
+pub const ENV_MAIL_ADDRESS: &str = "MQ9_MAIL_ADDRESS";
+/// The path of the mounted `user.creds`; absent without auth.
+pub const ENV_CREDS: &str = "MQ9_CREDS";
+pub const ENV_KEYS: [&str; 3] = [ENV_URL, ENV_MAIL_ADDRESS, ENV_CREDS];
+
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
@@ -61,15 +70,15 @@ pub fn secret(mailbox: &Mailbox, binding: &Binding<'_>) -> Secret {
         ("uri", uri.clone()),
         ("mail_address", binding.address.to_owned()),
         ("expires_at", expires_at),
-        ("MQ9_URL", uri),
-        ("MQ9_MAIL_ADDRESS", binding.address.to_owned()),
+        (ENV_URL, uri),
+        (ENV_MAIL_ADDRESS, binding.address.to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     if let Some(creds) = binding.creds {
         data.insert("user.creds".into(), creds.to_owned());
-        data.insert("MQ9_CREDS".into(), format!("{MOUNT_PATH}/user.creds"));
+        data.insert(ENV_CREDS.into(), format!("{MOUNT_PATH}/user.creds"));
     }
     let template = mailbox.spec.secret_template.clone().unwrap_or_default();
     let mut labels = template.labels;

@@ -13,7 +13,7 @@ use kube::ResourceExt;
 use serde_json::{json, Value};
 
 use crate::crd::{duration, BrokerRef, ExpirationPolicy, Mailbox, MailboxSpec};
-use crate::operator::mailbox::secret::MOUNT_PATH;
+use crate::operator::mailbox::secret::{ENV_CREDS, ENV_KEYS, MOUNT_PATH};
 
 /// `mq9.io/mailbox: <Mailbox name>` or `auto`: the opt-in.
 pub const MAILBOX_ANNOTATION: &str = "mq9.io/mailbox";
@@ -154,14 +154,22 @@ pub fn patch(pod: &Pod, mailbox_name: &str, secret_name: &str, auto: bool) -> js
     from_ops(ops)
 }
 
+/// Adds the Secret's `MQ9_*` keys as environment variables (each by `secretKeyRef`, never
+/// `envFrom` of the whole Secret: that would put the NATS seed of `user.creds` into the
+/// environment) and mounts the Secret read-only at [`MOUNT_PATH`]. Variables the container
+/// already defines are left as they are.
 fn inject_container(ops: &mut Vec<Value>, path: &str, container: &Container, secret_name: &str) {
-    let env_from = json!({"secretRef": {"name": secret_name}});
-    add_to_list(
-        ops,
-        &format!("{path}/envFrom"),
-        container.env_from.is_some(),
-        env_from,
-    );
+    let defined = container.env.as_deref().unwrap_or_default();
+    let mut has_env = container.env.is_some();
+    for key in ENV_KEYS {
+        if defined.iter().any(|var| var.name == key) {
+            continue;
+        }
+        let var = json!({"name": key, "valueFrom": {"secretKeyRef":
+            {"name": secret_name, "key": key, "optional": key == ENV_CREDS}}});
+        add_to_list(ops, &format!("{path}/env"), has_env, var);
+        has_env = true;
+    }
     let mounts = container.volume_mounts.as_deref().unwrap_or_default();
     // A container that already mounts something there keeps it: never two mounts on one path.
     if !mounts.iter().any(|m| m.mount_path == MOUNT_PATH) {

@@ -105,7 +105,19 @@ fn patch_wires_the_secret_into_every_container() {
         app["envFrom"][0]["configMapRef"]["name"], "cfg",
         "existing envFrom stays"
     );
-    assert_eq!(app["envFrom"][1]["secretRef"]["name"], "inbox-mq9");
+    assert_eq!(
+        app["envFrom"].as_array().unwrap().len(),
+        1,
+        "no envFrom of the Secret"
+    );
+    assert_eq!(
+        secret_env(app),
+        [
+            ("MQ9_URL", "inbox-mq9"),
+            ("MQ9_MAIL_ADDRESS", "inbox-mq9"),
+            ("MQ9_CREDS", "inbox-mq9")
+        ]
+    );
     assert_eq!(
         app["volumeMounts"][0],
         json!({"name": "mq9", "mountPath": MOUNT_PATH, "readOnly": true})
@@ -116,11 +128,8 @@ fn patch_wires_the_secret_into_every_container() {
         1,
         "its own mount on that path is kept"
     );
-    assert_eq!(side["envFrom"][0]["secretRef"]["name"], "inbox-mq9");
-    assert_eq!(
-        after["spec"]["initContainers"][0]["envFrom"][0]["secretRef"]["name"],
-        "inbox-mq9"
-    );
+    assert_eq!(secret_env(side).len(), 3);
+    assert_eq!(secret_env(&after["spec"]["initContainers"][0]).len(), 3);
     assert!(
         after["metadata"]["labels"].is_null(),
         "only auto pods are labelled"
@@ -146,4 +155,26 @@ fn auto_pods_are_labelled_and_get_their_own_mailbox() {
     );
     assert_eq!(mailbox.spec.ttl.as_deref(), Some("2h"));
     assert_eq!(mailbox.spec.expiration_policy, ExpirationPolicy::Delete);
+}
+
+/// The container's environment variables taken from a Secret: (variable, Secret name). Never
+/// `user.creds`: the seed stays a file.
+fn secret_env(container: &Value) -> Vec<(&str, &str)> {
+    let vars = container["env"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let from_secret: Vec<(&str, &str)> = vars
+        .iter()
+        .filter_map(|var| {
+            let reference = &var["valueFrom"]["secretKeyRef"];
+            assert_eq!(
+                var["name"], reference["key"],
+                "each variable is its own key"
+            );
+            Some((var["name"].as_str()?, reference["name"].as_str()?))
+        })
+        .collect();
+    assert!(from_secret.iter().all(|(name, _)| name.starts_with("MQ9_")));
+    from_secret
 }
