@@ -1,5 +1,7 @@
-//! Durability (protocol.md §5): a restart (SIGTERM) or a crash (SIGKILL) of the broker on the
-//! same data dir keeps messages, the msg_id sequence, group state and TTLs.
+//! Durability (protocol.md §5, security.md "Health and durability"): a restart (SIGTERM), a
+//! crash (SIGKILL) or a power cut (SIGKILL plus the loss of every unsynced write) of the broker
+//! on the same data dir keeps messages, the msg_id sequence, group state and TTLs; a failed sync
+//! stops the broker from answering success and fails `/healthz`.
 mod support;
 
 use std::collections::{HashMap, HashSet};
@@ -7,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::{json, Value};
+use support::powercut::Shim;
 use support::*;
 
 #[tokio::test]
@@ -222,5 +226,69 @@ async fn concurrent_sends_share_syncs() {
     assert!(
         syncs < 200.0,
         "400 concurrent sends took {syncs} syncs: no group commit"
+    );
+}
+
+/// A disk that fails `fsync` (the shim returns `EIO`): the batch that needed the sync answers
+/// `internal`, a FETCH waiting since before is answered `internal` at once (not "empty" later),
+/// every later request too — reads included, since memory may be ahead of the disk — and
+/// `/healthz` turns 503 so that Kubernetes restarts the pod. A restart serves again.
+#[tokio::test]
+async fn a_failed_sync_fails_healthz_and_no_success_is_answered_after_it() {
+    let shim = Shim::build();
+    let mut env = Env::start_with_env(&[], "", &shim.env()).await;
+    let address = env.create(json!({"ttl": 3600})).await;
+    let quiet = env.create(json!({"ttl": 3600})).await;
+    env.send_ok(&address, b"before", &[]).await;
+    assert_eq!(http_get(env.broker.http_addr, "/healthz").await.0, 200);
+
+    // Published before the failing SEND on the same connection, so the broker parks it first.
+    let inbox = env.client.new_inbox();
+    let mut parked = env.client.subscribe(inbox.clone()).await.unwrap();
+    let long_poll = json!({"config": {"max_wait_ms": 30000}}).to_string();
+    env.client
+        .publish_with_reply(
+            format!("$mq9.AI.MSG.FETCH.{quiet}"),
+            inbox,
+            long_poll.into(),
+        )
+        .await
+        .unwrap();
+    shim.fail_syncs();
+    assert_error_says(
+        &env.send(&address, b"during", &[]).await,
+        "internal",
+        "must restart",
+    );
+    let parked = tokio::time::timeout(DEADLINE, parked.next())
+        .await
+        .expect("the waiting FETCH is answered at the failure, not at its deadline")
+        .unwrap();
+    assert_error(
+        &serde_json::from_slice(&parked.payload).unwrap(),
+        "internal",
+    );
+
+    let (status, reason) = http_get(env.broker.http_addr, "/healthz").await;
+    assert_eq!(status, 503, "healthz after a failed sync: {reason}");
+    assert!(reason.contains("store failed"), "{reason}");
+    assert_eq!(http_get(env.broker.http_addr, "/readyz").await.0, 503);
+    let subject = format!("$mq9.AI.MSG.SEND.{address}");
+    for attempt in 0..20 {
+        let reply = env.request(&subject, &format!("after-{attempt}")).await;
+        assert_error(&reply, "internal");
+    }
+    assert_error(&env.query(&address, json!({})).await, "internal");
+    let create = env.request("$mq9.AI.MAILBOX.CREATE", "{}").await;
+    assert_error(&create, "internal");
+
+    shim.restore_syncs();
+    env.crash_and_restart_broker().await;
+    assert_eq!(http_get(env.broker.http_addr, "/healthz").await.0, 200);
+    let kept = texts(&env.query(&address, json!({})).await);
+    assert_eq!(kept.first().map(String::as_str), Some("before"), "{kept:?}");
+    assert!(
+        kept.iter().all(|t| !t.starts_with("after-")),
+        "no SEND after the failure is stored: {kept:?}"
     );
 }
