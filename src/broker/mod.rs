@@ -174,6 +174,7 @@ pub async fn run(
     let engine_config = EngineConfig {
         limits: config.limits,
         default_mailbox_ttl: config.default_mailbox_ttl,
+        dedup_window_secs: config.dedup_window,
         sync: config.sync,
         max_payload: client.server_info().max_payload,
     };

@@ -127,6 +127,7 @@ mod tests {
         let config = EngineConfig {
             limits: Defaults::parse_from(["defaults"]).limits,
             default_mailbox_ttl: 0,
+            dedup_window_secs: 0,
             sync: SyncMode::Always,
             max_payload: 1 << 20,
         };

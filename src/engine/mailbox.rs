@@ -206,8 +206,8 @@ impl Engine {
         self.save_mailbox(address);
     }
 
-    /// Removes a mailbox and everything it holds (messages, slots, groups, subscriptions) in the
-    /// open batch.
+    /// Removes a mailbox and everything it holds (messages, slots, groups, subscriptions,
+    /// `Nats-Msg-Id`s) in the open batch.
     /// Delayed and expiry index entries of the old incarnation are skipped when they fall due.
     pub(super) fn remove_mailbox(&mut self, address: &str) {
         let Some(mailbox) = self.mailboxes.remove(address) else {
@@ -223,6 +223,7 @@ impl Engine {
             store::CF_SLOTS,
             store::CF_GROUPS,
             store::CF_SUBSCRIPTIONS,
+            store::CF_DEDUP,
         ] {
             self.store.delete_prefix(batch, cf, &prefix);
         }

@@ -13,6 +13,7 @@
 //! ([`purge`]), woken exactly when the first entry falls due.
 
 mod commands;
+mod dedup;
 mod failure;
 mod group;
 mod mailbox;
@@ -51,6 +52,8 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// TTL of mailboxes created without one, in seconds (0 = never).
     pub default_mailbox_ttl: u64,
+    /// How long a SEND's `Nats-Msg-Id` is remembered, in seconds (0 = not at all).
+    pub dedup_window_secs: u64,
     pub sync: SyncMode,
     /// The NATS server's `max_payload`: no reply may be larger.
     pub max_payload: usize,
@@ -208,11 +211,14 @@ pub struct Engine {
     syncs: u64,
     /// Set when a write failed or the engine panicked: the answer to everything from then on.
     failed: Option<ProtoError>,
+    /// `Nats-Msg-Id`s of the open batch.
+    dedup: dedup::Dedup,
 }
 
 impl Engine {
     /// Loads every mailbox from the store.
     pub fn open(store: Store, config: EngineConfig) -> Result<Engine, StoreError> {
+        let dedup = dedup::Dedup::new(config.dedup_window_secs);
         let mut engine = Engine {
             store,
             config,
@@ -230,6 +236,7 @@ impl Engine {
             writes: 0,
             syncs: 0,
             failed: None,
+            dedup,
         };
         engine.load()?;
         Ok(engine)
@@ -394,6 +401,7 @@ impl Engine {
     /// is answered `internal`, so nothing possibly unwritten is ever acknowledged. A failed
     /// engine writes nothing more and drops the open batch.
     fn flush(&mut self) {
+        self.dedup.flushed();
         if self.failed.is_some() {
             let done = std::mem::take(&mut self.pending.done);
             self.pending = Pending {

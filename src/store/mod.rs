@@ -15,6 +15,8 @@
 //! | `delayed` | visible_at · sequence | [`DelayedRecord`] |
 //! | `subscriptions` | mailbox id · topic | `()` (durable broadcast subscriptions) |
 //! | `agents` | identity (name, else mailbox) | [`AgentRecord`] |
+//! | `dedup` | mailbox id · `Nats-Msg-Id` | [`DedupRecord`] (the original SEND's msg_id) |
+//! | `dedup_expiry` | expires_at · mailbox id · `Nats-Msg-Id` | `()` |
 //! | `meta` | name | counters ([`META_NEXT_MAILBOX_ID`], [`META_NEXT_DELAY_SEQ`]) |
 //!
 //! Mailboxes are keyed internally by a numeric id that is never reused, so a re-created address
@@ -43,12 +45,14 @@ pub const CF_MESSAGE_EXPIRY: &str = "message_expiry";
 pub const CF_DELAYED: &str = "delayed";
 pub const CF_SUBSCRIPTIONS: &str = "subscriptions";
 pub const CF_AGENTS: &str = "agents";
+pub const CF_DEDUP: &str = "dedup";
+pub const CF_DEDUP_EXPIRY: &str = "dedup_expiry";
 pub const CF_META: &str = "meta";
 
 /// The memtable size of the mailbox column families.
 const MAILBOX_MEMTABLE_BYTES: usize = 8 << 20;
 
-const ALL_CFS: [&str; 10] = [
+const ALL_CFS: [&str; 12] = [
     CF_MAILBOXES,
     CF_MESSAGES,
     CF_GROUPS,
@@ -58,6 +62,8 @@ const ALL_CFS: [&str; 10] = [
     CF_DELAYED,
     CF_SUBSCRIPTIONS,
     CF_AGENTS,
+    CF_DEDUP,
+    CF_DEDUP_EXPIRY,
     CF_META,
 ];
 

@@ -47,22 +47,21 @@ impl Engine {
                 ),
             ));
         }
-        self.live(address, now)?;
-        match options.delay_secs {
-            Some(delay) if delay > 0 => {
-                self.send_delayed(
-                    address,
-                    priority,
-                    message,
-                    now.saturating_add(secs_to_ms(delay)),
-                )?;
-                Ok(reply::ok(json!({"msg_id": -1})))
-            }
-            _ => {
-                let msg_id = self.store_visible(address, priority, message, false)?;
-                Ok(reply::ok(json!({"msg_id": msg_id})))
-            }
+        let mailbox_id = self.live(address, now)?.record.id;
+        let dedup_id = options.dedup_id;
+        if let Some(original) = self.original_send(mailbox_id, dedup_id.as_deref(), now)? {
+            return Ok(reply::ok(json!({"msg_id": original})));
         }
+        let msg_id = match options.delay_secs {
+            Some(delay) if delay > 0 => {
+                let visible_at = now.saturating_add(secs_to_ms(delay));
+                self.send_delayed(address, priority, message, visible_at)?;
+                -1
+            }
+            _ => self.store_visible(address, priority, message, false)? as i64,
+        };
+        self.remember_send(mailbox_id, dedup_id, msg_id, now);
+        Ok(reply::ok(json!({"msg_id": msg_id})))
     }
 
     /// Stores a delayed message until `visible_at`. It counts against the mailbox's limits from

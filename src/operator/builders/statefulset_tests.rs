@@ -117,7 +117,7 @@ fn probes_and_lame_duck() {
 #[test]
 fn broker_flags_follow_the_spec() {
     let b = broker(
-        json!({"defaultMailboxTtl": "1h", "limits": {"maxMailboxes": 10,
+        json!({"defaultMailboxTtl": "1h", "dedupWindow": "90s", "limits": {"maxMailboxes": 10,
         "maxMessagesPerMailbox": 20, "maxBytesPerMailbox": 30}}),
     );
     let sts = statefulset(&b, "sum", None);
@@ -126,6 +126,7 @@ fn broker_flags_follow_the_spec() {
         "--nats-url nats://127.0.0.1:4222",
         "--data-dir /data",
         "--default-mailbox-ttl 3600",
+        "--dedup-window 90",
         "--max-mailboxes 10",
         "--max-messages-per-mailbox 20",
         "--max-bytes-per-mailbox 30",
