@@ -103,3 +103,77 @@ impl Engine {
         self.dedup.unflushed.insert(key, msg_id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+
+    use crate::engine::testing::{engine, job, RecordingSink};
+    use crate::engine::Command;
+    use crate::protocol::body::Body;
+    use crate::protocol::headers::SendOptions;
+    use crate::protocol::request::CreateRequest;
+    use crate::store::{self, Store};
+
+    fn send_with_id(id: &str) -> Command {
+        Command::Send {
+            address: "box".into(),
+            priority: None,
+            options: SendOptions {
+                dedup_id: Some(id.into()),
+                ..SendOptions::default()
+            },
+            payload: Bytes::from_static(b"m"),
+        }
+    }
+
+    /// Disk use follows the window, not the history: the timers remove an id's entries from
+    /// the store once its window ended.
+    #[test]
+    fn entries_are_removed_from_the_store_when_their_window_ends() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let engine = engine(dir.path(), 1);
+        let (jobs, received) = flume::unbounded();
+        let create = Body::parse(br#"{"name":"box","ttl":0}"#).unwrap();
+        let create = Command::Create(CreateRequest::parse(&create).unwrap());
+        jobs.send(job(create, "create")).unwrap();
+        jobs.send(job(send_with_id("x"), "send")).unwrap();
+        let sink = Arc::new(RecordingSink::default());
+        let engine_sink = sink.clone();
+        let thread = std::thread::spawn(move || engine.run(received, &*engine_sink));
+        assert_eq!(sink.replies(2)[1].1["msg_id"], 0);
+        let sent = Instant::now();
+        jobs.send(job(send_with_id("x"), "repeat")).unwrap();
+        assert_eq!(
+            sink.replies(3)[2].1["msg_id"],
+            0,
+            "read back from the store"
+        );
+
+        // The window of 1 s ends: waiting for time itself, not for a condition.
+        std::thread::sleep(Duration::from_millis(1100).saturating_sub(sent.elapsed()));
+        // The loop runs due timers before it takes a job: once the second STATS is answered,
+        // the loop has been through its top with the window over.
+        jobs.send(job(Command::Stats, "stats.1")).unwrap();
+        sink.replies(4);
+        jobs.send(job(Command::Stats, "stats.2")).unwrap();
+        sink.replies(5);
+        drop(jobs);
+        thread.join().unwrap();
+
+        let store = Store::open(dir.path()).unwrap();
+        for cf in [store::CF_DEDUP, store::CF_DEDUP_EXPIRY] {
+            let mut left = 0;
+            store
+                .scan_raw(cf, &[], &[u8::MAX; 32], false, |_, _| {
+                    left += 1;
+                    true
+                })
+                .unwrap();
+            assert_eq!(left, 0, "entries left in {cf}");
+        }
+    }
+}

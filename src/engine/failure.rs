@@ -66,98 +66,33 @@ pub(super) fn release(sink: &dyn Sink, job: Done) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
-    use std::time::{Duration, Instant};
+    use std::sync::Arc;
 
-    use clap::Parser;
-
-    use super::*;
-    use crate::config::{Limits, SyncMode};
-    use crate::engine::{Command, EngineConfig, Totals};
-    use crate::store::Store;
-
-    /// Records what the engine sends out; its second `totals` call (the commit of the first
-    /// batch of jobs) panics, as any bug on the engine thread could.
-    #[derive(Default)]
-    struct PanickingSink {
-        totals_calls: AtomicUsize,
-        replies: Mutex<Vec<(String, String)>>,
-        failures: Mutex<Vec<String>>,
-    }
-
-    impl Sink for PanickingSink {
-        fn reply(&self, outgoing: Outgoing) {
-            let body = String::from_utf8_lossy(&outgoing.body).into_owned();
-            let mut replies = self.replies.lock().unwrap();
-            replies.push((outgoing.subject.to_string(), body));
-        }
-
-        fn finished(&self, _: &'static str, _: &'static str, _: Duration) {}
-
-        fn totals(&self, _: &Totals) {
-            if self.totals_calls.fetch_add(1, Ordering::SeqCst) == 1 {
-                panic!("a bug in the engine");
-            }
-        }
-
-        fn failed(&self, reason: &str) {
-            self.failures.lock().unwrap().push(reason.to_owned());
-        }
-    }
-
-    #[derive(Parser)]
-    struct Defaults {
-        #[command(flatten)]
-        limits: Limits,
-    }
-
-    fn stats_job(reply_to: &str) -> Job {
-        Job {
-            command: Command::Stats,
-            reply_to: Some(reply_to.to_owned().into()),
-            kind: "stats",
-            received: Instant::now(),
-        }
-    }
+    use crate::engine::testing::{engine, job, RecordingSink};
+    use crate::engine::Command;
 
     #[test]
     fn a_panic_answers_the_batch_and_every_later_job_with_internal() {
         let dir = tempfile::TempDir::new().unwrap();
-        let config = EngineConfig {
-            limits: Defaults::parse_from(["defaults"]).limits,
-            default_mailbox_ttl: 0,
-            dedup_window_secs: 0,
-            sync: SyncMode::Always,
-            max_payload: 1 << 20,
-        };
-        let engine = Engine::open(Store::open(dir.path()).unwrap(), config).unwrap();
+        let engine = engine(dir.path(), 0);
         let (jobs, received) = flume::unbounded();
-        // Queued before the engine starts, so both land in the batch whose commit panics.
-        jobs.send(stats_job("in.batch.1")).unwrap();
-        jobs.send(stats_job("in.batch.2")).unwrap();
-        let sink = std::sync::Arc::new(PanickingSink::default());
+        // Queued before the engine starts, so both land in the first batch; its commit makes
+        // the second `totals` call (the first comes from the loop's start).
+        jobs.send(job(Command::Stats, "in.batch.1")).unwrap();
+        jobs.send(job(Command::Stats, "in.batch.2")).unwrap();
+        let sink = Arc::new(RecordingSink::panicking_on_totals_call(1));
         let engine_sink = sink.clone();
         let thread = std::thread::spawn(move || engine.run(received, &*engine_sink));
-        let wait_for_replies = |count: usize| {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while sink.replies.lock().unwrap().len() < count {
-                assert!(Instant::now() < deadline, "no reply after the panic");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        };
-        wait_for_replies(2);
-        jobs.send(stats_job("after")).unwrap();
-        wait_for_replies(3);
+        sink.replies(2);
+        jobs.send(job(Command::Stats, "after")).unwrap();
+        let replies = sink.replies(3);
         drop(jobs);
         thread.join().expect("the engine caught its panic");
 
-        let replies = sink.replies.lock().unwrap();
         let subjects: Vec<&str> = replies.iter().map(|(s, _)| s.as_str()).collect();
         assert_eq!(subjects, ["in.batch.1", "in.batch.2", "after"]);
-        for (_, body) in replies.iter() {
-            let reply: serde_json::Value = serde_json::from_str(body).unwrap();
-            assert_eq!(reply["code"], "internal", "{body}");
+        for (_, reply) in &replies {
+            assert_eq!(reply["code"], "internal", "{reply}");
             assert!(reply["error"].as_str().unwrap().contains("must restart"));
         }
         let failures = sink.failures.lock().unwrap();

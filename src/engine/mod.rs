@@ -20,6 +20,8 @@ mod mailbox;
 mod purge;
 mod registry;
 mod search;
+#[cfg(test)]
+mod testing;
 mod topics;
 mod waiters;
 
