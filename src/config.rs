@@ -80,6 +80,10 @@ pub enum SyncMode {
     None,
 }
 
+/// The `Nats-Msg-Id` window of JetStream streams (2 minutes), so that a client retrying with
+/// JetStream's habits is covered.
+pub const DEFAULT_DEDUP_WINDOW_SECS: u64 = 120;
+
 /// How the broker reaches NATS.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsOptions {
@@ -117,6 +121,10 @@ pub struct BrokerConfig {
     /// TTL in seconds of mailboxes created without one (0 = never expire).
     #[arg(long, env = "MQ9_DEFAULT_MAILBOX_TTL", default_value_t = 86_400)]
     pub default_mailbox_ttl: u64,
+    /// Seconds a SEND's `Nats-Msg-Id` is remembered per mailbox: a repeated SEND within them
+    /// stores nothing and answers the original msg_id (0 = no deduplication).
+    #[arg(long, env = "MQ9_DEDUP_WINDOW", default_value_t = DEFAULT_DEDUP_WINDOW_SECS)]
+    pub dedup_window: u64,
     #[command(flatten)]
     pub limits: Limits,
     #[command(flatten)]

@@ -48,6 +48,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         http_addr: args.http_addr,
         sync: SyncMode::Always,
         default_mailbox_ttl: 86_400,
+        dedup_window: crate::config::DEFAULT_DEDUP_WINDOW_SECS,
         limits: args.limits,
         security: SecurityOptions::default(),
         active_pod: None,

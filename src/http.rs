@@ -1,5 +1,6 @@
 //! The HTTP endpoints every long-running mq9 process serves: `/metrics` (Prometheus text),
-//! `/healthz` (the process runs) and `/readyz` (it can do its job, else 503 with the reason).
+//! `/healthz` (the process is sound, else 503 with the reason: Kubernetes restarts it) and
+//! `/readyz` (it can do its job now, else 503 with the reason: it gets no traffic meanwhile).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,11 @@ pub trait Probe: Send + Sync + 'static {
     fn metrics(&self) -> String;
     /// `None` when ready, else why not.
     fn not_ready_reason(&self) -> Option<String>;
+    /// `None` while the process is sound, else why it must be restarted (a failure it cannot
+    /// recover from by waiting, unlike not being ready). Sound by default.
+    fn not_live_reason(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The endpoints, served in a task until [`HttpServer::stop`].
@@ -29,7 +35,7 @@ impl HttpServer {
     pub async fn start(addr: SocketAddr, probe: Arc<dyn Probe>) -> anyhow::Result<HttpServer> {
         let app = Router::new()
             .route("/metrics", get(metrics_handler))
-            .route("/healthz", get(|| async { "ok" }))
+            .route("/healthz", get(live_handler))
             .route("/readyz", get(ready_handler))
             .with_state(probe);
         let listener = tokio::net::TcpListener::bind(addr)
@@ -63,9 +69,18 @@ async fn metrics_handler(State(probe): State<Arc<dyn Probe>>) -> impl IntoRespon
     )
 }
 
+async fn live_handler(State(probe): State<Arc<dyn Probe>>) -> impl IntoResponse {
+    verdict(probe.not_live_reason(), "ok")
+}
+
 async fn ready_handler(State(probe): State<Arc<dyn Probe>>) -> impl IntoResponse {
-    match probe.not_ready_reason() {
-        None => (StatusCode::OK, "ready".to_owned()),
+    verdict(probe.not_ready_reason(), "ready")
+}
+
+/// 200 with `fine`, or 503 with the reason.
+fn verdict(reason: Option<String>, fine: &str) -> (StatusCode, String) {
+    match reason {
+        None => (StatusCode::OK, fine.to_owned()),
         Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
     }
 }

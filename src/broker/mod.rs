@@ -40,12 +40,23 @@ pub const QUEUE_GROUP: &str = "mq9";
 /// Jobs waiting for the engine; beyond this the subscription stops reading (back-pressure).
 const JOB_QUEUE: usize = 16_384;
 
-/// What `/metrics` and `/readyz` show.
+/// What `/metrics`, `/healthz` and `/readyz` show.
 #[derive(Default)]
 pub struct Health {
     metrics: Metrics,
     client: OnceLock<async_nats::Client>,
     engine_running: AtomicBool,
+    /// Why the engine can no longer serve (a failed write or sync, a panic): fails `/healthz`
+    /// for good, so that Kubernetes restarts the pod. The first reason wins.
+    failure: OnceLock<String>,
+}
+
+impl Health {
+    fn fail(&self, reason: &str) {
+        if self.failure.set(reason.to_owned()).is_ok() {
+            tracing::error!(reason, "the broker failed: /healthz now answers 503");
+        }
+    }
 }
 
 impl crate::http::Probe for Health {
@@ -56,7 +67,14 @@ impl crate::http::Probe for Health {
         self.metrics.encode()
     }
 
+    fn not_live_reason(&self) -> Option<String> {
+        self.failure.get().cloned()
+    }
+
     fn not_ready_reason(&self) -> Option<String> {
+        if let Some(failure) = self.failure.get() {
+            return Some(failure.clone());
+        }
         match self.client.get() {
             None => return Some("not connected to NATS yet".into()),
             Some(client)
@@ -121,6 +139,10 @@ impl Sink for BrokerSink {
     fn totals(&self, totals: &Totals) {
         self.health.metrics.totals(totals);
     }
+
+    fn failed(&self, reason: &str) {
+        self.health.fail(reason);
+    }
 }
 
 /// Runs the broker until `shutdown` completes, then stops taking requests, lets the engine
@@ -158,6 +180,7 @@ pub async fn run(
     let engine_config = EngineConfig {
         limits: config.limits,
         default_mailbox_ttl: config.default_mailbox_ttl,
+        dedup_window_secs: config.dedup_window,
         sync: config.sync,
         max_payload: client.server_info().max_payload,
     };
@@ -176,7 +199,13 @@ pub async fn run(
         .name("mq9-engine".into())
         .spawn(move || {
             engine_health.engine_running.store(true, Ordering::Release);
-            engine.run(jobs_rx, &sink);
+            // The engine catches its own panics and keeps answering `internal`; this is the
+            // last line, should a panic escape it: the thread ends, health says why, and
+            // `dispatch` answers the requests that can no longer be queued.
+            let run = std::panic::AssertUnwindSafe(|| engine.run(jobs_rx, &sink));
+            if std::panic::catch_unwind(run).is_err() {
+                engine_health.fail("the mailbox engine thread panicked");
+            }
             engine_health.engine_running.store(false, Ordering::Release);
         })?;
     let publisher_client = client.clone();
@@ -327,8 +356,18 @@ impl Dispatcher {
                     kind,
                     received,
                 };
-                if self.jobs.send_async(job).await.is_err() {
-                    tracing::warn!("the engine stopped; request dropped");
+                // Only a dead engine thread drops its receiver while requests still come in.
+                if let Err(flume::SendError(job)) = self.jobs.send_async(job).await {
+                    let stopped =
+                        ProtoError::internal("the mailbox engine stopped; the broker must restart");
+                    if let Some(subject) = job.reply_to {
+                        self.rejects.reply(Outgoing {
+                            subject,
+                            body: stopped.to_reply(),
+                        });
+                    }
+                    self.rejects
+                        .finished(kind, stopped.code.as_str(), received.elapsed());
                 }
             }
             Ok(None) => {}

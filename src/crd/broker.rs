@@ -55,6 +55,11 @@ pub struct BrokerSpec {
     #[serde(default = "default_mailbox_ttl")]
     #[schemars(regex(pattern = r"^(0|([0-9]+(s|m|h|d))+)$"))]
     pub default_mailbox_ttl: String,
+    /// How long a SEND's `Nats-Msg-Id` is remembered per mailbox, e.g. `2m`: a repeated SEND
+    /// within it stores nothing and is answered with the original msg_id. `0` turns it off.
+    #[serde(default = "default_dedup_window")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(s|m|h|d))+)$"))]
+    pub dedup_window: String,
     /// Caps that protect the broker; CREATE and SEND beyond them are answered `full`.
     #[serde(default)]
     pub limits: BrokerLimits,
@@ -255,6 +260,10 @@ fn default_storage_size() -> String {
 
 fn default_mailbox_ttl() -> String {
     "24h".to_owned()
+}
+
+fn default_dedup_window() -> String {
+    "2m".to_owned()
 }
 
 fn default_max_messages() -> i64 {

@@ -225,8 +225,8 @@ impl Engine {
     }
 
     /// Removes a mailbox and everything it holds (messages, slots, groups, subscriptions,
-    /// delayed messages) in the open batch.
-    /// Message expiry entries of the old incarnation are skipped when they fall due.
+    /// delayed messages, `Nats-Msg-Id`s) in the open batch.
+    /// Expiry index entries of the old incarnation are skipped when they fall due.
     pub(super) fn remove_mailbox(&mut self, address: &str) {
         let Some(mailbox) = self.mailboxes.remove(address) else {
             return;
@@ -241,6 +241,7 @@ impl Engine {
             store::CF_SLOTS,
             store::CF_GROUPS,
             store::CF_SUBSCRIPTIONS,
+            store::CF_DEDUP,
         ] {
             self.store.delete_prefix(batch, cf, &prefix);
         }

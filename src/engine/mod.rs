@@ -13,12 +13,16 @@
 //! ([`purge`]), woken exactly when the first entry falls due.
 
 mod commands;
+mod dedup;
 mod delayed;
+mod failure;
 mod group;
 mod mailbox;
 mod purge;
 mod registry;
 mod search;
+#[cfg(test)]
+mod testing;
 mod topics;
 mod waiters;
 
@@ -26,6 +30,7 @@ pub use group::{GroupState, Start};
 pub use mailbox::Mailbox;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -52,6 +57,8 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// TTL of mailboxes created without one, in seconds (0 = never).
     pub default_mailbox_ttl: u64,
+    /// How long a SEND's `Nats-Msg-Id` is remembered, in seconds (0 = not at all).
+    pub dedup_window_secs: u64,
     pub sync: SyncMode,
     /// The NATS server's `max_payload`: no reply may be larger.
     pub max_payload: usize,
@@ -150,6 +157,9 @@ pub trait Sink {
     fn finished(&self, kind: &'static str, outcome: &'static str, latency: Duration);
     /// The engine's totals, after every commit.
     fn totals(&self, totals: &Totals);
+    /// The engine failed for good (see [`failure`]): from now on it answers only `internal`.
+    /// Called before the replies of the failed batch go out, and possibly more than once.
+    fn failed(&self, reason: &str);
 }
 
 /// What the engine holds and how much it wrote, for `/metrics`.
@@ -218,11 +228,16 @@ pub struct Engine {
     /// Committed write batches, and how many of them synced.
     writes: u64,
     syncs: u64,
+    /// Set when a write failed or the engine panicked: the answer to everything from then on.
+    failed: Option<ProtoError>,
+    /// `Nats-Msg-Id`s of the open batch.
+    dedup: dedup::Dedup,
 }
 
 impl Engine {
     /// Loads every mailbox from the store.
     pub fn open(store: Store, config: EngineConfig) -> Result<Engine, StoreError> {
+        let dedup = dedup::Dedup::new(config.dedup_window_secs);
         let mut engine = Engine {
             store,
             config,
@@ -240,12 +255,14 @@ impl Engine {
             total_bytes: 0,
             writes: 0,
             syncs: 0,
+            failed: None,
+            dedup,
         };
         engine.load()?;
         Ok(engine)
     }
 
-    /// (Re)reads the in-memory view from disk: at start, and after a failed write.
+    /// Reads the in-memory view from disk.
     fn load(&mut self) -> Result<(), StoreError> {
         self.mailboxes = mailbox::load_all(&self.store)?;
         self.next_mailbox_id = self
@@ -269,8 +286,28 @@ impl Engine {
     }
 
     /// Runs until every sender of `jobs` is gone, then answers what it holds and returns.
+    /// After a failure (a storage error, or a panic caught here) it answers every job with
+    /// `internal` instead, until the senders are gone: see [`failure`].
     pub fn run(mut self, jobs: flume::Receiver<Job>, sink: &dyn Sink) {
-        loop {
+        let served = std::panic::catch_unwind(AssertUnwindSafe(|| self.serve(&jobs, sink)));
+        if served.is_err() {
+            self.fail("the mailbox engine panicked");
+        }
+        match self.failed.clone() {
+            Some(failure) => {
+                self.commit(sink);
+                failure::refuse_all(&jobs, sink, &failure);
+            }
+            None => {
+                self.waiters_answer_all(Ok(waiters::empty_batch()));
+                self.commit(sink);
+            }
+        }
+    }
+
+    /// The normal loop: returns when every sender is gone or the engine failed.
+    fn serve(&mut self, jobs: &flume::Receiver<Job>, sink: &dyn Sink) {
+        while self.failed.is_none() {
             self.run_due_timers();
             self.settle(sink);
             let received = match self.next_timer() {
@@ -291,11 +328,9 @@ impl Engine {
                     self.settle(sink);
                 }
                 Err(flume::RecvTimeoutError::Timeout) => {}
-                Err(flume::RecvTimeoutError::Disconnected) => break,
+                Err(flume::RecvTimeoutError::Disconnected) => return,
             }
         }
-        self.waiters_answer_all_empty();
-        self.commit(sink);
     }
 
     /// Commits the open batch, then retries the FETCHes waiting on mailboxes that just received
@@ -308,8 +343,14 @@ impl Engine {
         }
     }
 
-    /// Applies one job and queues its reply behind the open batch.
+    /// Applies one job and queues its reply behind the open batch. A failed engine applies
+    /// nothing (a job of the batch whose mid-batch flush failed would run on memory that may
+    /// be ahead of the disk).
     fn execute(&mut self, job: Job) {
+        if let Some(failure) = self.failed.clone() {
+            self.finish(job.reply_to, job.kind, job.received, Err(failure));
+            return;
+        }
         let result = match job.command {
             Command::Create(request) => self.create(request),
             Command::Send {
@@ -381,10 +422,20 @@ impl Engine {
         });
     }
 
-    /// Writes the open batch, syncing when a job in it needs durability. On a storage error
-    /// every job waiting in the batch fails with `internal` and memory is reloaded from disk, so
-    /// nothing unwritten is ever acknowledged or remembered.
+    /// Writes the open batch, syncing when a job in it needs durability. A storage error puts
+    /// the engine in its failed state: every job waiting in the batch, and every job after it,
+    /// is answered `internal`, so nothing possibly unwritten is ever acknowledged. A failed
+    /// engine writes nothing more and drops the open batch.
     fn flush(&mut self) {
+        self.dedup.flushed();
+        if self.failed.is_some() {
+            let done = std::mem::take(&mut self.pending.done);
+            self.pending = Pending {
+                done,
+                ..Pending::default()
+            };
+            return;
+        }
         for address in std::mem::take(&mut self.pending.records) {
             if let Some(mailbox) = self.mailboxes.get(&address) {
                 self.store.put(
@@ -417,16 +468,7 @@ impl Engine {
                 self.syncs += u64::from(sync);
                 self.woken.extend(woken);
             }
-            Err(e) => {
-                tracing::error!(error = %e, "storage write failed; reloading state from disk");
-                let failure = ProtoError::internal(format!("storage write failed: {e}"));
-                for job in &mut self.pending.done {
-                    job.result = Err(failure.clone());
-                }
-                if let Err(e) = self.load() {
-                    tracing::error!(error = %e, "reloading state after a failed write failed");
-                }
-            }
+            Err(e) => self.fail(&format!("storage write failed: {e}")),
         }
     }
 
@@ -442,19 +484,14 @@ impl Engine {
             syncs: self.syncs,
             waiting_fetches: self.waiters.count() as u64,
         });
-        for job in std::mem::take(&mut self.pending.done) {
-            let outcome = match &job.result {
-                Ok(_) => "ok",
-                Err(e) => e.code.as_str(),
-            };
-            sink.finished(job.kind, outcome, job.received.elapsed());
-            if let Some(subject) = job.reply_to {
-                let body = match job.result {
-                    Ok(body) => body,
-                    Err(e) => e.to_reply(),
-                };
-                sink.reply(Outgoing { subject, body });
+        if let Some(failure) = &self.failed {
+            sink.failed(&failure.message);
+        }
+        for mut job in std::mem::take(&mut self.pending.done) {
+            if let Some(failure) = &self.failed {
+                job.result = Err(failure.clone());
             }
+            failure::release(sink, job);
         }
     }
 

@@ -1,6 +1,8 @@
-//! Time-driven work: mailbox expiry, message TTL, delayed messages becoming visible.
+//! Time-driven work: mailbox expiry, message TTL, delayed messages becoming visible, the end of
+//! `Nats-Msg-Id` windows.
 //!
-//! Each is a time-ordered column family (`mailbox_expiry`, `message_expiry`, `delayed`) whose
+//! Each is a time-ordered column family (`mailbox_expiry`, `message_expiry`, `delayed`,
+//! `dedup_expiry`) whose
 //! keys start with the moment they fall due. The engine remembers the first due moment of each,
 //! sleeps until the earliest, then processes exactly the entries that are due: no scan of
 //! everything, and expiry lands within milliseconds of its time. Processing starts at a cursor
@@ -10,7 +12,8 @@ use super::delayed::delay_id_of;
 use super::Engine;
 use crate::protocol::Priority;
 use crate::store::{
-    self, expiring_message_of, time_of, DelayedRecord, MessageRecord, Store, StoreError,
+    self, expiring_message_of, time_of, DedupRecord, DelayedRecord, MessageRecord, Store,
+    StoreError,
 };
 use crate::time::now_ms;
 
@@ -22,6 +25,7 @@ pub struct Timers {
     mailbox_expiry: Index,
     message_expiry: Index,
     delayed: Index,
+    dedup_expiry: Index,
 }
 
 /// The first due moment of one index, and where its unprocessed entries begin.
@@ -84,14 +88,20 @@ impl Timers {
             mailbox_expiry: Index::load(store, store::CF_MAILBOX_EXPIRY)?,
             message_expiry: Index::load(store, store::CF_MESSAGE_EXPIRY)?,
             delayed: Index::load(store, store::CF_DELAYED)?,
+            dedup_expiry: Index::load(store, store::CF_DEDUP_EXPIRY)?,
         })
     }
 
     pub fn next_due(&self) -> Option<u64> {
-        [&self.mailbox_expiry, &self.message_expiry, &self.delayed]
-            .into_iter()
-            .filter_map(|i| i.next_due)
-            .min()
+        [
+            &self.mailbox_expiry,
+            &self.message_expiry,
+            &self.delayed,
+            &self.dedup_expiry,
+        ]
+        .into_iter()
+        .filter_map(|i| i.next_due)
+        .min()
     }
 
     pub fn mailbox_expiry_at(&mut self, due: u64) {
@@ -104,6 +114,10 @@ impl Timers {
 
     pub fn delayed_at(&mut self, due: u64) {
         self.delayed.at(due);
+    }
+
+    pub fn dedup_expiry_at(&mut self, due: u64) {
+        self.dedup_expiry.at(due);
     }
 }
 
@@ -129,6 +143,9 @@ impl Engine {
         }
         if self.timers.delayed.is_due(now) {
             self.reveal_delayed(now)?;
+        }
+        if self.timers.dedup_expiry.is_due(now) {
+            self.expire_dedup(now)?;
         }
         Ok(())
     }
@@ -185,6 +202,23 @@ impl Engine {
             }
         }
         self.timers.delayed.refresh(&self.store, cf)
+    }
+
+    /// Forgets the `Nats-Msg-Id`s whose window ended. An id sent again after its window has a
+    /// new, later entry: that one stays.
+    fn expire_dedup(&mut self, now: u64) -> Result<(), StoreError> {
+        let cf = store::CF_DEDUP_EXPIRY;
+        let due: Vec<Due<()>> = self.timers.dedup_expiry.take_due(&self.store, cf, now)?;
+        for (key, _) in due {
+            self.store.delete(&mut self.pending.batch, cf, &key);
+            let dedup_key = &key[8..];
+            let entry: Option<DedupRecord> = self.store.get(store::CF_DEDUP, dedup_key)?;
+            if entry.is_some_and(|e| e.expires_at_ms <= now) {
+                self.store
+                    .delete(&mut self.pending.batch, store::CF_DEDUP, dedup_key);
+            }
+        }
+        self.timers.dedup_expiry.refresh(&self.store, cf)
     }
 
     /// Whether `address` is still the incarnation `mailbox_id` (not re-created since).

@@ -225,17 +225,18 @@ impl Engine {
         }
     }
 
-    /// At shutdown every waiter gets an empty answer instead of a timeout.
-    pub(super) fn waiters_answer_all_empty(&mut self) {
+    /// Answers every waiter now with `result`: empty at shutdown, instead of a timeout; the
+    /// failure when the engine failed.
+    pub(super) fn waiters_answer_all(&mut self, result: Result<bytes::Bytes, ProtoError>) {
         let ids: Vec<u64> = self.waiters.parked.keys().copied().collect();
         for id in ids {
             if let Some(w) = self.waiters.take(id) {
-                self.finish(Some(w.reply_to), w.kind, w.received, Ok(empty_batch()));
+                self.finish(Some(w.reply_to), w.kind, w.received, result.clone());
             }
         }
     }
 }
 
-fn empty_batch() -> bytes::Bytes {
+pub(super) fn empty_batch() -> bytes::Bytes {
     BatchBuilder::new(usize::MAX).finish(json!({}))
 }

@@ -22,7 +22,16 @@ pub struct SendOptions {
     pub tags: Vec<String>,
     /// Every non-`mq9-` header, names as sent, sorted by name.
     pub headers: Vec<(String, String)>,
+    /// The sender's idempotency key, from [`DEDUP_HEADER`] (also kept in `headers`).
+    pub dedup_id: Option<String>,
 }
+
+/// JetStream's idempotency header: a SEND that repeats one within the broker's window stores
+/// nothing and is answered with the original msg_id (see `engine::dedup`).
+pub const DEDUP_HEADER: &str = "Nats-Msg-Id";
+
+/// Longest accepted [`DEDUP_HEADER`] value: it is part of two store keys per SEND.
+pub const MAX_DEDUP_ID_BYTES: usize = 1024;
 
 /// Reads the headers of a SEND. Invalid values are a `bad_request` naming the header.
 pub fn parse(headers: Option<&HeaderMap>) -> Result<SendOptions, ProtoError> {
@@ -61,6 +70,10 @@ pub fn parse(headers: Option<&HeaderMap>) -> Result<SendOptions, ProtoError> {
             }
             lower if lower.starts_with("mq9-") => {}
             "nats-request-info" => {}
+            "nats-msg-id" => {
+                options.dedup_id = dedup_id(&value)?;
+                options.headers.push((name.to_owned(), value));
+            }
             _ => options.headers.push((name.to_owned(), value)),
         }
     }
@@ -75,6 +88,18 @@ impl SendOptions {
         let at = self.headers.partition_point(|header| *header < entry);
         self.headers.insert(at, entry);
     }
+}
+
+/// The `Nats-Msg-Id` value as a dedup id: trimmed, bounded, blank = none.
+fn dedup_id(value: &str) -> Result<Option<String>, ProtoError> {
+    let id = value.trim();
+    if id.len() > MAX_DEDUP_ID_BYTES {
+        return Err(ProtoError::bad_request(format!(
+            "header {DEDUP_HEADER} is {} bytes long, more than the {MAX_DEDUP_ID_BYTES} allowed",
+            id.len()
+        )));
+    }
+    Ok((!id.is_empty()).then(|| id.to_owned()))
 }
 
 fn seconds(header: &str, value: &str) -> Result<u64, ProtoError> {
@@ -150,5 +175,17 @@ mod tests {
         options.set_sender("team.translator");
         assert_eq!(names(&options), ["a-first", "mq9-sender", "z-last"]);
         assert_eq!(options.headers[1].1, "team.translator");
+    }
+
+    #[test]
+    fn the_idempotency_key_is_read_and_kept_as_a_header() {
+        let options = parse(Some(&map(&[("Nats-Msg-Id", " order-7 ")]))).unwrap();
+        assert_eq!(options.dedup_id.as_deref(), Some("order-7"));
+        assert_eq!(options.headers[0].0, "Nats-Msg-Id");
+        let blank = parse(Some(&map(&[("nats-msg-id", " ")]))).unwrap();
+        assert_eq!(blank.dedup_id, None, "a blank id deduplicates nothing");
+        let long = "x".repeat(MAX_DEDUP_ID_BYTES + 1);
+        let err = parse(Some(&map(&[("Nats-Msg-Id", &long)]))).unwrap_err();
+        assert!(err.message.contains(DEDUP_HEADER), "{}", err.message);
     }
 }

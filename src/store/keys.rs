@@ -71,6 +71,13 @@ pub fn delayed_key(visible_at_ms: u64, seq: u64) -> [u8; 16] {
     mailbox_expiry_key(visible_at_ms, seq)
 }
 
+/// `dedup_expiry`: expires_at · the `dedup` key (mailbox id · `Nats-Msg-Id`).
+pub fn dedup_expiry_key(expires_at_ms: u64, dedup_key: &[u8]) -> Vec<u8> {
+    let mut key = expires_at_ms.to_be_bytes().to_vec();
+    key.extend_from_slice(dedup_key);
+    key
+}
+
 /// The leading timestamp of a time-ordered index key.
 pub fn time_of(key: &[u8]) -> u64 {
     u64::from_be_bytes(

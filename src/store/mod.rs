@@ -16,6 +16,8 @@
 //! | `subscriptions` | mailbox id · topic | `()` (durable broadcast subscriptions) |
 //! | `agents` | identity (name, else mailbox) | [`AgentRecord`] |
 //! | `agent_owners` | identity | the owning caller (`Caller::owner`), UTF-8 |
+//! | `dedup` | mailbox id · `Nats-Msg-Id` | [`DedupRecord`] (the original SEND's msg_id) |
+//! | `dedup_expiry` | expires_at · mailbox id · `Nats-Msg-Id` | `()` |
 //! | `meta` | name | counters ([`META_NEXT_MAILBOX_ID`], [`META_NEXT_DELAY_SEQ`]), [`META_SIZE_RULE`] |
 //!
 //! Mailboxes are keyed internally by a numeric id that is never reused, so a re-created address
@@ -48,12 +50,14 @@ pub const CF_SUBSCRIPTIONS: &str = "subscriptions";
 pub const CF_AGENTS: &str = "agents";
 /// Kept apart from `agents` so that entries written before identities existed still decode.
 pub const CF_AGENT_OWNERS: &str = "agent_owners";
+pub const CF_DEDUP: &str = "dedup";
+pub const CF_DEDUP_EXPIRY: &str = "dedup_expiry";
 pub const CF_META: &str = "meta";
 
 /// The memtable size of the mailbox column families.
 const MAILBOX_MEMTABLE_BYTES: usize = 8 << 20;
 
-const ALL_CFS: [&str; 11] = [
+const ALL_CFS: [&str; 13] = [
     CF_MAILBOXES,
     CF_MESSAGES,
     CF_GROUPS,
@@ -64,6 +68,8 @@ const ALL_CFS: [&str; 11] = [
     CF_SUBSCRIPTIONS,
     CF_AGENTS,
     CF_AGENT_OWNERS,
+    CF_DEDUP,
+    CF_DEDUP_EXPIRY,
     CF_META,
 ];
 

@@ -81,6 +81,15 @@ pub struct DelayedRecord {
     pub message: MessageRecord,
 }
 
+/// A SEND's `Nats-Msg-Id`, remembered for the dedup window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupRecord {
+    /// What the original SEND answered: its msg_id, or -1 if it was delayed.
+    pub msg_id: i64,
+    /// The end of the window; the entry means nothing from then on, even before it is removed.
+    pub expires_at_ms: u64,
+}
+
 /// Which message currently holds a compaction key (`mq9-key`, or the single slot of a
 /// `latest` mailbox, stored under the empty key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

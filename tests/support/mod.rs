@@ -6,6 +6,7 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod data_plane;
+pub mod powercut;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ pub struct Broker {
     pub http_addr: SocketAddr,
     pub log: PathBuf,
     args: Vec<String>,
+    /// Extra environment of the broker process (e.g. an `LD_PRELOAD` shim), kept on restarts.
+    env: Vec<(String, String)>,
 }
 
 impl Env {
@@ -51,13 +54,18 @@ impl Env {
 
     /// As [`Env::start_with`], with extra nats-server configuration (e.g. `max_payload`).
     pub async fn start_full(args: &[&str], nats_config: &str) -> Env {
+        Env::start_with_env(args, nats_config, &[]).await
+    }
+
+    /// As [`Env::start_full`], with extra environment variables for the broker process.
+    pub async fn start_with_env(args: &[&str], nats_config: &str, env: &[(String, String)]) -> Env {
         let nats_dir = TempDir::new().unwrap();
         let mut options = NatsServerOptions::new(nats_dir.path());
         options.extra_config = nats_config.to_owned();
         let nats = NatsServer::start(&options).expect("nats-server starts (run scripts/setup.sh)");
         let data_dir = TempDir::new().unwrap();
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let broker = Broker::spawn(nats.url(), data_dir.path(), &args);
+        let broker = Broker::spawn_with_env(nats.url(), data_dir.path(), &args, env);
         let client = async_nats::connect(nats.url()).await.unwrap();
         let env = Env {
             nats,
@@ -77,21 +85,22 @@ impl Env {
     /// Stops the broker with SIGTERM and starts it again on the same data dir.
     pub async fn restart_broker(&mut self) {
         self.broker.terminate();
-        self.broker = Broker::spawn(
-            self.nats.url(),
-            self.data_dir.path(),
-            &self.broker.args.clone(),
-        );
-        self.wait_ready().await;
+        self.respawn_broker().await;
     }
 
     /// Kills the broker with SIGKILL (a crash) and starts it again on the same data dir.
     pub async fn crash_and_restart_broker(&mut self) {
         self.broker.kill();
-        self.broker = Broker::spawn(
+        self.respawn_broker().await;
+    }
+
+    /// Starts a new broker (same flags and environment) on the data dir of the stopped one.
+    pub async fn respawn_broker(&mut self) {
+        self.broker = Broker::spawn_with_env(
             self.nats.url(),
             self.data_dir.path(),
             &self.broker.args.clone(),
+            &self.broker.env.clone(),
         );
         self.wait_ready().await;
     }
@@ -426,6 +435,15 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 impl Broker {
     pub fn spawn(nats_url: &str, data_dir: &Path, args: &[String]) -> Broker {
+        Broker::spawn_with_env(nats_url, data_dir, args, &[])
+    }
+
+    pub fn spawn_with_env(
+        nats_url: &str,
+        data_dir: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Broker {
         let http_addr = free_port();
         let log = data_dir.with_extension("broker.log");
         let log_file = std::fs::OpenOptions::new()
@@ -443,6 +461,7 @@ impl Broker {
             .arg(http_addr.to_string())
             .args(args)
             .env("MQ9_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log_file.try_clone().unwrap()))
             .stderr(Stdio::from(log_file))
@@ -453,6 +472,7 @@ impl Broker {
             http_addr,
             log,
             args: args.to_vec(),
+            env: env.to_vec(),
         }
     }
 

@@ -11,9 +11,10 @@ use crate::time::now_ms;
 
 impl Engine {
     /// Acknowledges a message and its predecessors in the same FETCH reply. Idempotent; a group
-    /// that never fetched has nothing to acknowledge. Group state is written without a sync: a
-    /// crash of the machine can at worst deliver an acknowledged message again (at-least-once),
-    /// never lose one.
+    /// that never fetched has nothing to acknowledge. The group state shares the batch's group
+    /// commit like a SEND: the reply goes out only after the WAL sync, so an acknowledged message
+    /// never comes back after a machine crash. (FETCH leases are written without a sync: losing
+    /// one can only deliver a message again early, which at-least-once allows.)
     pub(in crate::engine) fn ack(
         &mut self,
         address: &str,
@@ -27,6 +28,7 @@ impl Engine {
         {
             group.ack(request.msg_id, next_msg_id);
             self.save_group(address, &request.group);
+            self.pending.sync = true;
         }
         Ok(reply::ok(json!({})))
     }

@@ -49,7 +49,11 @@ impl Engine {
                 ),
             ));
         }
-        self.live(address, now)?;
+        let mailbox_id = self.live(address, now)?.record.id;
+        let dedup_id = options.dedup_id;
+        if let Some(original) = self.original_send(mailbox_id, dedup_id.as_deref(), now)? {
+            return Ok(reply::ok(json!({"msg_id": original})));
+        }
         match options.delay_secs {
             Some(delay) if delay > 0 => {
                 let max_delay = self.config.limits.max_delay;
@@ -64,10 +68,12 @@ impl Engine {
                     message,
                     now.saturating_add(secs_to_ms(delay)),
                 )?;
+                self.remember_send(mailbox_id, dedup_id, -1, now);
                 Ok(reply::ok(json!({"msg_id": -1, "delay_id": delay_id})))
             }
             _ => {
                 let msg_id = self.store_visible(address, priority, message, false)?;
+                self.remember_send(mailbox_id, dedup_id, msg_id as i64, now);
                 Ok(reply::ok(json!({"msg_id": msg_id})))
             }
         }

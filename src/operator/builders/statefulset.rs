@@ -257,7 +257,9 @@ fn broker_container(broker: &Broker, auth: bool) -> Container {
         "--http-addr",
         &format!("0.0.0.0:{BROKER_HTTP_PORT}"),
         "--default-mailbox-ttl",
-        &default_ttl_seconds(&spec.default_mailbox_ttl).to_string(),
+        &duration_seconds(&spec.default_mailbox_ttl).to_string(),
+        "--dedup-window",
+        &duration_seconds(&spec.dedup_window).to_string(),
         "--max-mailboxes",
         &spec.limits.max_mailboxes.to_string(),
         "--max-messages-per-mailbox",
@@ -316,11 +318,11 @@ fn broker_container(broker: &Broker, auth: bool) -> Container {
     }
 }
 
-/// `spec.defaultMailboxTtl` in seconds, `0` for `0` (never expire). The schema admits only
-/// well-formed durations, so the one error left is a sum beyond `u64` seconds: that is clamped,
-/// still a finite TTL as asked.
-fn default_ttl_seconds(ttl: &str) -> u64 {
-    duration::parse(ttl).map_or(u64::MAX, |ttl| ttl.map_or(0, |d| d.as_secs()))
+/// A duration of the spec (`defaultMailboxTtl`, `dedupWindow`) in seconds, `0` for `0` (never
+/// expire, no window). The schema admits only well-formed durations, so the one error left is a
+/// sum beyond `u64` seconds: that is clamped, still a finite duration as asked.
+fn duration_seconds(duration: &str) -> u64 {
+    duration::parse(duration).map_or(u64::MAX, |d| d.map_or(0, |d| d.as_secs()))
 }
 
 /// What both containers share: name, image, `POD_NAME` and a locked-down security context

@@ -183,7 +183,7 @@ fn cluster_pods_get_the_route_password_from_its_secret_and_the_urls_built_on_it(
 #[test]
 fn broker_flags_follow_the_spec() {
     let b = broker(
-        json!({"defaultMailboxTtl": "1h", "limits": {"maxMailboxes": 10,
+        json!({"defaultMailboxTtl": "1h", "dedupWindow": "90s", "limits": {"maxMailboxes": 10,
         "maxMessagesPerMailbox": 20, "maxBytesPerMailbox": 30, "maxDelayedPerMailbox": 40,
         "maxDelay": 50, "maxGroupsPerMailbox": 60, "maxWaitersPerMailbox": 70,
         "maxWaiters": 80, "maxScan": 90}}),
@@ -194,6 +194,7 @@ fn broker_flags_follow_the_spec() {
         "--nats-url nats://127.0.0.1:4222",
         "--data-dir /data",
         "--default-mailbox-ttl 3600",
+        "--dedup-window 90",
         "--max-mailboxes 10",
         "--max-messages-per-mailbox 20",
         "--max-bytes-per-mailbox 30",
