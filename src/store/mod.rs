@@ -205,6 +205,23 @@ impl Store {
         reverse: bool,
         mut visit: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> StoreResult<()> {
+        for item in self.range(cf, from, to, reverse) {
+            let (key, value) = item?;
+            if !visit(&key, &value) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The raw entries whose keys lie in `[from, to)`, in key order or reversed.
+    fn range(
+        &self,
+        cf: &'static str,
+        from: &[u8],
+        to: &[u8],
+        reverse: bool,
+    ) -> rocksdb::DBIteratorWithThreadMode<'_, DB> {
         let mut read = ReadOptions::default();
         read.set_iterate_lower_bound(from.to_vec());
         read.set_iterate_upper_bound(to.to_vec());
@@ -213,13 +230,7 @@ impl Store {
         } else {
             IteratorMode::From(from, Direction::Forward)
         };
-        for item in self.db.iterator_cf_opt(self.cf(cf), read, mode) {
-            let (key, value) = item?;
-            if !visit(&key, &value) {
-                break;
-            }
-        }
-        Ok(())
+        self.db.iterator_cf_opt(self.cf(cf), read, mode)
     }
 
     /// The records whose keys lie in `[from, to)`, in key order or reversed, as an iterator:
@@ -231,20 +242,10 @@ impl Store {
         to: &[u8],
         reverse: bool,
     ) -> impl Iterator<Item = StoreResult<(Box<[u8]>, V)>> + 'a {
-        let mut read = ReadOptions::default();
-        read.set_iterate_lower_bound(from.to_vec());
-        read.set_iterate_upper_bound(to.to_vec());
-        let mode = if reverse {
-            IteratorMode::End
-        } else {
-            IteratorMode::From(from, Direction::Forward)
-        };
-        self.db
-            .iterator_cf_opt(self.cf(cf), read, mode)
-            .map(move |item| {
-                let (key, value) = item?;
-                Ok((key, decode(cf, &value)?))
-            })
+        self.range(cf, from, to, reverse).map(move |item| {
+            let (key, value) = item?;
+            Ok((key, decode(cf, &value)?))
+        })
     }
 
     /// The first key at or after `from`.
