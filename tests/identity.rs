@@ -13,11 +13,15 @@ use support::*;
 const ACCOUNTS: &str = r#"
 accounts {
   BROKER: {
-    users: [{user: broker, password: broker-secret}]
+    users: [{user: broker, password: broker-secret}, {user: admin, password: admin-secret}]
     exports: [{service: "$mq9.AI.>", response_type: singleton}]
   }
   TEAM: {
     users: [{user: alice, password: alice-secret}, {user: mallory, password: mallory-secret}]
+    imports: [{service: {account: BROKER, subject: "$mq9.AI.>"}, share: true}]
+  }
+  OTHER: {
+    users: [{user: oscar, password: oscar-secret}]
     imports: [{service: {account: BROKER, subject: "$mq9.AI.>"}, share: true}]
   }
 }
@@ -202,5 +206,69 @@ async fn without_trust_the_request_info_header_is_ignored() {
     assert_eq!(
         gone["error"], "",
         "anonymous callers share anonymous entries, as before"
+    );
+}
+
+/// Durable broadcast topics belong to tenants: a subscription made for one account (as the
+/// operator makes them, with the mailbox's namespace account) stores only that account's
+/// publishes, however the other tenant names its topic; one made without an account (no auth)
+/// stores everyone's.
+#[tokio::test]
+async fn durable_broadcasts_stay_within_the_publishers_tenant() {
+    let mut env = start(&[]).await;
+    let admin = connect(&env, "admin").await;
+    let team_box = env.create(json!({})).await;
+    let other_box = env.create(json!({})).await;
+    let open_box = env.create(json!({})).await;
+    for (address, account) in [
+        (&team_box, Some("TEAM")),
+        (&other_box, Some("OTHER")),
+        (&open_box, None),
+    ] {
+        let mut body = json!({"mail_address": address, "topic": "tasks.*"});
+        if let Some(account) = account {
+            body["account"] = json!(account);
+        }
+        let reply = request(&admin, "$mq9.AI.MAILBOX.SUBSCRIBE", body).await;
+        assert_eq!(reply["error"], "", "{reply}");
+    }
+    let oscar = connect(&env, "oscar").await;
+    for (client, text) in [(&env.client, "from team"), (&oscar, "from other")] {
+        client
+            .publish("$mq9.AI.BROADCAST.tasks.new", text.into())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+    }
+    wait_until("the open subscription stored both publishes", || async {
+        texts(&env.query(&open_box, json!({})).await).len() == 2
+    })
+    .await;
+    assert_eq!(texts(&env.query(&team_box, json!({})).await), ["from team"]);
+    assert_eq!(
+        texts(&env.query(&other_box, json!({})).await),
+        ["from other"]
+    );
+    let stored = messages(&env.query(&team_box, json!({})).await);
+    assert_eq!(
+        stored[0]["headers"]["mq9-sender"], "alice",
+        "the publisher is named"
+    );
+
+    // The subscriptions' accounts are stored: a restarted broker scopes them the same way.
+    env.restart_broker().await;
+    oscar
+        .publish("$mq9.AI.BROADCAST.tasks.new", "again".into())
+        .await
+        .unwrap();
+    oscar.flush().await.unwrap();
+    wait_until("the open subscription stored the third publish", || async {
+        texts(&env.query(&open_box, json!({})).await).len() == 3
+    })
+    .await;
+    assert_eq!(texts(&env.query(&team_box, json!({})).await), ["from team"]);
+    assert_eq!(
+        texts(&env.query(&other_box, json!({})).await),
+        ["from other", "again"]
     );
 }

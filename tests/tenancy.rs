@@ -449,3 +449,64 @@ async fn the_broker_knows_each_agent_by_its_signed_address() {
     .unwrap();
     assert_eq!(removal["code"], "forbidden", "{removal}");
 }
+
+/// Two namespaces each declare a Broadcast on the same topic: each namespace's publisher
+/// reaches its own members' mailboxes only. (The operator subscribes each member for its own
+/// namespace's account; the broker stores a publish only where its account is admitted.)
+#[tokio::test(flavor = "multi_thread")]
+async fn same_named_broadcast_topics_stay_within_their_namespace() {
+    let t = &Tenancy::start().await;
+    for (namespace, prefix) in [(TEAM_A, "a"), (TEAM_B, "b")] {
+        for role in ["pub", "member"] {
+            t.mailbox(
+                namespace,
+                &format!("{prefix}-{role}"),
+                &format!("{prefix}.{role}"),
+                json!([]),
+            )
+            .await;
+        }
+        let broadcast = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broadcast",
+            "metadata": {"name": "tasks", "namespace": namespace},
+            "spec": {"brokerRef": {"name": "agents", "namespace": TEAM_A}, "topic": "tasks",
+                     "members": {"mailboxRefs": [format!("{prefix}-member")]},
+                     "publishers": [format!("{prefix}-pub")]}});
+        t.api.create(BROADCASTS, broadcast);
+    }
+    // What a member's mailbox holds, read with its current credentials (they are re-minted,
+    // and the old ones revoked, when the Broadcast makes it a member).
+    let stored = |namespace: &'static str, name: &'static str, address: &'static str| async move {
+        let creds = t.creds(namespace, name)?;
+        let client = t.connect(&creds).await.ok()?;
+        let reply = call(&client, &format!("$mq9.AI.MSG.QUERY.{address}"), "{}").await;
+        reply
+            .ok()
+            .filter(|r| r["error"] == "")
+            .map(|r| support::texts(&r))
+    };
+    // Each publisher publishes (with its credentials as they are re-minted for the Broadcast)
+    // until its own namespace's member has stored it.
+    for (namespace, prefix, text) in [(TEAM_A, "a", "from a"), (TEAM_B, "b", "from b")] {
+        let (publisher, member) = match prefix {
+            "a" => (("a-pub", "a-member"), "a.member"),
+            _ => (("b-pub", "b-member"), "b.member"),
+        };
+        let what = format!("{}'s broadcast stored for its own member", publisher.0);
+        support::wait_until(&what, || async move {
+            if let Some(creds) = t.creds(namespace, publisher.0) {
+                if let Ok(client) = t.connect(&creds).await {
+                    let _ = client.publish("$mq9.AI.BROADCAST.tasks", text.into()).await;
+                    let _ = client.flush().await;
+                }
+            }
+            stored(namespace, publisher.1, member)
+                .await
+                .is_some_and(|texts| texts.iter().any(|t| t == text))
+        })
+        .await;
+    }
+    let a_texts = stored(TEAM_A, "a-member", "a.member").await.unwrap();
+    let b_texts = stored(TEAM_B, "b-member", "b.member").await.unwrap();
+    assert!(a_texts.iter().all(|t| t == "from a"), "{a_texts:?}");
+    assert!(b_texts.iter().all(|t| t == "from b"), "{b_texts:?}");
+}

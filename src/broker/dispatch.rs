@@ -156,6 +156,7 @@ fn command(
                 topic,
                 options,
                 payload: message.payload.clone(),
+                publisher: caller.as_ref().map(|c| c.account().to_owned()),
             },
             Err(e) => {
                 tracing::warn!(topic, error = %e.message, "broadcast not stored durably: bad headers");

@@ -19,6 +19,25 @@ pub struct Mailbox {
     indexes: Option<Box<Indexes>>,
 }
 
+/// A durable broadcast subscription: a topic pattern, and the account whose publishes it
+/// stores. Tenants are NATS accounts (security.md §3): a Broadcast in one namespace must not
+/// receive what another namespace publishes on the same topic, so the operator subscribes each
+/// mailbox for its own namespace's account. `None` admits every publisher (no auth, `mq9 dev`,
+/// and subscriptions made before tenancy until the operator renews them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub topic: String,
+    pub account: Option<Box<str>>,
+}
+
+impl Subscription {
+    /// Whether a publish by `publisher` (its account; `None`: anonymous) on `subject` is stored.
+    pub fn admits(&self, subject: &str, publisher: Option<&str>) -> bool {
+        super::topics::pattern_matches(&self.topic, subject)
+            && self.account.as_deref().is_none_or(|a| Some(a) == publisher)
+    }
+}
+
 /// The per-mailbox indexes.
 #[derive(Debug, Clone, Default)]
 pub struct Indexes {
@@ -27,7 +46,7 @@ pub struct Indexes {
     /// Consumer groups by name.
     pub groups: HashMap<String, GroupState>,
     /// Broadcast topic patterns this mailbox durably receives.
-    pub subscriptions: Vec<String>,
+    pub subscriptions: Vec<Subscription>,
     /// Delayed messages not visible yet, by delay_id: what QUERY `delayed` lists and
     /// `DELETE .d{delay_id}` finds without reading the time-ordered `delayed` index.
     pub delayed: BTreeMap<u64, PendingDelayed>,
@@ -74,7 +93,7 @@ impl Mailbox {
         self.indexes.as_ref().map_or(0, |i| i.groups.len())
     }
 
-    pub fn subscriptions(&self) -> &[String] {
+    pub fn subscriptions(&self) -> &[Subscription] {
         self.indexes.as_ref().map_or(&[], |i| &i.subscriptions)
     }
 
@@ -112,9 +131,16 @@ pub fn load_all(store: &Store) -> Result<HashMap<Box<str>, Box<Mailbox>>, StoreE
         }
         true
     })?;
-    store.scan_prefix(store::CF_SUBSCRIPTIONS, &[], |key, (): ()| {
+    // The value is the subscription's account as UTF-8; empty (as the `()` written before
+    // tenancy encodes) for none.
+    let to = store::prefix_end(&[]);
+    store.scan_raw(store::CF_SUBSCRIPTIONS, &[], &to, false, |key, value| {
         if let Some(mailbox) = owner(key).and_then(|a| mailboxes.get_mut(&a)) {
-            mailbox.indexes_mut().subscriptions.push(name_of(key));
+            let account = (!value.is_empty()).then(|| String::from_utf8_lossy(value).into());
+            mailbox.indexes_mut().subscriptions.push(Subscription {
+                topic: name_of(key),
+                account,
+            });
         }
         true
     })?;
@@ -245,8 +271,8 @@ impl Engine {
         ] {
             self.store.delete_prefix(batch, cf, &prefix);
         }
-        for topic in mailbox.subscriptions() {
-            self.topics.remove(topic, address);
+        for subscription in mailbox.subscriptions() {
+            self.topics.remove(&subscription.topic, address);
         }
         self.store
             .delete(batch, store::CF_MAILBOXES, address.as_bytes());

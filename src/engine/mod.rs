@@ -103,6 +103,9 @@ pub enum Command {
         topic: String,
         options: SendOptions,
         payload: Bytes,
+        /// The publisher's account, as nats-server reports it (`None`: anonymous): only
+        /// subscriptions that admit it store the message (see `mailbox::Subscription`).
+        publisher: Option<String>,
     },
     /// The registry's writes carry the caller (absent: anonymous), who must own what it
     /// changes (see `registry`).
@@ -278,8 +281,8 @@ impl Engine {
         self.registry = registry::Registry::load(&self.store)?;
         self.topics = topics::TopicIndex::default();
         for (address, mailbox) in &self.mailboxes {
-            for topic in mailbox.subscriptions() {
-                self.topics.insert(topic, address);
+            for subscription in mailbox.subscriptions() {
+                self.topics.insert(&subscription.topic, address);
             }
         }
         Ok(())
@@ -389,7 +392,8 @@ impl Engine {
                 topic,
                 options,
                 payload,
-            } => self.broadcast(&topic, options, payload),
+                publisher,
+            } => self.broadcast(&topic, options, payload, publisher.as_deref()),
             Command::Register { request, caller } => self.register(request, caller.as_ref()),
             Command::Unregister { lookup, caller } => self.unregister(&lookup, caller.as_ref()),
             Command::Report {

@@ -73,6 +73,20 @@ impl TopicIndex {
     }
 }
 
+/// Whether the subscription `pattern` (`*` one token, `>` the rest) matches `subject`.
+pub fn pattern_matches(pattern: &str, subject: &str) -> bool {
+    let mut subject = subject.split('.');
+    for token in pattern.split('.') {
+        match (token, subject.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (literal, Some(actual)) if literal == actual => {}
+            _ => return false,
+        }
+    }
+    subject.next().is_none()
+}
+
 fn remove(node: &mut Node, tokens: &[&str], address: &str) -> bool {
     match tokens {
         [] => node.here.remove(address),
@@ -151,5 +165,31 @@ mod tests {
         assert!(index.remove("a.*", "m") && index.remove("a.b", "m"));
         assert!(!index.remove("a.b", "m"));
         assert!(index.root.is_empty() && index.count() == 0);
+    }
+
+    #[test]
+    fn single_patterns_match_as_the_index_does() {
+        for (pattern, subject, expected) in [
+            ("task.available", "task.available", true),
+            ("task.*", "task.available", true),
+            ("task.*", "task.a.b", false),
+            ("task.>", "task.a.b", true),
+            ("task.>", "task", false),
+            ("task", "task.a", false),
+            ("*.x", "a.x", true),
+        ] {
+            assert_eq!(
+                pattern_matches(pattern, subject),
+                expected,
+                "{pattern} ~ {subject}"
+            );
+            let mut index = TopicIndex::default();
+            index.insert(pattern, "m");
+            assert_eq!(
+                !index.matching(subject).is_empty(),
+                expected,
+                "index: {pattern}"
+            );
+        }
     }
 }

@@ -240,19 +240,25 @@ impl Admin {
         }))
     }
 
-    /// `MAILBOX.SUBSCRIBE` (or UNSUBSCRIBE when `subscribe` is false); idempotent.
+    /// `MAILBOX.SUBSCRIBE` for the publishes of `account` (`None`: every publisher);
+    /// idempotent, and subscribing again with another account changes it.
     pub async fn subscribe(
         &self,
         address: &str,
         topic: &str,
-        subscribe: bool,
+        account: Option<&str>,
     ) -> Result<(), AdminError> {
-        let subject = if subscribe {
-            "$mq9.AI.MAILBOX.SUBSCRIBE"
-        } else {
-            "$mq9.AI.MAILBOX.UNSUBSCRIBE"
-        };
-        self.call(subject, json!({"mail_address": address, "topic": topic}))
+        let mut body = json!({"mail_address": address, "topic": topic});
+        if let Some(account) = account {
+            body["account"] = json!(account);
+        }
+        self.call("$mq9.AI.MAILBOX.SUBSCRIBE", body).await.map(drop)
+    }
+
+    /// `MAILBOX.UNSUBSCRIBE`; idempotent.
+    pub async fn unsubscribe(&self, address: &str, topic: &str) -> Result<(), AdminError> {
+        let body = json!({"mail_address": address, "topic": topic});
+        self.call("$mq9.AI.MAILBOX.UNSUBSCRIBE", body)
             .await
             .map(drop)
     }

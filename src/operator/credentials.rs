@@ -130,6 +130,12 @@ impl BrokerAuth {
         auth::mint_user(self.keys.system_account(), &user).creds_file_text
     }
 
+    /// The public key of `namespace`'s tenant account: whose publishes its Mailboxes' durable
+    /// broadcast subscriptions store.
+    pub fn tenant_account_public_key(&self, namespace: &str) -> String {
+        self.keys.tenant_account(namespace).public_key()
+    }
+
     /// The tenant account JWT of `namespace` as `tenant` describes it (public claims).
     pub fn tenant_account_jwt(&self, namespace: &str, tenant: &Tenant) -> String {
         auth::tenant_account_jwt(&self.keys, namespace, tenant)

@@ -75,6 +75,11 @@ impl Caller {
         })
     }
 
+    /// The caller's account (its public key with JWT auth): the tenant it belongs to.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
     /// The caller's own mailbox address, when its credentials are a Mailbox's.
     pub fn address(&self) -> Option<&str> {
         self.address.as_deref()

@@ -139,6 +139,9 @@ impl AckRequest {
 pub struct SubscribeRequest {
     pub address: String,
     pub topic: String,
+    /// The only account whose publishes this subscription stores (the operator names the
+    /// mailbox's tenant account); absent: every publisher. Ignored by UNSUBSCRIBE.
+    pub account: Option<String>,
 }
 
 impl SubscribeRequest {
@@ -148,9 +151,22 @@ impl SubscribeRequest {
             .map_err(|e| ProtoError::bad_request(format!("field `mail_address`: {}", e.message)))?;
         let topic = required(body.opt_str("topic")?, "topic")?;
         super::subject::validate_topic(topic)?;
+        let account = body.opt_str("account")?.filter(|a| !a.is_empty());
+        if let Some(account) = account {
+            let valid = account.len() <= 64
+                && account
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
+                return Err(ProtoError::bad_request(
+                    "field `account` must be a NATS account (up to 64 letters, digits, `-`, `_`)",
+                ));
+            }
+        }
         Ok(SubscribeRequest {
             address: address.to_owned(),
             topic: topic.to_owned(),
+            account: account.map(str::to_owned),
         })
     }
 }

@@ -176,7 +176,11 @@ fn info(name: &str, mailbox: &Mailbox) -> serde_json::Map<String, Value> {
         "delayed": record.delayed,
         "bytes": record.bytes,
         "groups": mailbox.group_count(),
-        "subscriptions": mailbox.subscriptions(),
+        "subscriptions": mailbox
+            .subscriptions()
+            .iter()
+            .map(|s| &s.topic)
+            .collect::<Vec<_>>(),
     }) else {
         unreachable!("json! of an object literal is an object")
     };

@@ -198,7 +198,12 @@ async fn apply(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
     if let Some(action) = ensure_on_broker(mailbox, ctx, &connected.admin, &grant).await? {
         return Ok(action);
     }
-    if let Err(e) = sync_subscriptions(&connected.admin, &address, &topics).await {
+    let account = connected
+        .auth
+        .as_ref()
+        .map(|auth| auth.tenant_account_public_key(&namespace));
+    let synced = sync_subscriptions(&connected.admin, &address, &topics, account.as_deref());
+    if let Err(e) = synced.await {
         let state = BrokerState::NotReady(e.to_string());
         return status::broker_not_ready(mailbox, ctx, &state).await;
     }
@@ -352,22 +357,27 @@ async fn ensure_on_broker(
     Ok(Some(settled))
 }
 
-/// Subscribes to what is desired and unsubscribes from what is not.
+/// Subscribes to what is desired and unsubscribes from what is not. With JWT auth every
+/// desired topic is subscribed for the namespace's tenant `account` on each pass (idempotent),
+/// so that subscriptions made before tenancy come to admit only their own tenant's publishes.
 async fn sync_subscriptions(
     admin: &Admin,
     address: &str,
     desired: &BTreeSet<String>,
+    account: Option<&str>,
 ) -> Result<(), AdminError> {
     let current: BTreeSet<String> = admin
         .info(address)
         .await?
         .map(|i| i.subscriptions.into_iter().collect())
         .unwrap_or_default();
-    for topic in desired.difference(&current) {
-        admin.subscribe(address, topic, true).await?;
+    for topic in desired {
+        if account.is_some() || !current.contains(topic) {
+            admin.subscribe(address, topic, account).await?;
+        }
     }
     for topic in current.difference(desired) {
-        admin.subscribe(address, topic, false).await?;
+        admin.unsubscribe(address, topic).await?;
     }
     Ok(())
 }
