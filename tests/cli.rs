@@ -497,3 +497,41 @@ async fn subscribed_mailboxes_store_broadcasts_until_unsubscribed() {
     .await;
     assert_eq!(texts(&env.query("sub.one", json!({})).await), ["job 1"]);
 }
+
+/// A mailbox filled with delayed messages is not stuck: `query --delayed` lists them with their
+/// delay ids and `delete` removes one by `d<delay_id>`, or a visible one by its msg_id.
+#[tokio::test]
+async fn delayed_messages_are_listed_and_deleted() {
+    let env = Env::start().await;
+    let cli = Cli::of(&env);
+    cli.ok(&["mailbox", "create", "--name", "cli.later"]).await;
+    let sent = cli
+        .ok(&["send", "cli.later", "--delay", "3600", "later"])
+        .await;
+    assert!(sent.contains("delay_id 0"), "{sent}");
+    cli.ok(&["send", "cli.later", "now"]).await;
+
+    let listed = cli.ok(&["query", "cli.later", "--delayed"]).await;
+    assert!(listed.starts_with("[d0] normal, visible "), "{listed}");
+    assert!(
+        listed.contains("later") && !listed.contains("now"),
+        "{listed}"
+    );
+    assert_eq!(
+        cli.ok(&["delete", "cli.later", "d0"]).await,
+        "deleted message d0\n"
+    );
+    let none = cli.json(&["query", "cli.later", "--delayed"]).await;
+    assert_eq!(none["messages"], json!([]), "{none}");
+    assert_eq!(
+        cli.ok(&["delete", "cli.later", "0"]).await,
+        "deleted message 0\n"
+    );
+    assert_eq!(cli.ok(&["query", "cli.later"]).await, "no messages\n");
+    assert!(cli
+        .fails(&["delete", "cli.later", "d0"])
+        .await
+        .contains("not_found"));
+    let refused = cli.fails(&["delete", "cli.later", "x1"]).await;
+    assert!(refused.contains("not a message id"), "{refused}");
+}

@@ -18,6 +18,7 @@
 
 mod agents;
 mod client;
+mod delete;
 mod fetch;
 mod mailbox;
 mod output;
@@ -70,6 +71,8 @@ pub enum Command {
     Fetch(fetch::FetchArgs),
     /// Read a mailbox's messages without consuming them, with filters.
     Query(query::QueryArgs),
+    /// Delete one message: by msg_id, or a delayed one by `d` + its delay_id.
+    Delete(delete::DeleteArgs),
     /// The agent registry: register, unregister, report, discover.
     #[command(subcommand)]
     Agents(agents::AgentsCommand),
@@ -96,6 +99,7 @@ pub async fn run(args: ClientArgs, command: Command) -> anyhow::Result<()> {
         Command::Send(args) => send::run(args, &ctx).await,
         Command::Fetch(args) => fetch::run(args, &ctx).await,
         Command::Query(args) => query::run(args, &ctx).await,
+        Command::Delete(args) => delete::run(args, &ctx).await,
         Command::Agents(command) => agents::run(command, &ctx).await,
         Command::Subscribe(args) => subscribe::run(args, true, &ctx).await,
         Command::Unsubscribe(args) => subscribe::run(args, false, &ctx).await,

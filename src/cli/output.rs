@@ -92,13 +92,20 @@ pub fn messages(reply: &Value) -> String {
 }
 
 fn message(item: &Value) -> String {
-    let mut text = format!(
-        "[#{}] {}, delivery {}, {}\n",
-        item["msg_id"],
-        item["priority"].as_str().unwrap_or("?"),
-        item["delivery_count"],
-        time(item["create_time"].as_u64().unwrap_or(0)),
-    );
+    let priority = item["priority"].as_str().unwrap_or("?");
+    let mut text = match item["delay_id"].as_u64() {
+        // A delayed message: no msg_id yet, deleted by `d<delay_id>`.
+        Some(delay_id) => format!(
+            "[d{delay_id}] {priority}, visible {}\n",
+            time(item["visible_at"].as_u64().unwrap_or(0)),
+        ),
+        None => format!(
+            "[#{}] {priority}, delivery {}, {}\n",
+            item["msg_id"],
+            item["delivery_count"],
+            time(item["create_time"].as_u64().unwrap_or(0)),
+        ),
+    };
     if let Some(key) = item["key"].as_str() {
         text.push_str(&format!("key: {key}\n"));
     }

@@ -26,6 +26,14 @@ pub struct QueryArgs {
     /// The newest N matching messages (broker default 100).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_QUERY_LIMIT))]
     limit: Option<u64>,
+    /// Continue an earlier query below this msg_id (delay_id with `--delayed`), as its
+    /// `more: --before N` line says.
+    #[arg(long, value_name = "ID")]
+    before: Option<u64>,
+    /// List the delayed messages that are not visible yet (each deletable with
+    /// `mq9 delete ADDR d<delay_id>`).
+    #[arg(long)]
+    delayed: bool,
 }
 
 pub async fn run(args: QueryArgs, ctx: &Context) -> Result<()> {
@@ -37,8 +45,16 @@ pub async fn run(args: QueryArgs, ctx: &Context) -> Result<()> {
         ),
         ("since", args.since.map(Value::from)),
         ("limit", args.limit.map(Value::from)),
+        ("before", args.before.map(Value::from)),
+        ("delayed", args.delayed.then_some(Value::from(true))),
     ]);
     let subject = format!("$mq9.AI.MSG.QUERY.{}", args.address);
     let reply = ctx.client.request(&subject, &request).await?;
-    ctx.out.print(&reply, || messages(&reply))
+    ctx.out.print(&reply, || {
+        let mut text = messages(&reply);
+        if let Some(before) = reply["next_before"].as_u64() {
+            text.push_str(&format!("more: --before {before}\n"));
+        }
+        text
+    })
 }
