@@ -37,23 +37,9 @@ impl Engine {
                     account,
                 });
                 self.topics.insert(topic, address);
-                self.store.put_raw(
-                    &mut self.pending.batch,
-                    store::CF_SUBSCRIPTIONS,
-                    &key,
-                    &stored,
-                );
-                self.pending.sync = true;
             }
             (true, Some(position)) if mailbox.subscriptions()[position].account != account => {
                 mailbox.indexes_mut().subscriptions[position].account = account;
-                self.store.put_raw(
-                    &mut self.pending.batch,
-                    store::CF_SUBSCRIPTIONS,
-                    &key,
-                    &stored,
-                );
-                self.pending.sync = true;
             }
             (false, Some(position)) => {
                 mailbox.indexes_mut().subscriptions.swap_remove(position);
@@ -61,9 +47,17 @@ impl Engine {
                 self.store
                     .delete(&mut self.pending.batch, store::CF_SUBSCRIPTIONS, &key);
                 self.pending.sync = true;
+                return Ok(reply::ok(json!({})));
             }
-            _ => {}
+            _ => return Ok(reply::ok(json!({}))),
         }
+        self.store.put_raw(
+            &mut self.pending.batch,
+            store::CF_SUBSCRIPTIONS,
+            &key,
+            &stored,
+        );
+        self.pending.sync = true;
         Ok(reply::ok(json!({})))
     }
 
