@@ -36,21 +36,11 @@ pub struct Registry {
 impl Registry {
     pub fn load(store: &Store) -> Result<Registry, StoreError> {
         let mut registry = Registry::default();
-        let mut records = Vec::new();
-        store.scan_prefix(store::CF_AGENTS, &[], |key, record: AgentRecord| {
-            records.push((String::from_utf8_lossy(key).into_owned(), record));
-            true
-        })?;
-        for (identity, record) in records {
+        for (identity, record) in by_identity::<AgentRecord>(store, store::CF_AGENTS)? {
             registry.next_seq = registry.next_seq.max(record.seq + 1);
             registry.insert(identity, record);
         }
-        let mut owners = Vec::new();
-        store.scan_prefix(store::CF_AGENT_OWNERS, &[], |key, owner: String| {
-            owners.push((String::from_utf8_lossy(key).into_owned(), owner));
-            true
-        })?;
-        for (identity, owner) in owners {
+        for (identity, owner) in by_identity::<String>(store, store::CF_AGENT_OWNERS)? {
             if registry.agents.contains_key(&identity) {
                 registry.set_owner(&identity, Some(owner));
             }
@@ -258,6 +248,19 @@ impl Registry {
         self.index.add(record.seq, &record.text);
         self.agents.insert(identity, record);
     }
+}
+
+/// Every record of a column family keyed by agent identity.
+fn by_identity<V: serde::de::DeserializeOwned>(
+    store: &Store,
+    cf: &'static str,
+) -> Result<Vec<(String, V)>, StoreError> {
+    let mut records = Vec::new();
+    store.scan_prefix(cf, &[], |key, record: V| {
+        records.push((String::from_utf8_lossy(key).into_owned(), record));
+        true
+    })?;
+    Ok(records)
 }
 
 #[cfg(test)]
