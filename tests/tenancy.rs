@@ -346,10 +346,12 @@ async fn an_upgraded_broker_ends_the_users_of_the_single_account_design() {
         mint_user(keys.account(), &user).creds_file_text
     };
     let none: &[String] = &[];
-    let minted_at = unix_now();
     let old_agent = mint(&mailbox_permissions("old.box", none, none, none).unwrap());
     let old_broker = mint(&everything);
     let old_operator = mint(&operator_permissions());
+    // Read after minting: every `iat` above is at or before it, even when a second boundary
+    // fell between the mints.
+    let minted_at = unix_now();
     let base64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": "agents-auth", "namespace": TEAM_A},
