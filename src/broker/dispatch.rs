@@ -1,20 +1,22 @@
-//! The broker's front door: each NATS message becomes an engine [`Job`], or is answered (or
-//! dropped) right here — a reply subject that is not a reply inbox (see [`super::replies`]), a
-//! caller nats-server vouches for (see [`crate::protocol::identity`]), a malformed request.
+//! The broker's front door: each NATS message is parsed once into a [`Request`] and queued as
+//! an engine [`Job`], or is answered (or dropped) right here — a reply subject that is not a
+//! reply inbox (see [`super::replies`]), a caller nats-server vouches for (see
+//! [`crate::protocol::identity`]), a malformed request.
+//!
+//! Each message gets a `request` span (level `debug`, so that it costs nothing unless
+//! `MQ9_LOG` asks for it) carrying the command's name and what became of it here: the error
+//! code of a refusal, or `queued` for the engine, whose outcome is logged by
+//! [`BrokerSink::finished`]. Never the subject or the payload: both may hold a mail address.
 
 use std::time::Instant;
 
+use tracing::field::Empty;
+
 use super::{BrokerSink, ReplyPolicy};
-use crate::engine::{Command, Job, Outgoing, Sink};
-use crate::protocol::admin::{self, EnsureRequest, ListRequest};
-use crate::protocol::agents::{AgentLookup, DiscoverRequest, RegisterRequest};
-use crate::protocol::body::Body;
+use crate::engine::{Job, Outgoing, Sink};
 use crate::protocol::identity::{self, Caller};
-use crate::protocol::request::{
-    AckRequest, CreateRequest, FetchRequest, QueryRequest, SubscribeRequest,
-};
-use crate::protocol::subject::{self, AdminVerb, AgentVerb, Route};
-use crate::protocol::{headers, ProtoError};
+use crate::protocol::subject::{self, Route};
+use crate::protocol::{ProtoError, Request};
 
 /// Turns requests into engine jobs: the broker's front door.
 pub(super) struct Dispatcher {
@@ -29,15 +31,26 @@ pub(super) struct Dispatcher {
 impl Dispatcher {
     /// Parses one request and queues it for the engine; malformed requests are answered here.
     /// A request whose reply subject is not a reply inbox is dropped unexecuted.
+    #[tracing::instrument(
+        name = "request",
+        level = "debug",
+        skip_all,
+        fields(command = Empty, outcome = Empty)
+    )]
     pub(super) async fn dispatch(&self, message: async_nats::Message) {
         let received = Instant::now();
         let route = subject::parse(&message.subject);
         let kind = route.as_ref().map_or("unknown", Route::kind);
+        let span = tracing::Span::current();
+        span.record("command", kind);
         // A request on a broadcast subject is for the live subscribers (a queue group of
         // workers, say): the broker stores it but must not race them with a reply, so its
         // reply subject is theirs, not the broker's to check.
-        let answers = !matches!(route, Ok(Route::Broadcast { .. }));
-        let reply_to = message.reply.clone().filter(|_| answers);
+        let broadcast_topic = match &route {
+            Ok(Route::Broadcast { topic }) => Some(topic.clone()),
+            _ => None,
+        };
+        let reply_to = message.reply.clone().filter(|_| broadcast_topic.is_none());
         if let Some(reply) = &reply_to {
             if !self.replies.allows(reply) {
                 tracing::warn!(
@@ -45,46 +58,70 @@ impl Dispatcher {
                     "request dropped: its reply subject is not a reply inbox"
                 );
                 self.rejects.health.metrics.refused_reply();
+                span.record("outcome", "dropped");
                 return;
             }
         }
-        let parsed = self
-            .caller(&message)
-            .and_then(|caller| route.and_then(|route| command(route, &message, caller)));
-        match parsed {
-            Ok(Some(command)) => {
+        let caller = match self.caller(&message) {
+            Ok(caller) => caller,
+            Err(error) => return self.refuse(reply_to, kind, received, error),
+        };
+        let request = route.and_then(|route| {
+            Request::parse(route, message.headers.as_ref(), &message.payload, caller)
+        });
+        match (request, broadcast_topic) {
+            (Ok(command), _) => {
                 let job = Job {
                     command,
                     reply_to,
                     kind,
                     received,
                 };
-                // Only a dead engine thread drops its receiver while requests still come in.
-                if let Err(flume::SendError(job)) = self.jobs.send_async(job).await {
-                    let stopped =
-                        ProtoError::internal("the mailbox engine stopped; the broker must restart");
-                    if let Some(subject) = job.reply_to {
-                        self.rejects.reply(Outgoing {
-                            subject,
-                            body: stopped.to_reply(),
-                        });
-                    }
-                    self.rejects
-                        .finished(kind, stopped.code.as_str(), received.elapsed());
-                }
+                self.queue(job).await;
             }
-            Ok(None) => {}
-            Err(error) => {
-                if let Some(subject) = reply_to {
-                    self.rejects.reply(Outgoing {
-                        subject,
-                        body: error.to_reply(),
-                    });
-                }
-                self.rejects
-                    .finished(kind, error.code.as_str(), received.elapsed());
+            // Its live subscribers have it from nats-server already; only its headers can be
+            // wrong, and nobody waits for an answer.
+            (Err(error), Some(topic)) => {
+                tracing::warn!(topic, error = %error.message, "broadcast not stored durably: bad headers");
+                span.record("outcome", "not_stored");
+            }
+            (Err(error), None) => self.refuse(reply_to, kind, received, error),
+        }
+    }
+
+    /// Hands `job` to the engine. Only a dead engine thread drops its receiver while requests
+    /// still come in: then the job is refused here.
+    async fn queue(&self, job: Job) {
+        let (kind, received) = (job.kind, job.received);
+        match self.jobs.send_async(job).await {
+            Ok(()) => {
+                tracing::Span::current().record("outcome", "queued");
+            }
+            Err(flume::SendError(job)) => {
+                let stopped =
+                    ProtoError::internal("the mailbox engine stopped; the broker must restart");
+                self.refuse(job.reply_to, kind, received, stopped);
             }
         }
+    }
+
+    /// Answers `error` (when the request asked for an answer) and counts it.
+    fn refuse(
+        &self,
+        reply_to: Option<async_nats::Subject>,
+        kind: &'static str,
+        received: Instant,
+        error: ProtoError,
+    ) {
+        if let Some(subject) = reply_to {
+            self.rejects.reply(Outgoing {
+                subject,
+                body: error.to_reply(),
+            });
+        }
+        let outcome = error.code.as_str();
+        tracing::Span::current().record("outcome", outcome);
+        self.rejects.finished(kind, outcome, received.elapsed());
     }
 
     /// Who sent `message`, when the broker trusts nats-server's word for it; `None` for an
@@ -102,89 +139,4 @@ impl Dispatcher {
             None => Ok(None),
         }
     }
-}
-
-/// The engine command for a route, or `None` for publishes nobody answers. Messages stored for
-/// a known `caller` carry its identity in `mq9-sender`.
-fn command(
-    route: Route,
-    message: &async_nats::Message,
-    caller: Option<Caller>,
-) -> Result<Option<Command>, ProtoError> {
-    let body = || Body::parse(&message.payload);
-    let send_options = || {
-        let mut options = headers::parse(message.headers.as_ref())?;
-        if let Some(caller) = &caller {
-            options.set_sender(caller.sender());
-        }
-        Ok::<_, ProtoError>(options)
-    };
-    Ok(Some(match route {
-        Route::MailboxCreate => Command::Create(CreateRequest::parse(&body()?)?),
-        Route::Send { address, priority } => Command::Send {
-            address,
-            priority,
-            options: send_options()?,
-            payload: message.payload.clone(),
-        },
-        Route::Fetch { address } => Command::Fetch {
-            address,
-            request: FetchRequest::parse(&body()?)?,
-        },
-        Route::Ack { address } => Command::Ack {
-            address,
-            request: AckRequest::parse(&body()?)?,
-        },
-        Route::Query { address } => Command::Query {
-            address,
-            request: QueryRequest::parse(&body()?)?,
-            with_unread: false,
-        },
-        Route::MailboxQuery { address } => Command::Query {
-            address,
-            request: QueryRequest::parse(&body()?)?,
-            with_unread: true,
-        },
-        // DELETE takes no body; SDKs send nothing, `""` or `{}`.
-        Route::Delete { address, target } => Command::Delete { address, target },
-        Route::Subscribe { subscribe } => Command::Subscribe {
-            request: SubscribeRequest::parse(&body()?)?,
-            subscribe,
-        },
-        Route::Broadcast { topic } => match send_options() {
-            Ok(options) => Command::Broadcast {
-                topic,
-                options,
-                payload: message.payload.clone(),
-                publisher: caller.as_ref().map(|c| c.account().to_owned()),
-            },
-            Err(e) => {
-                tracing::warn!(topic, error = %e.message, "broadcast not stored durably: bad headers");
-                return Ok(None);
-            }
-        },
-        Route::Agent(AgentVerb::Register) => Command::Register {
-            request: RegisterRequest::parse(&message.payload)?,
-            caller,
-        },
-        Route::Agent(AgentVerb::Unregister) => Command::Unregister {
-            lookup: AgentLookup::parse(&body()?)?,
-            caller,
-        },
-        Route::Agent(AgentVerb::Report) => Command::Report {
-            lookup: AgentLookup::parse(&body()?)?,
-            status: String::from_utf8_lossy(&message.payload).trim().to_owned(),
-            caller,
-        },
-        Route::Agent(AgentVerb::Discover) => Command::Discover(DiscoverRequest::parse(&body()?)?),
-        Route::Admin(AdminVerb::Ensure) => Command::Ensure(EnsureRequest::parse(&body()?)?),
-        Route::Admin(AdminVerb::Delete) => Command::AdminDelete {
-            name: admin::name(&body()?)?,
-        },
-        Route::Admin(AdminVerb::Info) => Command::Info {
-            name: admin::name(&body()?)?,
-        },
-        Route::Admin(AdminVerb::List) => Command::List(ListRequest::parse(&body()?)?),
-        Route::Admin(AdminVerb::Stats) => Command::Stats,
-    }))
 }

@@ -37,15 +37,7 @@ use bytes::Bytes;
 use rocksdb::WriteBatch;
 
 use crate::config::{Limits, SyncMode};
-use crate::protocol::admin::{EnsureRequest, ListRequest};
-use crate::protocol::agents::{AgentLookup, DiscoverRequest, RegisterRequest};
-use crate::protocol::headers::SendOptions;
-use crate::protocol::identity::Caller;
-use crate::protocol::request::{
-    AckRequest, CreateRequest, FetchRequest, QueryRequest, SubscribeRequest,
-};
-use crate::protocol::subject::DeleteTarget;
-use crate::protocol::{Priority, ProtoError};
+use crate::protocol::ProtoError;
 use crate::store::{Store, StoreError};
 
 /// Most jobs applied in one batch: bounds the latency a batch adds to its first job.
@@ -64,76 +56,8 @@ pub struct EngineConfig {
     pub max_payload: usize,
 }
 
-/// A command for the engine, already parsed and validated.
-#[derive(Debug)]
-pub enum Command {
-    Create(CreateRequest),
-    Send {
-        address: String,
-        /// From the INBOX subject; otherwise the header decides.
-        priority: Option<Priority>,
-        options: SendOptions,
-        payload: Bytes,
-    },
-    Fetch {
-        address: String,
-        request: FetchRequest,
-    },
-    Ack {
-        address: String,
-        request: AckRequest,
-    },
-    Query {
-        address: String,
-        request: QueryRequest,
-        /// `MAILBOX.QUERY` of the original design also answers `mail_id` and `unread`.
-        with_unread: bool,
-    },
-    Delete {
-        address: String,
-        target: DeleteTarget,
-    },
-    Subscribe {
-        request: SubscribeRequest,
-        /// false for UNSUBSCRIBE.
-        subscribe: bool,
-    },
-    /// A publish on `$mq9.AI.BROADCAST.{topic}`: stored in every durably subscribed mailbox.
-    Broadcast {
-        topic: String,
-        options: SendOptions,
-        payload: Bytes,
-        /// The publisher's account, as nats-server reports it (`None`: anonymous): only
-        /// subscriptions that admit it store the message (see `mailbox::Subscription`).
-        publisher: Option<String>,
-    },
-    /// The registry's writes carry the caller (absent: anonymous), who must own what it
-    /// changes (see `registry`).
-    Register {
-        request: RegisterRequest,
-        caller: Option<Caller>,
-    },
-    Unregister {
-        lookup: AgentLookup,
-        caller: Option<Caller>,
-    },
-    Report {
-        lookup: AgentLookup,
-        /// The REPORT body as sent.
-        status: String,
-        caller: Option<Caller>,
-    },
-    Discover(DiscoverRequest),
-    Ensure(EnsureRequest),
-    AdminDelete {
-        name: String,
-    },
-    Info {
-        name: String,
-    },
-    List(ListRequest),
-    Stats,
-}
+/// A command for the engine, already parsed and validated: the protocol's typed request.
+pub use crate::protocol::Request as Command;
 
 /// A job: a command, where to answer it, and what to record about it.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ pub const DEFAULT_LIST_LIMIT: u64 = 100;
 pub const MAX_LIST_LIMIT: u64 = 1000;
 
 /// `MAILBOX.ENSURE`: create, or confirm an existing mailbox of the same owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EnsureRequest {
     pub name: String,
     /// Seconds; `None` = the broker's default, `Some(0)` = never.
@@ -51,7 +51,7 @@ pub fn name(body: &Body) -> Result<String, ProtoError> {
 }
 
 /// `MAILBOX.LIST`: names in byte order, after `after`, starting with `prefix`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ListRequest {
     pub prefix: String,
     pub after: Option<String>,

@@ -8,7 +8,7 @@ pub const DEFAULT_DISCOVER_LIMIT: u64 = 20;
 pub const MAX_DISCOVER_LIMIT: u64 = 1000;
 
 /// REGISTER: the agent's card, kept exactly as sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RegisterRequest {
     /// The identity: `name` when present, else `mailbox`.
     pub identity: String,
@@ -49,7 +49,7 @@ impl RegisterRequest {
 }
 
 /// UNREGISTER and REPORT: which agent, by `name` or by `mailbox`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AgentLookup {
     pub name: Option<String>,
     pub mailbox: Option<String>,
@@ -75,7 +75,7 @@ impl AgentLookup {
 }
 
 /// DISCOVER.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DiscoverRequest {
     /// Full-text query; `semantic` runs the same ranked search until embeddings exist.
     pub query: Option<String>,

@@ -13,7 +13,7 @@ use async_nats::HeaderMap;
 use super::{Priority, ProtoError};
 
 /// What a SEND's headers ask for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SendOptions {
     pub priority: Option<Priority>,
     pub key: Option<String>,

@@ -25,7 +25,7 @@ pub const SENDER_HEADER: &str = "mq9-sender";
 pub const ADDRESS_TAG: &str = "mq9-address:";
 
 /// The caller of one request, as nats-server reports it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Caller {
     /// The account's public key (`A…`).
     account: String,

@@ -3,7 +3,8 @@
 //!
 //! - [`subject`] turns a NATS subject under `$mq9.AI.` into a [`subject::Route`];
 //! - [`body`] reads JSON request bodies field by field, naming the field in every error;
-//! - [`request`] holds the typed requests of each command;
+//! - [`request`], [`admin`] and [`agents`] hold the typed requests of each command, and
+//!   [`command`] the one [`Request`] a message carries, whatever its command;
 //! - [`headers`] reads the `mq9-*` headers of a SEND;
 //! - [`reply`] encodes replies, including size-bounded message batches;
 //! - [`error`] is the error model (`code` + human-readable `error`).
@@ -12,6 +13,7 @@ pub mod address;
 pub mod admin;
 pub mod agents;
 pub mod body;
+pub mod command;
 pub mod error;
 pub mod headers;
 pub mod identity;
@@ -19,12 +21,15 @@ pub mod reply;
 pub mod request;
 pub mod subject;
 
+pub use command::Request;
 pub use error::{ErrorCode, ProtoError};
 
 use std::fmt;
 
 /// Message priority. The numeric order is the delivery order: critical first, notify last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Priority {
     Critical = 0,
     Urgent = 1,

@@ -19,7 +19,7 @@ pub const DEFAULT_QUERY_LIMIT: u64 = 100;
 pub const MAX_QUERY_LIMIT: u64 = 1000;
 
 /// `MAILBOX.CREATE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CreateRequest {
     pub name: Option<String>,
     /// Seconds; `None` = the broker's default, `Some(0)` = never expires.
@@ -60,7 +60,7 @@ pub enum Deliver {
 }
 
 /// `MSG.FETCH`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FetchRequest {
     /// `None` for a stateless fetch (field absent or `""`).
     pub group: Option<String>,
@@ -113,7 +113,7 @@ impl FetchRequest {
 }
 
 /// `MSG.ACK`. The subject's address wins over a `mail_address` field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AckRequest {
     pub group: String,
     pub msg_id: u64,
@@ -135,7 +135,7 @@ impl AckRequest {
 }
 
 /// `MAILBOX.SUBSCRIBE` / `MAILBOX.UNSUBSCRIBE`: a mailbox and a broadcast topic pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubscribeRequest {
     pub address: String,
     pub topic: String,
@@ -172,7 +172,7 @@ impl SubscribeRequest {
 }
 
 /// `MSG.QUERY` and `MAILBOX.QUERY`: filters that combine with AND.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryRequest {
     pub key: Option<String>,
     /// A message matches when it carries every listed tag.

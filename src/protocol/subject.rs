@@ -60,7 +60,7 @@ pub enum Route {
 /// message that is not visible yet by `d` + the `delay_id` its SEND answered (an extension of
 /// protocol.md: a non-numeric last token was a `bad_request` before, so no old client sends
 /// it, and it stays inside the permission `$mq9.AI.MSG.DELETE.{addr}.*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DeleteTarget {
     Message(u64),
     Delayed(u64),
