@@ -62,5 +62,5 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     let result = crate::broker::run(config, crate::shutdown_signal()).await;
     tokio::task::spawn_blocking(move || server.stop()).await??;
-    result
+    Ok(result?)
 }

@@ -111,7 +111,9 @@ async fn main() -> std::process::ExitCode {
     };
     init_logging(cli.log_format, default_level);
     let result = match cli.command {
-        Commands::Broker(config) => mq9::broker::run(config, mq9::shutdown_signal()).await,
+        Commands::Broker(config) => mq9::broker::run(config, mq9::shutdown_signal())
+            .await
+            .map_err(Into::into),
         Commands::Dev(args) => mq9::dev::run(args).await,
         Commands::Operator(args) => mq9::operator::run(args, mq9::shutdown_signal()).await,
         Commands::Crds => {

@@ -7,9 +7,11 @@
 //! BROADCAST subjects receive those publishes from nats-server directly.
 
 mod dispatch;
+mod error;
 mod metrics;
 mod replies;
 
+pub use error::BrokerError;
 pub use metrics::Metrics;
 pub use replies::{parse_prefix as parse_reply_prefix, ReplyPolicy, DEFAULT_REPLY_PREFIXES};
 
@@ -17,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anyhow::Context;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -104,14 +105,14 @@ async fn stand_by(
     config: &BrokerConfig,
     active: &str,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), BrokerError> {
     tracing::info!(
         active_pod = active,
         "standing by: the active pod's broker serves mailboxes"
     );
     let http = HttpServer::start(config.http_addr, Arc::new(Standby)).await?;
     shutdown.await;
-    http.stop().await
+    Ok(http.stop().await?)
 }
 
 /// Publishes replies and records outcomes: the engine's view of the outside world.
@@ -126,8 +127,11 @@ impl Sink for BrokerSink {
         let _ = self.out.send(outgoing);
     }
 
+    /// Also the one log line per answered request (at `debug`): the engine's outcomes arrive
+    /// here from its thread, outside the dispatcher's `request` span.
     fn finished(&self, kind: &'static str, outcome: &'static str, latency: Duration) {
         self.health.metrics.command(kind, outcome, latency);
+        tracing::debug!(command = kind, outcome, ?latency, "request finished");
     }
 
     fn totals(&self, totals: &Totals) {
@@ -144,7 +148,7 @@ impl Sink for BrokerSink {
 pub async fn run(
     config: BrokerConfig,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), BrokerError> {
     if let Some(active) = config.active_pod.as_deref() {
         if std::env::var("POD_NAME").ok().as_deref() != Some(active) {
             return stand_by(&config, active, shutdown).await;
@@ -153,16 +157,16 @@ pub async fn run(
     let health = Arc::new(Health::default());
     let http = HttpServer::start(config.http_addr, health.clone()).await?;
 
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| BrokerError::DataDir {
+        dir: config.data_dir.clone(),
+        source,
+    })?;
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await?
-        .with_context(|| {
-            format!(
-                "cannot open the mailbox store in {}",
-                config.data_dir.display()
-            )
+        .map_err(|source| BrokerError::OpenStore {
+            dir: config.data_dir.clone(),
+            source,
         })?;
 
     tokio::pin!(shutdown);
@@ -180,7 +184,7 @@ pub async fn run(
     };
     let engine = tokio::task::spawn_blocking(move || Engine::open(store, engine_config))
         .await?
-        .context("cannot load the mailbox store")?;
+        .map_err(BrokerError::LoadStore)?;
 
     let (jobs_tx, jobs_rx) = flume::bounded::<Job>(JOB_QUEUE);
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
@@ -201,7 +205,8 @@ pub async fn run(
                 engine_health.fail("the mailbox engine thread panicked");
             }
             engine_health.engine_running.store(false, Ordering::Release);
-        })?;
+        })
+        .map_err(BrokerError::EngineThread)?;
     let publisher_client = client.clone();
     let publisher = tokio::spawn(async move {
         while let Some(outgoing) = out_rx.recv().await {
@@ -214,14 +219,8 @@ pub async fn run(
         }
     });
 
-    let agents = client
-        .queue_subscribe(subject::AI_WILDCARD, QUEUE_GROUP.into())
-        .await
-        .context("cannot subscribe to $mq9.AI.>")?;
-    let admin = client
-        .queue_subscribe(subject::ADMIN_WILDCARD, QUEUE_GROUP.into())
-        .await
-        .context("cannot subscribe to $mq9.ADMIN.>")?;
+    let agents = subscribe(&client, subject::AI_WILDCARD).await?;
+    let admin = subscribe(&client, subject::ADMIN_WILDCARD).await?;
     let mut requests = futures::stream::select(agents, admin);
     tracing::info!(sync = ?config.sync, max_payload = client.server_info().max_payload, "mq9 broker ready");
     let dispatcher = Dispatcher {
@@ -250,7 +249,7 @@ pub async fn run(
     drop(dispatcher);
     tokio::task::spawn_blocking(move || engine_thread.join())
         .await?
-        .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
+        .map_err(|_| BrokerError::EnginePanicked)?;
     publisher.await?;
     // Bounded: with nats-server gone, a flush would wait for a reconnect that never comes.
     match tokio::time::timeout(Duration::from_secs(2), client.flush()).await {
@@ -281,11 +280,14 @@ async fn connect(options: &NatsOptions) -> async_nats::Client {
     }
 }
 
-async fn try_connect(options: &NatsOptions) -> anyhow::Result<async_nats::Client> {
+async fn try_connect(options: &NatsOptions) -> Result<async_nats::Client, BrokerError> {
     let mut connect = match &options.nats_creds {
         Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
             .await
-            .with_context(|| format!("cannot read NATS credentials {}", path.display()))?,
+            .map_err(|source| BrokerError::Credentials {
+                path: path.clone(),
+                source,
+            })?,
         None => async_nats::ConnectOptions::new(),
     };
     if let (Some(user), Some(password)) = (&options.nats_user, &options.nats_password) {
@@ -305,4 +307,15 @@ async fn try_connect(options: &NatsOptions) -> anyhow::Result<async_nats::Client
         .connect(options.nats_url.as_str())
         .await?;
     Ok(client)
+}
+
+/// Joins the queue group on `subject`: each request reaches one broker.
+async fn subscribe(
+    client: &async_nats::Client,
+    subject: &'static str,
+) -> Result<async_nats::Subscriber, BrokerError> {
+    client
+        .queue_subscribe(subject, QUEUE_GROUP.into())
+        .await
+        .map_err(|source| BrokerError::Subscribe { subject, source })
 }

@@ -80,6 +80,7 @@ impl Default for ReplyPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::subject::{ADMIN_PREFIX, AI_PREFIX};
 
     #[test]
     fn inboxes_are_allowed_and_command_subjects_are_not() {
@@ -87,18 +88,21 @@ mod tests {
         for allowed in ["_INBOX.abc.1", "_INBOX.x", "_R_.a1b2.c3"] {
             assert!(policy.allows(allowed), "{allowed}");
         }
-        for refused in [
-            "$mq9.AI.MSG.DELETE.victim.0",
-            "$mq9.AI.MSG.SEND.victim",
-            "$mq9.AI.MAILBOX.CREATE",
-            "$mq9.ADMIN.MAILBOX.DELETE",
+        let commands = [
+            format!("{AI_PREFIX}MSG.DELETE.victim.0"),
+            format!("{AI_PREFIX}MSG.SEND.victim"),
+            format!("{AI_PREFIX}MAILBOX.CREATE"),
+            format!("{ADMIN_PREFIX}MAILBOX.DELETE"),
+        ];
+        let others = [
             "$SYS.REQ.SERVER.PING",
             "_INBOX.",
             "_INBOX",
             "_INBOXES.x",
             "orders.new",
             "",
-        ] {
+        ];
+        for refused in commands.iter().map(String::as_str).chain(others) {
             assert!(!policy.allows(refused), "{refused}");
         }
     }
@@ -114,8 +118,8 @@ mod tests {
     fn prefixes_that_could_reach_commands_are_refused() {
         for bad in [
             "",
-            "$mq9.",
-            "$mq9.AI.",
+            ADMIN_PREFIX,
+            AI_PREFIX,
             "$SYS.",
             "_INBOX.*.",
             "_IN BOX.",
