@@ -5,8 +5,9 @@
 //!
 //! Each message gets a `request` span (level `debug`, so that it costs nothing unless
 //! `MQ9_LOG` asks for it) carrying the command's name and what became of it here: the error
-//! code of a refusal, or `queued` for the engine, whose outcome is logged by
-//! [`BrokerSink::finished`]. Never the subject or the payload: both may hold a mail address.
+//! code of a refusal, `dropped`, `not_stored` (a broadcast's bad headers), or `queued` for the
+//! engine, whose outcome is logged by [`BrokerSink::finished`]. Never the subject or the
+//! payload: both may hold a mail address.
 
 use std::time::Instant;
 
@@ -46,19 +47,16 @@ impl Dispatcher {
         // A request on a broadcast subject is for the live subscribers (a queue group of
         // workers, say): the broker stores it but must not race them with a reply, so its
         // reply subject is theirs, not the broker's to check.
-        let broadcast_topic = match &route {
-            Ok(Route::Broadcast { topic }) => Some(topic.clone()),
-            _ => None,
-        };
-        let reply_to = message.reply.clone().filter(|_| broadcast_topic.is_none());
+        let broadcast = matches!(route, Ok(Route::Broadcast { .. }));
+        let reply_to = message.reply.clone().filter(|_| !broadcast);
         if let Some(reply) = &reply_to {
             if !self.replies.allows(reply) {
+                span.record("outcome", "dropped");
                 tracing::warn!(
                     command = kind,
                     "request dropped: its reply subject is not a reply inbox"
                 );
                 self.rejects.health.metrics.refused_reply();
-                span.record("outcome", "dropped");
                 return;
             }
         }
@@ -69,8 +67,8 @@ impl Dispatcher {
         let request = route.and_then(|route| {
             Request::parse(route, message.headers.as_ref(), &message.payload, caller)
         });
-        match (request, broadcast_topic) {
-            (Ok(command), _) => {
+        match request {
+            Ok(command) => {
                 let job = Job {
                     command,
                     reply_to,
@@ -80,12 +78,13 @@ impl Dispatcher {
                 self.queue(job).await;
             }
             // Its live subscribers have it from nats-server already; only its headers can be
-            // wrong, and nobody waits for an answer.
-            (Err(error), Some(topic)) => {
-                tracing::warn!(topic, error = %error.message, "broadcast not stored durably: bad headers");
+            // wrong, and nobody waits for an answer. Neither the topic nor the error (which
+            // quotes the bad value) is logged: both are the publisher's text.
+            Err(_) if broadcast => {
                 span.record("outcome", "not_stored");
+                tracing::warn!("broadcast not stored durably: its mq9-* headers are invalid");
             }
-            (Err(error), None) => self.refuse(reply_to, kind, received, error),
+            Err(error) => self.refuse(reply_to, kind, received, error),
         }
     }
 
@@ -96,6 +95,7 @@ impl Dispatcher {
         match self.jobs.send_async(job).await {
             Ok(()) => {
                 tracing::Span::current().record("outcome", "queued");
+                tracing::debug!("request queued");
             }
             Err(flume::SendError(job)) => {
                 let stopped =
@@ -140,3 +140,6 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

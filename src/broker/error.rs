@@ -44,3 +44,64 @@ pub enum BrokerError {
     #[error(transparent)]
     Http(#[from] anyhow::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::store::Store;
+
+    /// Runs a real broker on `data_dir` until it fails (it fails before it needs NATS).
+    async fn fail_to_start(data_dir: &Path) -> BrokerError {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: BrokerConfig,
+        }
+        let data_dir = data_dir.to_str().unwrap();
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "mq9-broker",
+            "--data-dir",
+            data_dir,
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .unwrap();
+        let never = std::future::pending::<()>();
+        super::super::run(cli.config, never).await.unwrap_err()
+    }
+
+    /// The chain as `main` prints it: each cause once, in order.
+    fn printed(error: BrokerError) -> String {
+        format!("{:#}", anyhow::Error::from(error))
+    }
+
+    #[tokio::test]
+    async fn a_data_directory_that_cannot_be_made_names_the_path_and_keeps_the_cause() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let dir = file.path().join("data");
+        let error = fail_to_start(&dir).await;
+        assert!(matches!(error, BrokerError::DataDir { .. }), "{error:?}");
+        let cause = error.source().expect("the io error is kept");
+        assert!(cause.downcast_ref::<std::io::Error>().is_some());
+        let expected = format!("cannot create data directory {}: {cause}", dir.display());
+        assert_eq!(printed(error), expected);
+    }
+
+    #[tokio::test]
+    async fn a_store_held_by_another_process_is_refused_with_rocksdbs_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = Store::open(dir.path()).unwrap();
+        let error = fail_to_start(dir.path()).await;
+        assert!(matches!(error, BrokerError::OpenStore { .. }), "{error:?}");
+        let cause = error.source().expect("the store error is kept");
+        assert!(cause.downcast_ref::<StoreError>().is_some());
+        assert!(cause.to_string().contains("lock"), "{cause}");
+        let what = format!("cannot open the mailbox store in {}", dir.path().display());
+        assert_eq!(error.to_string(), what, "the cause is printed by the chain");
+        assert!(printed(error).starts_with(&format!("{what}: rocksdb: ")));
+    }
+}
