@@ -192,11 +192,7 @@ async fn park(
             })
         })
         .collect();
-    let expected = (already + count) as f64;
-    wait_until("the broker parks the FETCHes", || async {
-        env.metric("mq9_waiting_fetches").await == Some(expected)
-    })
-    .await;
+    env.wait_for_waiting_fetches((already + count) as u64).await;
     waiters
 }
 
@@ -223,10 +219,15 @@ async fn waiting_fetches_are_bounded_per_mailbox_and_in_total() {
             .await["error"],
         ""
     );
-    env.send_ok(&first, b"wake", &[]).await;
-    env.send_ok(&second, b"wake", &[]).await;
-    for waiter in parked {
-        assert_eq!(texts(&waiter.await.unwrap()), vec!["wake"]);
+    let wake = async {
+        env.send_ok(&first, b"wake", &[]).await;
+        env.send_ok(&second, b"wake", &[]).await;
+    };
+    let (answered, ()) = env
+        .woken_by(5, futures::future::join_all(parked), wake)
+        .await;
+    for reply in answered {
+        assert_eq!(texts(&reply.unwrap()), vec!["wake"]);
     }
     assert_eq!(env.metric("mq9_waiting_fetches").await, Some(0.0));
 }
@@ -395,10 +396,7 @@ async fn waiters_woken_by_one_send_share_one_scan_budget() {
             (texts(&reply), started.elapsed())
         }));
         // Park them one by one, so that their order is the order of the test.
-        wait_until("the FETCH is parked", || async {
-            env.metric("mq9_waiting_fetches").await == Some(parked as f64)
-        })
-        .await;
+        env.wait_for_waiting_fetches(parked).await;
     }
     env.send_ok(&address, b"news", &[]).await;
     let mut at_once = 0;

@@ -242,7 +242,7 @@ async fn a_failed_sync_fails_healthz_and_no_success_is_answered_after_it() {
     env.send_ok(&address, b"before", &[]).await;
     assert_eq!(http_get(env.broker.http_addr, "/healthz").await.0, 200);
 
-    // Published before the failing SEND on the same connection, so the broker parks it first.
+    // A long-poll the broker holds (`woken_by` waits for it) when the failing SEND comes.
     let inbox = env.client.new_inbox();
     let mut parked = env.client.subscribe(inbox.clone()).await.unwrap();
     let long_poll = json!({"config": {"max_wait_ms": 30000}}).to_string();
@@ -255,13 +255,12 @@ async fn a_failed_sync_fails_healthz_and_no_success_is_answered_after_it() {
         .await
         .unwrap();
     shim.fail_syncs();
-    assert_error_says(
-        &env.send(&address, b"during", &[]).await,
-        "internal",
-        "must restart",
-    );
-    let parked = tokio::time::timeout(DEADLINE, parked.next())
-        .await
+    let answer = tokio::time::timeout(DEADLINE, parked.next());
+    let (parked, during) = env
+        .woken_by(1, answer, env.send(&address, b"during", &[]))
+        .await;
+    assert_error_says(&during, "internal", "must restart");
+    let parked = parked
         .expect("the waiting FETCH is answered at the failure, not at its deadline")
         .unwrap();
     assert_error(

@@ -137,11 +137,8 @@ async fn a_group_long_poll_wakes_for_a_new_message() {
         &address,
         json!({"group_name": "g", "config": {"max_wait_ms": 10000}}),
     );
-    let send = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        env.send_ok(&address, b"new", &[]).await
-    };
-    let ((reply, took), _) = tokio::join!(poll, send);
+    let send = env.send_ok(&address, b"new", &[]);
+    let ((reply, took), _) = env.woken_by(1, poll, send).await;
     assert_eq!(texts(&reply), vec!["new"]);
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
 }
@@ -156,11 +153,10 @@ async fn two_waiting_workers_of_a_group_split_new_messages() {
         env.fetch(&address, body.clone()),
     );
     let sends = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
         env.send_ok(&address, b"a", &[]).await;
         env.send_ok(&address, b"b", &[]).await;
     };
-    let ((one, two), ()) = tokio::join!(workers, sends);
+    let ((one, two), ()) = env.woken_by(2, workers, sends).await;
     let mut got = [ids(&one), ids(&two)].concat();
     got.sort();
     assert_eq!(

@@ -110,8 +110,8 @@ async fn fetch_splits_two_mebibytes_over_replies_within_max_payload() {
         let batch = messages(&reply);
         let Some(last) = batch.last() else { break };
         replies += 1;
-        env.ack(&address, "big", last["msg_id"].as_u64().unwrap())
-            .await;
+        let ack = env.ack(&address, "big", last["msg_id"].as_u64().unwrap());
+        assert_eq!(ack.await, json!({"error": ""}), "ACK of reply {replies}");
         received.extend(batch.iter().map(payload));
         assert!(replies <= 8, "too many replies");
     }
