@@ -22,7 +22,9 @@ async fn take(env: &Env, address: &str, num: u64) -> Vec<u64> {
     ids(&env.fetch(address, body).await)
 }
 
-/// What group `g` gets once every lease has ended: the messages it did not acknowledge.
+/// What group `g` gets once every lease has ended: the messages it did not acknowledge. The
+/// sleep is the behaviour under test (a lease ends with time); no condition could stand in for
+/// it, since an empty answer must also be proven empty after the lease.
 async fn redelivered(env: &Env, address: &str) -> Vec<u64> {
     tokio::time::sleep(Duration::from_millis(LEASE_MS + 200)).await;
     take(env, address, 1000).await

@@ -95,7 +95,8 @@ async fn a_recreated_mailbox_starts_empty() {
     let reply = env.fetch(name, group.clone()).await;
     assert_eq!(texts(&reply), vec!["fresh"]);
     assert_eq!(messages(&reply)[0]["delivery_count"], 1);
-    // The old incarnation's delayed message never shows up in the new one.
+    // The old incarnation's delayed message never shows up in the new one: past its 2 s delay
+    // (waiting out the delay is the behaviour under test; nothing can be awaited instead).
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(texts(&env.query(name, json!({})).await), vec!["fresh"]);
     // Nor does its compaction slot: a new keyed message replaces nothing old.
@@ -122,6 +123,7 @@ async fn a_message_ttl_hides_the_message_at_expiry_then_removes_it() {
         ids(&env.fetch(&address, group.clone()).await),
         vec![0, 1, 2]
     );
+    // Past the 1 s ttl and the 300 ms lease: waiting out the expiry is the behaviour under test.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let expected = vec!["forever", "plain"];
     assert_eq!(texts(&env.query(&address, json!({})).await), expected);
@@ -175,6 +177,8 @@ async fn a_delayed_message_whose_ttl_ends_first_never_appears() {
     let address = env.create(json!({"ttl": 3600})).await;
     let headers = [("mq9-delay", "2"), ("mq9-ttl", "1")];
     assert_eq!(env.send_ok(&address, b"never", &headers).await, -1);
+    // Past both the ttl and the delay: the message must never have appeared (waiting out the
+    // delay is the behaviour under test).
     tokio::time::sleep(Duration::from_millis(2300)).await;
     assert!(env.query_ids(&address).await.is_empty());
     assert_eq!(
