@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// The mailbox names of a `mailbox list --json` reply, in reply order.
+fn listed_names(reply: &Value) -> Vec<&str> {
+    reply["mailboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn mailbox_info_list_and_delete() {
     let env = Env::start().await;
@@ -29,12 +39,7 @@ async fn mailbox_info_list_and_delete() {
     );
 
     let listed = cli.json(&["mailbox", "list", "--prefix", "adm."]).await;
-    let names: Vec<&str> = listed["mailboxes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
+    let names = listed_names(&listed);
     assert_eq!(
         (names, &listed["more"]),
         (vec!["adm.a", "adm.b"], &json!(false))
@@ -75,12 +80,7 @@ async fn mailbox_list_pages_with_after_up_to_the_limit() {
     let all = cli
         .json(&["mailbox", "list", "--prefix", "page.", "--limit", "5000"])
         .await;
-    let listed: Vec<&str> = all["mailboxes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
+    let listed = listed_names(&all);
     assert_eq!(listed, names, "every mailbox once, in name order");
     assert_eq!(all["more"], false);
 

@@ -16,8 +16,15 @@ pub fn now_secs() -> u64 {
 /// Sleeps into the next wall-clock second: creates the gap that `from_time` and `since`
 /// (whole seconds) need to tell two sends apart.
 pub async fn sleep_into_next_second() {
-    let start = now_secs();
-    while now_secs() == start {
+    wait_past_second(now_secs()).await;
+}
+
+/// Waits until the wall clock has left Unix second `second`: what is issued from then on is
+/// told apart from what was issued in it (token `iat`s, cut-offs, whole-second times).
+pub async fn wait_past_second(second: u64) {
+    let deadline = Instant::now() + DEADLINE;
+    while now_secs() <= second {
+        assert!(Instant::now() < deadline, "the clock stands still");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
