@@ -66,7 +66,7 @@ async fn a_waiting_fetch_learns_that_its_mailbox_expired() {
     let env = Env::start().await;
     let address = env.create(json!({"ttl": 1})).await;
     let (reply, took) = env
-        .fetch_timed(&address, json!({"config": {"max_wait_ms": 8000}}))
+        .fetch_held(&address, json!({"config": {"max_wait_ms": 8000}}))
         .await;
     assert_error(&reply, "not_found");
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
@@ -82,7 +82,7 @@ async fn a_recreated_mailbox_starts_empty() {
     env.send_ok(name, b"delayed", &[("mq9-delay", "2")]).await;
     let group = json!({"group_name": "g", "config": {"max_wait_ms": 0}});
     env.fetch(name, group.clone()).await;
-    env.ack(name, "g", 3).await;
+    env.ack_ok(name, "g", 3).await;
     env.wait_gone(name).await;
 
     env.create(json!({"name": name, "ttl": 3600})).await;
@@ -158,7 +158,7 @@ async fn a_delayed_message_gets_its_id_when_it_becomes_visible() {
     assert_eq!(texts(&env.query(&address, json!({})).await), vec!["now"]);
     // A waiting FETCH is answered when the delayed message becomes visible.
     let latest = json!({"deliver": "latest", "config": {"max_wait_ms": 8000}});
-    let (reply, took) = env.fetch_timed(&address, latest).await;
+    let (reply, took) = env.fetch_held(&address, latest).await;
     assert_eq!(texts(&reply), vec!["later"]);
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
     let visible = &messages(&reply)[0];

@@ -17,10 +17,7 @@ async fn a_restart_keeps_messages_and_the_msg_id_sequence() {
     env.send_ok(&address, b"first", &headers).await;
     env.send_ok(&address, b"second", &[]).await;
     env.send_ok(&address, b"third", &[]).await;
-    assert_eq!(
-        env.delete(&address, 2).await,
-        json!({"error": "", "deleted": true})
-    );
+    env.delete_ok(&address, 2).await;
     env.send_ok(&latest, b"old", &[]).await;
     env.send_ok(&latest, b"new", &[]).await;
     let before = env.query(&address, json!({})).await;
@@ -54,9 +51,9 @@ async fn a_restart_keeps_group_state() {
     env.send_many(&address, 6).await;
     let take = |n: u64| json!({"group_name": "g", "config": {"num_msgs": n, "max_wait_ms": 0}});
     assert_eq!(ids(&env.fetch(&address, take(2)).await), vec![0, 1]);
-    env.ack(&address, "g", 1).await;
+    env.ack_ok(&address, "g", 1).await;
     assert_eq!(ids(&env.fetch(&address, take(1)).await), vec![2]);
-    env.ack(&address, "g", 2).await;
+    env.ack_ok(&address, "g", 2).await;
     let leased = json!({"group_name": "g", "config": {"num_msgs": 1, "ack_wait_ms": 60000}});
     assert_eq!(ids(&env.fetch(&address, leased).await), vec![3]);
 
@@ -66,7 +63,7 @@ async fn a_restart_keeps_group_state() {
         vec![4, 5],
         "acked messages stay acked, the lease on 3 holds"
     );
-    env.ack(&address, "g", 5).await;
+    env.ack_ok(&address, "g", 5).await;
     env.send_ok(&address, b"m6", &[]).await;
     assert_eq!(ids(&env.fetch(&address, take(100)).await), vec![6]);
     let other = env.fetch(&address, json!({"group_name": "h"})).await;

@@ -157,6 +157,26 @@ impl Env {
             .await
     }
 
+    /// MSG.ACK expecting success.
+    pub async fn ack_ok(&self, address: &str, group: &str, msg_id: u64) {
+        let reply = self.ack(address, group, msg_id).await;
+        assert_eq!(
+            reply,
+            json!({"error": ""}),
+            "ACK {msg_id} for group {group}"
+        );
+    }
+
+    /// MSG.DELETE of a stored message expecting it deleted.
+    pub async fn delete_ok(&self, address: &str, msg_id: u64) {
+        let reply = self.delete(address, msg_id).await;
+        assert_eq!(
+            reply,
+            json!({"error": "", "deleted": true}),
+            "DELETE {msg_id}"
+        );
+    }
+
     /// The body of `/metrics`.
     pub async fn metrics(&self) -> String {
         http_get(self.broker.http_addr, "/metrics").await.1

@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use super::{Env, DEADLINE};
 
 /// Unix seconds now.
@@ -71,6 +73,15 @@ impl Env {
             self.metric("mq9_waiting_fetches").await == Some(count as f64)
         })
         .await;
+    }
+
+    /// A long-poll FETCH that a timer answers (a lease ending, a delayed message showing, the
+    /// mailbox expiring), with how long it took; checks that the broker held it waiting, so
+    /// that a FETCH which arrived after the timer cannot pass for one it woke.
+    pub async fn fetch_held(&self, address: &str, body: Value) -> (Value, Duration) {
+        let held = self.wait_for_waiting_fetches(1);
+        let (answered, ()) = tokio::join!(self.fetch_timed(address, body), held);
+        answered
     }
 
     /// Runs `polls` (a future whose long-poll FETCHes wait) and, once the broker holds
