@@ -174,29 +174,29 @@ async fn groups_per_mailbox_are_bounded() {
     );
 }
 
-/// Parks `count` long-poll FETCHes on `address` and waits until the broker holds them.
+/// Parks `count` long-poll FETCHes (`body`) on `address` and waits until the broker holds
+/// `already + count`; each handle gives its reply and how long it took.
 async fn park(
     env: &Env,
     address: &str,
-    count: usize,
-    already: usize,
-) -> Vec<tokio::task::JoinHandle<Value>> {
-    let waiters: Vec<_> = (0..count)
+    body: &Value,
+    count: u64,
+    already: u64,
+) -> Vec<tokio::task::JoinHandle<(Value, Duration)>> {
+    let waiters = (0..count)
         .map(|_| {
             let client = env.client.clone();
             let subject = format!("$mq9.AI.MSG.FETCH.{address}");
+            let body = body.to_string();
             tokio::spawn(async move {
-                let body = json!({"config": {"max_wait_ms": 10_000}}).to_string();
+                let started = std::time::Instant::now();
                 let reply = client.request(subject, body.into()).await.unwrap();
-                serde_json::from_slice(&reply.payload).unwrap()
+                let reply = serde_json::from_slice(&reply.payload).unwrap();
+                (reply, started.elapsed())
             })
         })
         .collect();
-    let expected = (already + count) as f64;
-    wait_until("the broker parks the FETCHes", || async {
-        env.metric("mq9_waiting_fetches").await == Some(expected)
-    })
-    .await;
+    env.wait_for_waiting_fetches(already + count).await;
     waiters
 }
 
@@ -207,14 +207,14 @@ async fn waiting_fetches_are_bounded_per_mailbox_and_in_total() {
     let second = env.create(json!({"ttl": 3600})).await;
     let third = env.create(json!({"ttl": 3600})).await;
     let long_poll = json!({"config": {"max_wait_ms": 10_000}});
-    let mut parked = park(&env, &first, 3, 0).await;
+    let mut parked = park(&env, &first, &long_poll, 3, 0).await;
     let (reply, waited) = env.fetch_timed(&first, long_poll.clone()).await;
     assert_error_says(&reply, "full", "3 waiting FETCHes");
     assert!(
         waited < Duration::from_secs(5),
         "refused at once, not at the deadline"
     );
-    parked.extend(park(&env, &second, 2, 3).await);
+    parked.extend(park(&env, &second, &long_poll, 2, 3).await);
     let (reply, _) = env.fetch_timed(&third, long_poll.clone()).await;
     assert_error_says(&reply, "full", "the broker already has its maximum of 5");
     // A FETCH that does not wait is never refused, and the parked ones are answered.
@@ -223,10 +223,15 @@ async fn waiting_fetches_are_bounded_per_mailbox_and_in_total() {
             .await["error"],
         ""
     );
-    env.send_ok(&first, b"wake", &[]).await;
-    env.send_ok(&second, b"wake", &[]).await;
-    for waiter in parked {
-        assert_eq!(texts(&waiter.await.unwrap()), vec!["wake"]);
+    let wake = async {
+        env.send_ok(&first, b"wake", &[]).await;
+        env.send_ok(&second, b"wake", &[]).await;
+    };
+    let (answered, ()) = env
+        .woken_by(5, futures::future::join_all(parked), wake)
+        .await;
+    for reply in answered {
+        assert_eq!(texts(&reply.unwrap().0), vec!["wake"]);
     }
     assert_eq!(env.metric("mq9_waiting_fetches").await, Some(0.0));
 }
@@ -382,29 +387,17 @@ async fn discover_replies_stay_within_max_payload() {
 async fn waiters_woken_by_one_send_share_one_scan_budget() {
     let env = Env::start_with(&["--max-scan", "4"]).await;
     let address = env.create(json!({"ttl": 3600})).await;
-    let body = json!({"deliver": "latest", "config": {"max_wait_ms": 3_000}}).to_string();
+    let body = json!({"deliver": "latest", "config": {"max_wait_ms": 3_000}});
     let mut waiters = Vec::new();
-    for parked in 1..=5 {
-        let client = env.client.clone();
-        let subject = format!("$mq9.AI.MSG.FETCH.{address}");
-        let body = body.clone();
-        waiters.push(tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            let reply = client.request(subject, body.into()).await.unwrap();
-            let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
-            (texts(&reply), started.elapsed())
-        }));
-        // Park them one by one, so that their order is the order of the test.
-        wait_until("the FETCH is parked", || async {
-            env.metric("mq9_waiting_fetches").await == Some(parked as f64)
-        })
-        .await;
+    // Park them one by one, so that their order is the order of the test.
+    for parked in 0..5 {
+        waiters.extend(park(&env, &address, &body, 1, parked).await);
     }
     env.send_ok(&address, b"news", &[]).await;
     let mut at_once = 0;
     for waiter in waiters {
-        let (got, took) = waiter.await.unwrap();
-        assert_eq!(got, vec!["news"]);
+        let (reply, took) = waiter.await.unwrap();
+        assert_eq!(texts(&reply), vec!["news"]);
         at_once += usize::from(took < Duration::from_millis(2_500));
     }
     assert_eq!(at_once, 4, "four answered by the wake, one at its deadline");

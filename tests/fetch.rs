@@ -145,11 +145,8 @@ async fn long_poll_answers_as_soon_as_a_message_arrives() {
         &address,
         json!({"deliver": "latest", "config": {"max_wait_ms": 10000}}),
     );
-    let send = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        env.send_ok(&address, b"fresh", &[]).await
-    };
-    let ((reply, took), sent) = tokio::join!(poll, send);
+    let send = env.send_ok(&address, b"fresh", &[]);
+    let ((reply, took), sent) = env.woken_by(1, poll, send).await;
     assert_eq!(sent, 1);
     assert_eq!(
         texts(&reply),

@@ -35,7 +35,7 @@ async fn a_group_does_not_get_what_it_holds_or_acknowledged() {
         ids(&leased).is_empty(),
         "leased messages are skipped: {leased}"
     );
-    env.ack(&address, "g", 2).await;
+    env.ack_ok(&address, "g", 2).await;
     env.send_ok(&address, b"m3", &[]).await;
     assert_eq!(
         ids(&group_fetch(&env, &address, "g", json!({})).await),
@@ -63,7 +63,7 @@ async fn deliver_sets_a_new_groups_start_and_is_ignored_afterwards() {
     let earliest = json!({"deliver": "earliest"});
     let tail = group_fetch(&env, &address, "tail", earliest.clone()).await;
     assert_eq!(ids(&tail), vec![3]);
-    env.ack(&address, "mid", 2).await;
+    env.ack_ok(&address, "mid", 2).await;
     let mid = group_fetch(&env, &address, "mid", earliest).await;
     assert_eq!(ids(&mid), vec![3]);
 }
@@ -73,7 +73,7 @@ async fn force_deliver_resets_the_group() {
     let env = Env::start().await;
     let address = mailbox_with(&env, 4).await;
     let all = group_fetch(&env, &address, "g", json!({})).await;
-    env.ack(&address, "g", *ids(&all).last().unwrap()).await;
+    env.ack_ok(&address, "g", *ids(&all).last().unwrap()).await;
     assert!(ids(&group_fetch(&env, &address, "g", json!({})).await).is_empty());
     let reset = json!({"deliver": "from_id", "from_id": 2, "force_deliver": true});
     assert_eq!(
@@ -113,10 +113,10 @@ async fn an_unacknowledged_message_is_redelivered_when_its_lease_ends() {
     let address = mailbox_with(&env, 2).await;
     let lease = json!({"group_name": "g", "config": {"ack_wait_ms": 500, "max_wait_ms": 0}});
     assert_eq!(ids(&env.fetch(&address, lease).await), vec![0, 1]);
-    env.ack(&address, "g", 0).await;
+    env.ack_ok(&address, "g", 0).await;
     // A waiting FETCH of the group is answered when the lease ends, well before its deadline.
     let (reply, took) = env
-        .fetch_timed(
+        .fetch_held(
             &address,
             json!({"group_name": "g", "config": {"max_wait_ms": 8000}}),
         )
@@ -132,16 +132,13 @@ async fn a_group_long_poll_wakes_for_a_new_message() {
     let address = mailbox_with(&env, 1).await;
     let g = json!({"group_name": "g", "config": {"max_wait_ms": 0}});
     env.fetch(&address, g).await;
-    env.ack(&address, "g", 0).await;
+    env.ack_ok(&address, "g", 0).await;
     let poll = env.fetch_timed(
         &address,
         json!({"group_name": "g", "config": {"max_wait_ms": 10000}}),
     );
-    let send = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        env.send_ok(&address, b"new", &[]).await
-    };
-    let ((reply, took), _) = tokio::join!(poll, send);
+    let send = env.send_ok(&address, b"new", &[]);
+    let ((reply, took), _) = env.woken_by(1, poll, send).await;
     assert_eq!(texts(&reply), vec!["new"]);
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
 }
@@ -156,11 +153,10 @@ async fn two_waiting_workers_of_a_group_split_new_messages() {
         env.fetch(&address, body.clone()),
     );
     let sends = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
         env.send_ok(&address, b"a", &[]).await;
         env.send_ok(&address, b"b", &[]).await;
     };
-    let ((one, two), ()) = tokio::join!(workers, sends);
+    let ((one, two), ()) = env.woken_by(2, workers, sends).await;
     let mut got = [ids(&one), ids(&two)].concat();
     got.sort();
     assert_eq!(

@@ -103,7 +103,7 @@ async fn stored_gauges_follow_deletes() {
     let address = env.create(json!({"ttl": 3600})).await;
     env.send_ok(&address, b"abc", &[]).await;
     env.send_ok(&address, b"defgh", &[]).await;
-    env.delete(&address, 1).await;
+    env.delete_ok(&address, 1).await;
     wait_until("gauges show one message of 3 bytes", || async {
         env.metric("mq9_stored_messages").await == Some(1.0)
             && env.metric("mq9_stored_bytes").await == Some(3.0)

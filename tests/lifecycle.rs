@@ -66,7 +66,7 @@ async fn a_waiting_fetch_learns_that_its_mailbox_expired() {
     let env = Env::start().await;
     let address = env.create(json!({"ttl": 1})).await;
     let (reply, took) = env
-        .fetch_timed(&address, json!({"config": {"max_wait_ms": 8000}}))
+        .fetch_held(&address, json!({"config": {"max_wait_ms": 8000}}))
         .await;
     assert_error(&reply, "not_found");
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
@@ -82,7 +82,7 @@ async fn a_recreated_mailbox_starts_empty() {
     env.send_ok(name, b"delayed", &[("mq9-delay", "2")]).await;
     let group = json!({"group_name": "g", "config": {"max_wait_ms": 0}});
     env.fetch(name, group.clone()).await;
-    env.ack(name, "g", 3).await;
+    env.ack_ok(name, "g", 3).await;
     env.wait_gone(name).await;
 
     env.create(json!({"name": name, "ttl": 3600})).await;
@@ -95,7 +95,8 @@ async fn a_recreated_mailbox_starts_empty() {
     let reply = env.fetch(name, group.clone()).await;
     assert_eq!(texts(&reply), vec!["fresh"]);
     assert_eq!(messages(&reply)[0]["delivery_count"], 1);
-    // The old incarnation's delayed message never shows up in the new one.
+    // The old incarnation's delayed message never shows up in the new one: past its 2 s delay
+    // (waiting out the delay is the behaviour under test; nothing can be awaited instead).
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(texts(&env.query(name, json!({})).await), vec!["fresh"]);
     // Nor does its compaction slot: a new keyed message replaces nothing old.
@@ -122,6 +123,7 @@ async fn a_message_ttl_hides_the_message_at_expiry_then_removes_it() {
         ids(&env.fetch(&address, group.clone()).await),
         vec![0, 1, 2]
     );
+    // Past the 1 s ttl and the 300 ms lease: waiting out the expiry is the behaviour under test.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let expected = vec!["forever", "plain"];
     assert_eq!(texts(&env.query(&address, json!({})).await), expected);
@@ -156,7 +158,7 @@ async fn a_delayed_message_gets_its_id_when_it_becomes_visible() {
     assert_eq!(texts(&env.query(&address, json!({})).await), vec!["now"]);
     // A waiting FETCH is answered when the delayed message becomes visible.
     let latest = json!({"deliver": "latest", "config": {"max_wait_ms": 8000}});
-    let (reply, took) = env.fetch_timed(&address, latest).await;
+    let (reply, took) = env.fetch_held(&address, latest).await;
     assert_eq!(texts(&reply), vec!["later"]);
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
     let visible = &messages(&reply)[0];
@@ -175,6 +177,8 @@ async fn a_delayed_message_whose_ttl_ends_first_never_appears() {
     let address = env.create(json!({"ttl": 3600})).await;
     let headers = [("mq9-delay", "2"), ("mq9-ttl", "1")];
     assert_eq!(env.send_ok(&address, b"never", &headers).await, -1);
+    // Past both the ttl and the delay: the message must never have appeared (waiting out the
+    // delay is the behaviour under test).
     tokio::time::sleep(Duration::from_millis(2300)).await;
     assert!(env.query_ids(&address).await.is_empty());
     assert_eq!(

@@ -37,7 +37,7 @@ async fn max_messages_per_mailbox_answers_full_and_drops_nothing() {
         vec!["m0", "m1", "m2"]
     );
     // Replacing a keyed message takes no extra room; freeing room lets SEND in again.
-    env.delete(&address, 2).await;
+    env.delete_ok(&address, 2).await;
     env.send_ok(&address, b"k1", &[("mq9-key", "k")]).await;
     env.send_ok(&address, b"k2", &[("mq9-key", "k")]).await;
     assert_error(&env.send(&address, b"more", &[]).await, "full");
@@ -62,7 +62,7 @@ async fn max_bytes_per_mailbox_answers_full() {
         texts(&env.query(&address, json!({})).await),
         vec!["123456", "1234"]
     );
-    env.delete(&address, 0).await;
+    env.delete_ok(&address, 0).await;
     env.send_ok(&address, b"abcdef", &[]).await;
 }
 
@@ -110,7 +110,7 @@ async fn fetch_splits_two_mebibytes_over_replies_within_max_payload() {
         let batch = messages(&reply);
         let Some(last) = batch.last() else { break };
         replies += 1;
-        env.ack(&address, "big", last["msg_id"].as_u64().unwrap())
+        env.ack_ok(&address, "big", last["msg_id"].as_u64().unwrap())
             .await;
         received.extend(batch.iter().map(payload));
         assert!(replies <= 8, "too many replies");

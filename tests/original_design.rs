@@ -172,7 +172,7 @@ async fn broadcast_tasks_reach_one_worker_each_and_every_subscribed_mailbox() {
             .await
             .unwrap();
         let done = nc.subscribe("test.done").await.unwrap();
-        nc.flush().await.unwrap();
+        support::server_caught_up(&nc).await;
         workers.push((nc, tasks, done));
     }
     // Two agents subscribe their mailboxes durably; one of them then goes offline.

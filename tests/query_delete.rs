@@ -94,7 +94,7 @@ async fn query_touches_no_group_state() {
     assert!(messages(&fetched).iter().all(|m| m["delivery_count"] == 1));
     // Leased and acknowledged messages remain visible to QUERY, and QUERY does not release
     // or renew them.
-    env.ack(&address, "g", 0).await;
+    env.ack_ok(&address, "g", 0).await;
     assert_eq!(env.query_ids(&address).await, vec![0, 1, 2]);
     assert!(ids(&env.fetch(&address, group).await).is_empty());
 }
@@ -115,7 +115,7 @@ async fn mailbox_query_reports_its_address_and_unread_count() {
     assert_eq!(ids(&reply), vec![0, 1, 2]);
     let limited = env.mailbox_query(&address, json!({"limit": 1})).await;
     assert_eq!((ids(&limited), &limited["unread"]), (vec![2], &json!(3)));
-    env.delete(&address, 1).await;
+    env.delete_ok(&address, 1).await;
     assert_eq!(env.mailbox_query(&address, json!({})).await["unread"], 2);
     let reply = env
         .request(&format!("$mq9.AI.MAILBOX.QUERY.{address}"), "")
