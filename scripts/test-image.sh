@@ -5,7 +5,9 @@
 # host's /dev), with only the image's PATH. Nothing from the host is used but the kernel.
 #   1. `mq9 --version` prints the version in Cargo.toml;
 #   2. `mq9 dev` starts (the image's nats-server as its child), and the image's own CLI creates
-#      a mailbox, SENDs to it and FETCHes the message back; then `mq9 dev` stops on SIGTERM.
+#      a mailbox, SENDs to it and FETCHes the message back; then `mq9 dev` stops on SIGTERM;
+#   3. the image's mq9 accepts the operator command lines of the chart (webhook on and off) and
+#      of config/operator/deployment.yaml (each parsed, with --help so that it stops there).
 # Every wait has a deadline; any failure exits non-zero with what went wrong and mq9 dev's log.
 # Usage: scripts/test-image.sh [archive]   (default: $MQ9_CACHE/image/mq9-<version>.oci.tar)
 set -euo pipefail
@@ -23,6 +25,13 @@ fail() {
 [ "$(id -u)" -eq 0 ] || fail "run as root (chroot and namespaces)"
 [ -f "$archive" ] || fail "no image at $archive: run scripts/image.sh first"
 command -v umoci >/dev/null 2>&1 || fail "umoci is missing: run scripts/image.sh first"
+
+# No container builder runs here, so the Dockerfile is held to the parts scripts/image.sh uses:
+# the same runtime packages, user, nats-server and entrypoint.
+for part in "librocksdb7.8 ca-certificates" "--uid 65532 --gid 65532" "USER 65532:65532" \
+  "NATS_SERVER_VERSION=$(sed -n 's/^nats_version=//p' "$repo/scripts/image.sh")" 'ENTRYPOINT ["mq9"]'; do
+  grep -qF -- "$part" "$repo/Dockerfile" || fail "the Dockerfile lacks '$part' (scripts/image.sh has it)"
+done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/mq9-image-test.XXXXXX")
 dev_pid=
@@ -105,4 +114,24 @@ while kill -0 "$dev_pid" 2>/dev/null; do
   sleep 0.1
 done
 dev_pid=
+log=
+"$repo/scripts/tools.sh"
+operator_command() {
+  "$cache/venv/bin/python" -c '
+import sys, yaml
+[deployment] = [d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "Deployment"]
+[container] = deployment["spec"]["template"]["spec"]["containers"]
+print("\n".join(container["command"] + container["args"]))'
+}
+for source in chart chart-without-webhook config; do
+  case $source in
+    chart) manifest=$("$cache/tools/bin/helm" template mq9 "$repo/charts/mq9") ;;
+    chart-without-webhook) manifest=$("$cache/tools/bin/helm" template mq9 "$repo/charts/mq9" --set webhook.enabled=false) ;;
+    config) manifest=$(cat "$repo/config/operator/deployment.yaml") ;;
+  esac
+  mapfile -t command < <(operator_command <<<"$manifest")
+  in_image "${command[@]}" --help >/dev/null 2>"$work/operator.err" ||
+    fail "the image's mq9 refuses the $source's operator command line: $(cat "$work/operator.err")"
+done
+echo "test-image: the image's mq9 accepts the operator command lines of the chart and config/operator"
 echo "test-image: passed"
