@@ -75,7 +75,9 @@ install -m 0755 "$mq9_bin" "$work/bin/mq9"
 install -m 0755 "$nats_bin" "$work/bin/nats-server"
 
 echo "image: root filesystem (mmdebstrap, bookworm minbase + librocksdb7.8 ca-certificates)"
-# The same user, home and documentation excludes as the Dockerfile's runtime stage.
+# The same user, home and documentation excludes as the Dockerfile's runtime stage. The hooks'
+# "$1" is the root filesystem being built: mmdebstrap expands it, not this shell.
+# shellcheck disable=SC2016
 mmdebstrap --quiet --mode=root --variant=minbase --format=tar \
   --include=librocksdb7.8,ca-certificates \
   --aptopt='Acquire::Languages "none"' \

@@ -68,6 +68,7 @@ read -r user entrypoint label_version <<<"$(manifest_config)"
 
 # Runs a command inside the image as its user, the way a runtime would.
 in_image() {
+  # shellcheck disable=SC2016 # the inner bash expands $0 and $@
   unshare --mount --pid --fork --kill-child=SIGTERM --mount-proc="$rootfs/proc" \
     bash -c 'mount --rbind /dev "$0/dev" && exec chroot --userspec=65532:65532 "$0" "$@"' \
     "$rootfs" /usr/bin/env -i HOME=/home/mq9 \
