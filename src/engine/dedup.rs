@@ -11,7 +11,7 @@
 //! there or neither, and a retry stores the message exactly once). A SEND with the header reads
 //! it with one point lookup; a SEND without it costs nothing. In memory the engine keeps only the
 //! ids of the open batch, which the store cannot answer for until the batch is written. Entries
-//! expire with their window: the `dedup_expiry` index, run by the timers of [`super::purge`],
+//! expire with their window: the `dedup_expiry` index, run by the timers of [`super::timers`],
 //! removes them, and a lookup ignores an entry whose window ended even before that. Ids belong to
 //! one incarnation of a mailbox: they are deleted with it, and a re-created address deduplicates
 //! nothing against the old one.

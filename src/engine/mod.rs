@@ -10,22 +10,24 @@
 //! Long-polling FETCHes park as [`waiters`]; they are retried when their mailbox receives a
 //! message, when a lease of their group ends, and answered empty at their deadline. Expiry of
 //! mailboxes and messages and the arrival of delayed messages run from time-ordered indexes
-//! ([`purge`]), woken exactly when the first entry falls due.
+//! ([`timers`]), woken exactly when the first entry falls due.
 
+mod command;
 mod commands;
 mod dedup;
 mod delayed;
 mod failure;
 mod group;
 mod mailbox;
-mod purge;
 mod registry;
 mod search;
 #[cfg(test)]
 mod testing;
+mod timers;
 mod topics;
 mod waiters;
 
+pub use command::{Command, Job, Outgoing, Sink, Totals};
 pub use group::{GroupState, Start};
 pub use mailbox::Mailbox;
 
@@ -37,15 +39,7 @@ use bytes::Bytes;
 use rocksdb::WriteBatch;
 
 use crate::config::{Limits, SyncMode};
-use crate::protocol::admin::{EnsureRequest, ListRequest};
-use crate::protocol::agents::{AgentLookup, DiscoverRequest, RegisterRequest};
-use crate::protocol::headers::SendOptions;
-use crate::protocol::identity::Caller;
-use crate::protocol::request::{
-    AckRequest, CreateRequest, FetchRequest, QueryRequest, SubscribeRequest,
-};
-use crate::protocol::subject::DeleteTarget;
-use crate::protocol::{Priority, ProtoError};
+use crate::protocol::ProtoError;
 use crate::store::{Store, StoreError};
 
 /// Most jobs applied in one batch: bounds the latency a batch adds to its first job.
@@ -62,124 +56,6 @@ pub struct EngineConfig {
     pub sync: SyncMode,
     /// The NATS server's `max_payload`: no reply may be larger.
     pub max_payload: usize,
-}
-
-/// A command for the engine, already parsed and validated.
-#[derive(Debug)]
-pub enum Command {
-    Create(CreateRequest),
-    Send {
-        address: String,
-        /// From the INBOX subject; otherwise the header decides.
-        priority: Option<Priority>,
-        options: SendOptions,
-        payload: Bytes,
-    },
-    Fetch {
-        address: String,
-        request: FetchRequest,
-    },
-    Ack {
-        address: String,
-        request: AckRequest,
-    },
-    Query {
-        address: String,
-        request: QueryRequest,
-        /// `MAILBOX.QUERY` of the original design also answers `mail_id` and `unread`.
-        with_unread: bool,
-    },
-    Delete {
-        address: String,
-        target: DeleteTarget,
-    },
-    Subscribe {
-        request: SubscribeRequest,
-        /// false for UNSUBSCRIBE.
-        subscribe: bool,
-    },
-    /// A publish on `$mq9.AI.BROADCAST.{topic}`: stored in every durably subscribed mailbox.
-    Broadcast {
-        topic: String,
-        options: SendOptions,
-        payload: Bytes,
-        /// The publisher's account, as nats-server reports it (`None`: anonymous): only
-        /// subscriptions that admit it store the message (see `mailbox::Subscription`).
-        publisher: Option<String>,
-    },
-    /// The registry's writes carry the caller (absent: anonymous), who must own what it
-    /// changes (see `registry`).
-    Register {
-        request: RegisterRequest,
-        caller: Option<Caller>,
-    },
-    Unregister {
-        lookup: AgentLookup,
-        caller: Option<Caller>,
-    },
-    Report {
-        lookup: AgentLookup,
-        /// The REPORT body as sent.
-        status: String,
-        caller: Option<Caller>,
-    },
-    Discover(DiscoverRequest),
-    Ensure(EnsureRequest),
-    AdminDelete {
-        name: String,
-    },
-    Info {
-        name: String,
-    },
-    List(ListRequest),
-    Stats,
-}
-
-/// A job: a command, where to answer it, and what to record about it.
-#[derive(Debug)]
-pub struct Job {
-    pub command: Command,
-    /// `None` for a plain publish: executed, not answered.
-    pub reply_to: Option<async_nats::Subject>,
-    /// The command's name, for metrics.
-    pub kind: &'static str,
-    pub received: Instant,
-}
-
-/// A reply ready to publish.
-#[derive(Debug)]
-pub struct Outgoing {
-    pub subject: async_nats::Subject,
-    pub body: Bytes,
-}
-
-/// Where finished jobs go: replies to publish, outcomes to count.
-pub trait Sink {
-    fn reply(&self, outgoing: Outgoing);
-    /// `outcome` is `"ok"` or an error code.
-    fn finished(&self, kind: &'static str, outcome: &'static str, latency: Duration);
-    /// The engine's totals, after every commit.
-    fn totals(&self, totals: &Totals);
-    /// The engine failed for good (see [`failure`]): from now on it answers only `internal`.
-    /// Called before the replies of the failed batch go out, and possibly more than once.
-    fn failed(&self, reason: &str);
-}
-
-/// What the engine holds and how much it wrote, for `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub mailboxes: u64,
-    /// Stored messages, delayed ones included.
-    pub messages: u64,
-    /// Their bytes: payload, headers, key and tags ([`crate::store::MessageRecord::size`]).
-    pub bytes: u64,
-    /// Write batches committed since start.
-    pub writes: u64,
-    /// Of those, the ones that synced the WAL: fewer than the SENDs they made durable when
-    /// concurrent SENDs share a sync (group commit).
-    pub syncs: u64,
-    /// Long-poll FETCHes parked now.
-    pub waiting_fetches: u64,
 }
 
 /// A finished job whose reply waits for the batch to commit.
@@ -217,7 +93,7 @@ pub struct Engine {
     next_delay_seq: u64,
     pending: Pending,
     waiters: waiters::Waiters,
-    timers: purge::Timers,
+    timers: timers::Timers,
     registry: registry::Registry,
     topics: topics::TopicIndex,
     /// Mailboxes that got a visible message in a committed batch: their waiters retry.
@@ -249,7 +125,7 @@ impl Engine {
             next_delay_seq: 0,
             pending: Pending::default(),
             waiters: waiters::Waiters::default(),
-            timers: purge::Timers::default(),
+            timers: timers::Timers::default(),
             registry: registry::Registry::default(),
             topics: topics::TopicIndex::default(),
             woken: HashSet::new(),
@@ -277,7 +153,7 @@ impl Engine {
         self.total_messages = self.mailboxes.values().map(|m| m.record.count).sum();
         self.total_bytes = self.mailboxes.values().map(|m| m.record.bytes).sum();
         self.load_delayed()?;
-        self.timers = purge::Timers::load(&self.store)?;
+        self.timers = timers::Timers::load(&self.store)?;
         self.registry = registry::Registry::load(&self.store)?;
         self.topics = topics::TopicIndex::default();
         for (address, mailbox) in &self.mailboxes {

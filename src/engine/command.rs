@@ -1,0 +1,134 @@
+//! What goes into the engine and what comes out of it: [`Command`]s in [`Job`]s, and finished
+//! jobs into a [`Sink`]: the seam between the engine thread and the broker's async side.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::protocol::admin::{EnsureRequest, ListRequest};
+use crate::protocol::agents::{AgentLookup, DiscoverRequest, RegisterRequest};
+use crate::protocol::headers::SendOptions;
+use crate::protocol::identity::Caller;
+use crate::protocol::request::{
+    AckRequest, CreateRequest, FetchRequest, QueryRequest, SubscribeRequest,
+};
+use crate::protocol::subject::DeleteTarget;
+use crate::protocol::Priority;
+
+/// A command for the engine, already parsed and validated.
+#[derive(Debug)]
+pub enum Command {
+    Create(CreateRequest),
+    Send {
+        address: String,
+        /// From the INBOX subject; otherwise the header decides.
+        priority: Option<Priority>,
+        options: SendOptions,
+        payload: Bytes,
+    },
+    Fetch {
+        address: String,
+        request: FetchRequest,
+    },
+    Ack {
+        address: String,
+        request: AckRequest,
+    },
+    Query {
+        address: String,
+        request: QueryRequest,
+        /// `MAILBOX.QUERY` of the original design also answers `mail_id` and `unread`.
+        with_unread: bool,
+    },
+    Delete {
+        address: String,
+        target: DeleteTarget,
+    },
+    Subscribe {
+        request: SubscribeRequest,
+        /// false for UNSUBSCRIBE.
+        subscribe: bool,
+    },
+    /// A publish on `$mq9.AI.BROADCAST.{topic}`: stored in every durably subscribed mailbox.
+    Broadcast {
+        topic: String,
+        options: SendOptions,
+        payload: Bytes,
+        /// The publisher's account, as nats-server reports it (`None`: anonymous): only
+        /// subscriptions that admit it store the message (see `mailbox::Subscription`).
+        publisher: Option<String>,
+    },
+    /// The registry's writes carry the caller (absent: anonymous), who must own what it
+    /// changes (see `registry`).
+    Register {
+        request: RegisterRequest,
+        caller: Option<Caller>,
+    },
+    Unregister {
+        lookup: AgentLookup,
+        caller: Option<Caller>,
+    },
+    Report {
+        lookup: AgentLookup,
+        /// The REPORT body as sent.
+        status: String,
+        caller: Option<Caller>,
+    },
+    Discover(DiscoverRequest),
+    Ensure(EnsureRequest),
+    AdminDelete {
+        name: String,
+    },
+    Info {
+        name: String,
+    },
+    List(ListRequest),
+    Stats,
+}
+
+/// A job: a command, where to answer it, and what to record about it.
+#[derive(Debug)]
+pub struct Job {
+    pub command: Command,
+    /// `None` for a plain publish: executed, not answered.
+    pub reply_to: Option<async_nats::Subject>,
+    /// The command's name, for metrics.
+    pub kind: &'static str,
+    pub received: Instant,
+}
+
+/// A reply ready to publish.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub subject: async_nats::Subject,
+    pub body: Bytes,
+}
+
+/// Where finished jobs go: replies to publish, outcomes to count.
+pub trait Sink {
+    fn reply(&self, outgoing: Outgoing);
+    /// `outcome` is `"ok"` or an error code.
+    fn finished(&self, kind: &'static str, outcome: &'static str, latency: Duration);
+    /// The engine's totals, after every commit.
+    fn totals(&self, totals: &Totals);
+    /// The engine failed for good (see [`failure`]): from now on it answers only `internal`.
+    /// Called before the replies of the failed batch go out, and possibly more than once.
+    fn failed(&self, reason: &str);
+}
+
+/// What the engine holds and how much it wrote, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub mailboxes: u64,
+    /// Stored messages, delayed ones included.
+    pub messages: u64,
+    /// Their bytes: payload, headers, key and tags ([`crate::store::MessageRecord::size`]).
+    pub bytes: u64,
+    /// Write batches committed since start.
+    pub writes: u64,
+    /// Of those, the ones that synced the WAL: fewer than the SENDs they made durable when
+    /// concurrent SENDs share a sync (group commit).
+    pub syncs: u64,
+    /// Long-poll FETCHes parked now.
+    pub waiting_fetches: u64,
+}
