@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use crate::protocol::admin::{EnsureRequest, ListRequest};
 use crate::protocol::agents::{AgentLookup, DiscoverRequest, RegisterRequest};
@@ -97,10 +98,12 @@ pub struct Job {
     pub received: Instant,
 }
 
-/// A reply ready to publish.
-#[derive(Debug)]
+/// A reply ready to publish. Part of an [`Effect`](super::Effect), so it serializes: the
+/// subject as its string, the body as bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outgoing {
     pub subject: async_nats::Subject,
+    #[serde(with = "super::effect::as_bytes")]
     pub body: Bytes,
 }
 

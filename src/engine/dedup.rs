@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use super::Engine;
 use crate::protocol::ProtoError;
-use crate::store::{self, dedup_expiry_key, named_key, DedupRecord};
+use crate::store::{self, named_key, DedupRecord};
 use crate::time::secs_to_ms;
 
 pub struct Dedup {
@@ -95,11 +95,7 @@ impl Engine {
             msg_id,
             expires_at_ms,
         };
-        let batch = &mut self.pending.batch;
-        self.store.put(batch, store::CF_DEDUP, &key, &entry);
-        let index = dedup_expiry_key(expires_at_ms, &key);
-        self.store.put(batch, store::CF_DEDUP_EXPIRY, &index, &());
-        self.timers.dedup_expiry_at(expires_at_ms);
+        self.pending.put_dedup(&self.store, &key, &entry);
         self.dedup.unflushed.insert(key, msg_id);
     }
 }

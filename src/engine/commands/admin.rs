@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::NewMailbox;
 use crate::engine::{Engine, Mailbox};
 use crate::protocol::admin::{EnsureRequest, ListRequest};
 use crate::protocol::{reply, ErrorCode, ProtoError};
@@ -49,15 +50,14 @@ impl Engine {
             }
         };
         self.remove_mailbox(&request.name);
-        self.insert_mailbox(
-            &request.name,
-            request.kind,
-            ttl,
+        let new = NewMailbox {
+            kind: request.kind,
+            ttl_secs: ttl,
             expires_at_ms,
-            request.desc,
-            request.owner,
-            now,
-        )?;
+            desc: request.desc,
+            owner: request.owner,
+        };
+        self.insert_mailbox(&request.name, new, now)?;
         let created = self.live(&request.name, now)?;
         Ok(reply::ok(
             json!({"created": true, "mailbox": info(&request.name, created)}),
@@ -152,8 +152,8 @@ impl Engine {
     pub(in crate::engine) fn stats(&mut self) -> Result<Bytes, ProtoError> {
         Ok(reply::ok(json!({
             "mailboxes": self.mailboxes.len(),
-            "messages": self.total_messages,
-            "bytes": self.total_bytes,
+            "messages": self.held.messages,
+            "bytes": self.held.bytes,
             "agents": self.registry.count(),
             "subscriptions": self.topics.count(),
             "max_payload": self.config.max_payload,

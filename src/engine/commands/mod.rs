@@ -11,7 +11,9 @@ mod fetch;
 mod query;
 mod send;
 
-pub use fetch::FetchOutcome;
+use create::NewMailbox;
+pub use fetch::{Attempt, FetchOutcome};
+pub use send::Room;
 
 use crate::protocol::reply::MessageView;
 use crate::protocol::Priority;
