@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::NewMailbox;
+use super::{ends_at, NewMailbox};
 use crate::engine::{Engine, Mailbox};
 use crate::protocol::admin::{EnsureRequest, ListRequest};
 use crate::protocol::{reply, ErrorCode, ProtoError};
@@ -39,14 +39,7 @@ impl Engine {
             (Some(at), ttl) => (ttl.unwrap_or(0), secs_to_ms(at)),
             (None, ttl) => {
                 let ttl = ttl.unwrap_or(self.config.default_mailbox_ttl);
-                (
-                    ttl,
-                    if ttl == 0 {
-                        0
-                    } else {
-                        now.saturating_add(secs_to_ms(ttl))
-                    },
-                )
+                (ttl, ends_at(now, ttl))
             }
         };
         self.remove_mailbox(&request.name);

@@ -3,11 +3,12 @@
 use bytes::Bytes;
 use serde_json::json;
 
+use super::ends_at;
 use crate::engine::{Engine, Mailbox};
 use crate::protocol::request::CreateRequest;
 use crate::protocol::{address, reply, ErrorCode, MailboxType, ProtoError};
 use crate::store::MailboxRecord;
-use crate::time::{ms_to_secs, now_ms, secs_to_ms};
+use crate::time::{ms_to_secs, now_ms};
 
 impl Engine {
     pub(in crate::engine) fn create(
@@ -35,11 +36,7 @@ impl Engine {
             },
         };
         let ttl = request.ttl.unwrap_or(self.config.default_mailbox_ttl);
-        let expires_at_ms = if ttl == 0 {
-            0
-        } else {
-            now.saturating_add(secs_to_ms(ttl))
-        };
+        let expires_at_ms = ends_at(now, ttl);
         let new = NewMailbox {
             kind: request.kind,
             ttl_secs: ttl,

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde_json::json;
 
-use super::view;
+use super::{ends_at, view};
 use crate::config::Limits;
 use crate::engine::mailbox::PendingDelayed;
 use crate::engine::pending::MessageAt;
@@ -37,10 +37,7 @@ impl Engine {
             .unwrap_or(Priority::Normal);
         let message = MessageRecord {
             create_time_ms: now,
-            expires_at_ms: match options.ttl_secs {
-                None | Some(0) => 0,
-                Some(ttl) => now.saturating_add(secs_to_ms(ttl)),
-            },
+            expires_at_ms: ends_at(now, options.ttl_secs.unwrap_or(0)),
             payload: payload.to_vec(),
             headers: options.headers,
             key: options.key,
