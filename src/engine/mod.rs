@@ -6,6 +6,8 @@
 //! and to one RocksDB write batch, writes the batch once (syncing once when any job needs
 //! durability: *group commit*), and only then releases the replies. A job that reads RocksDB
 //! for a mailbox the open batch has written commits the batch first, so reads see every write.
+//! Each write goes through the open batch ([`pending`]), which pairs it with its side effects;
+//! sealed, the batch is an [`Effect`]: a value that applies without a clock ([`effect`]).
 //!
 //! Long-polling FETCHes park as [`waiters`]; they are retried when their mailbox receives a
 //! message, when a lease of their group ends, and answered empty at their deadline. Expiry of
