@@ -11,7 +11,7 @@
 //! there or neither, and a retry stores the message exactly once). A SEND with the header reads
 //! it with one point lookup; a SEND without it costs nothing. In memory the engine keeps only the
 //! ids of the open batch, which the store cannot answer for until the batch is written. Entries
-//! expire with their window: the `dedup_expiry` index, run by the timers of [`super::purge`],
+//! expire with their window: the `dedup_expiry` index, run by the timers of [`super::timers`],
 //! removes them, and a lookup ignores an entry whose window ended even before that. Ids belong to
 //! one incarnation of a mailbox: they are deleted with it, and a re-created address deduplicates
 //! nothing against the old one.
@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use super::Engine;
 use crate::protocol::ProtoError;
-use crate::store::{self, dedup_expiry_key, named_key, DedupRecord};
+use crate::store::{self, named_key, DedupRecord};
 use crate::time::secs_to_ms;
 
 pub struct Dedup {
@@ -95,11 +95,7 @@ impl Engine {
             msg_id,
             expires_at_ms,
         };
-        let batch = &mut self.pending.batch;
-        self.store.put(batch, store::CF_DEDUP, &key, &entry);
-        let index = dedup_expiry_key(expires_at_ms, &key);
-        self.store.put(batch, store::CF_DEDUP_EXPIRY, &index, &());
-        self.timers.dedup_expiry_at(expires_at_ms);
+        self.pending.put_dedup(&self.store, &key, &entry);
         self.dedup.unflushed.insert(key, msg_id);
     }
 }

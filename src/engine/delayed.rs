@@ -17,7 +17,7 @@ use serde_json::json;
 use super::mailbox::PendingDelayed;
 use super::Engine;
 use crate::protocol::{reply, ProtoError};
-use crate::store::{self, delayed_key, time_of, DelayedRecord, StoreError};
+use crate::store::{self, time_of, DelayedRecord, StoreError};
 use crate::time::now_ms;
 
 /// The delay_id in a `delayed` key.
@@ -94,14 +94,8 @@ impl Engine {
         Some(pending)
     }
 
-    /// Removes a delayed message that will never become visible and gives its room back;
-    /// `delete_key` is false when the caller already deleted its `delayed` entry.
-    pub(super) fn release_delayed(
-        &mut self,
-        address: &str,
-        delay_id: u64,
-        delete_key: bool,
-    ) -> bool {
+    /// Removes a delayed message that will never become visible and gives its room back.
+    pub(super) fn release_delayed(&mut self, address: &str, delay_id: u64) -> bool {
         let Some(pending) = self.forget_delayed(address, delay_id) else {
             return false;
         };
@@ -109,20 +103,12 @@ impl Engine {
             .mailboxes
             .get_mut(address)
             .expect("found by forget_delayed");
-        mailbox.record.count -= 1;
-        mailbox.record.bytes -= pending.size;
         mailbox.record.delayed -= 1;
-        self.total_messages -= 1;
-        self.total_bytes -= pending.size;
-        if delete_key {
-            self.store.delete(
-                &mut self.pending.batch,
-                store::CF_DELAYED,
-                &delayed_key(pending.visible_at_ms, delay_id),
-            );
-        }
-        self.pending.sync = true;
-        self.save_mailbox(address);
+        self.held.remove(&mut mailbox.record, pending.size);
+        let store = &self.store;
+        self.pending
+            .delete_delayed(store, pending.visible_at_ms, delay_id);
+        self.pending.save_record(address);
         true
     }
 
@@ -130,11 +116,9 @@ impl Engine {
     pub(super) fn drop_delayed_of_removed(&mut self, delay_id: u64, pending: &PendingDelayed) {
         self.delayed_expiry
             .remove(&(pending.expires_at_ms, delay_id));
-        self.store.delete(
-            &mut self.pending.batch,
-            store::CF_DELAYED,
-            &delayed_key(pending.visible_at_ms, delay_id),
-        );
+        let store = &self.store;
+        self.pending
+            .delete_delayed(store, pending.visible_at_ms, delay_id);
     }
 
     /// `MSG.DELETE.{addr}.d{delay_id}`: the owner takes back a delayed message before it
@@ -146,7 +130,7 @@ impl Engine {
         delay_id: u64,
     ) -> Result<Bytes, ProtoError> {
         self.live(address, now_ms())?;
-        if self.release_delayed(address, delay_id, true) {
+        if self.release_delayed(address, delay_id) {
             Ok(reply::ok(json!({"deleted": true})))
         } else {
             Err(ProtoError::not_found(format!(
@@ -169,7 +153,7 @@ impl Engine {
                 break;
             }
             let ((_, delay_id), address) = entry.remove_entry();
-            self.release_delayed(&address, delay_id, true);
+            self.release_delayed(&address, delay_id);
         }
     }
 }

@@ -10,7 +10,7 @@
 //! the pod. A restart reloads exactly what the disk holds; a client retrying with the same
 //! `Nats-Msg-Id` then gets its original msg_id if the message made it, or stores it once if not.
 
-use super::{Done, Engine, Job, Outgoing, Sink};
+use super::{Engine, Job, Outgoing, Sink};
 use crate::protocol::ProtoError;
 
 impl Engine {
@@ -36,31 +36,11 @@ impl Engine {
 /// must not hang: a client learns at once that this broker cannot serve it.
 pub(super) fn refuse_all(jobs: &flume::Receiver<Job>, sink: &dyn Sink, failure: &ProtoError) {
     for job in jobs.iter() {
-        release(
-            sink,
-            Done {
-                reply_to: job.reply_to,
-                result: Err(failure.clone()),
-                kind: job.kind,
-                received: job.received,
-            },
-        );
-    }
-}
-
-/// Counts a finished job and publishes its reply, if it has a reply subject.
-pub(super) fn release(sink: &dyn Sink, job: Done) {
-    let outcome = match &job.result {
-        Ok(_) => "ok",
-        Err(e) => e.code.as_str(),
-    };
-    sink.finished(job.kind, outcome, job.received.elapsed());
-    if let Some(subject) = job.reply_to {
-        let body = match job.result {
-            Ok(body) => body,
-            Err(e) => e.to_reply(),
-        };
-        sink.reply(Outgoing { subject, body });
+        sink.finished(job.kind, failure.code.as_str(), job.received.elapsed());
+        if let Some(subject) = job.reply_to {
+            let body = failure.to_reply();
+            sink.reply(Outgoing { subject, body });
+        }
     }
 }
 

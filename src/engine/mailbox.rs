@@ -2,11 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::pending::MessageAt;
 use super::{Engine, GroupState};
-use crate::protocol::{Priority, ProtoError};
-use crate::store::{
-    self, mailbox_prefix, message_key, name_of, named_key, MailboxRecord, Slot, Store, StoreError,
-};
+use crate::protocol::ProtoError;
+use crate::store::{self, name_of, MailboxRecord, Slot, Store, StoreError};
 
 /// A mailbox as the engine holds it: its record plus the small per-mailbox indexes.
 ///
@@ -169,53 +168,27 @@ impl Engine {
             .ok_or_else(|| ProtoError::no_mailbox(address))
     }
 
-    /// Queues the mailbox's record (counters included) for the open batch; it is written
-    /// when the batch is flushed, once however many commands of the batch changed it.
-    pub(super) fn save_mailbox(&mut self, address: &str) {
-        if !self.pending.records.contains(address) {
-            self.pending.records.insert(address.into());
-        }
-    }
-
     /// Queues a group's state into the open batch.
     pub(super) fn save_group(&mut self, address: &str, group: &str) {
         if let Some(mailbox) = self.mailboxes.get(address) {
-            let key = named_key(mailbox.record.id, group);
-            match mailbox.group(group) {
-                Some(state) => {
-                    self.store
-                        .put(&mut self.pending.batch, store::CF_GROUPS, &key, state)
-                }
-                None => self
-                    .store
-                    .delete(&mut self.pending.batch, store::CF_GROUPS, &key),
-            }
+            let (id, state) = (mailbox.record.id, mailbox.group(group));
+            self.pending.save_group(&self.store, id, group, state);
         }
     }
 
     /// Removes one stored, visible message: its record, its counters, the compaction slot it
     /// holds and every group's lease on it.
-    pub(super) fn remove_message(
-        &mut self,
-        address: &str,
-        priority: Priority,
-        msg_id: u64,
-        size: u64,
-    ) {
+    pub(super) fn remove_message(&mut self, address: &str, at: MessageAt, size: u64) {
         let Some(mailbox) = self.mailboxes.get_mut(address) else {
             return;
         };
-        let id = mailbox.record.id;
-        mailbox.record.count -= 1;
-        mailbox.record.bytes -= size;
-        self.total_messages -= 1;
-        self.total_bytes -= size;
+        self.held.remove(&mut mailbox.record, size);
         let (freed_slots, leased_by) = match mailbox.existing_indexes_mut() {
             Some(indexes) => {
                 let freed_slots: Vec<String> = indexes
                     .slots
                     .iter()
-                    .filter(|(_, slot)| slot.msg_id == msg_id)
+                    .filter(|(_, slot)| slot.msg_id == at.msg_id)
                     .map(|(key, _)| key.clone())
                     .collect();
                 for key in &freed_slots {
@@ -225,29 +198,21 @@ impl Engine {
                     .groups
                     .iter_mut()
                     .filter_map(|(name, group)| {
-                        group.delivered.remove(&msg_id).map(|_| name.clone())
+                        group.delivered.remove(&at.msg_id).map(|_| name.clone())
                     })
                     .collect();
                 (freed_slots, leased_by)
             }
             None => (Vec::new(), Vec::new()),
         };
-        let batch = &mut self.pending.batch;
-        self.store.delete(
-            batch,
-            store::CF_MESSAGES,
-            &message_key(id, priority, msg_id),
-        );
+        self.pending.delete_message(&self.store, address, at);
         for key in &freed_slots {
-            self.store
-                .delete(batch, store::CF_SLOTS, &named_key(id, key));
+            self.pending
+                .save_slot(&self.store, at.mailbox_id, key, None);
         }
-        self.pending.dirty.insert(id);
-        self.pending.sync = true;
         for group in leased_by {
             self.save_group(address, &group);
         }
-        self.save_mailbox(address);
     }
 
     /// Removes a mailbox and everything it holds (messages, slots, groups, subscriptions,
@@ -258,29 +223,41 @@ impl Engine {
             return;
         };
         let record = &mailbox.record;
-        self.total_messages -= record.count;
-        self.total_bytes -= record.bytes;
-        let prefix = mailbox_prefix(record.id);
-        let batch = &mut self.pending.batch;
-        for cf in [
-            store::CF_MESSAGES,
-            store::CF_SLOTS,
-            store::CF_GROUPS,
-            store::CF_SUBSCRIPTIONS,
-            store::CF_DEDUP,
-        ] {
-            self.store.delete_prefix(batch, cf, &prefix);
-        }
+        self.held.messages -= record.count;
+        self.held.bytes -= record.bytes;
+        self.pending.delete_mailbox(&self.store, address, record.id);
         for subscription in mailbox.subscriptions() {
             self.topics.remove(&subscription.topic, address);
         }
-        self.store
-            .delete(batch, store::CF_MAILBOXES, address.as_bytes());
         for (delay_id, pending) in mailbox.delayed().into_iter().flatten() {
             self.drop_delayed_of_removed(*delay_id, pending);
         }
-        self.pending.dirty.insert(record.id);
-        self.pending.sync = true;
         self.waiters_answer_gone(record.id, address);
+    }
+}
+
+/// The messages stored over all mailboxes (delayed ones included) and their bytes, kept in
+/// step with each mailbox's own counters.
+#[derive(Debug, Default)]
+pub struct Held {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+impl Held {
+    /// One more message of `size` bytes in the mailbox of `record`.
+    pub fn add(&mut self, record: &mut MailboxRecord, size: u64) {
+        record.count += 1;
+        record.bytes += size;
+        self.messages += 1;
+        self.bytes += size;
+    }
+
+    /// One message of `size` bytes fewer in the mailbox of `record`.
+    pub fn remove(&mut self, record: &mut MailboxRecord, size: u64) {
+        record.count -= 1;
+        record.bytes -= size;
+        self.messages -= 1;
+        self.bytes -= size;
     }
 }

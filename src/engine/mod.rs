@@ -6,39 +6,46 @@
 //! and to one RocksDB write batch, writes the batch once (syncing once when any job needs
 //! durability: *group commit*), and only then releases the replies. A job that reads RocksDB
 //! for a mailbox the open batch has written commits the batch first, so reads see every write.
+//! Each write goes through the open batch ([`pending`]), which pairs it with its side effects;
+//! sealed, the batch is an [`Effect`]: a value that applies without a clock ([`effect`]).
 //!
 //! Long-polling FETCHes park as [`waiters`]; they are retried when their mailbox receives a
 //! message, when a lease of their group ends, and answered empty at their deadline. Expiry of
 //! mailboxes and messages and the arrival of delayed messages run from time-ordered indexes
-//! ([`purge`]), woken exactly when the first entry falls due.
+//! ([`timers`]), woken exactly when the first entry falls due.
 
+mod command;
 mod commands;
 mod dedup;
 mod delayed;
+mod effect;
 mod failure;
 mod group;
 mod mailbox;
-mod purge;
+mod pending;
 mod registry;
 mod search;
 #[cfg(test)]
 mod testing;
+mod timers;
 mod topics;
 mod waiters;
 
+pub use command::{Command, Job, Outgoing, Sink, Totals};
+pub use effect::Effect;
 pub use group::{GroupState, Start};
 pub use mailbox::Mailbox;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rocksdb::WriteBatch;
 
 use crate::config::{Limits, SyncMode};
 use crate::protocol::ProtoError;
 use crate::store::{Store, StoreError};
+use commands::Attempt;
 
 /// Most jobs applied in one batch: bounds the latency a batch adds to its first job.
 const MAX_BATCH: usize = 1024;
@@ -56,102 +63,21 @@ pub struct EngineConfig {
     pub max_payload: usize,
 }
 
-/// A command for the engine, already parsed and validated: the protocol's typed request.
-pub use crate::protocol::Request as Command;
-
-/// A job: a command, where to answer it, and what to record about it.
-#[derive(Debug)]
-pub struct Job {
-    pub command: Command,
-    /// `None` for a plain publish: executed, not answered.
-    pub reply_to: Option<async_nats::Subject>,
-    /// The command's name, for metrics.
-    pub kind: &'static str,
-    pub received: Instant,
-}
-
-/// A reply ready to publish.
-#[derive(Debug)]
-pub struct Outgoing {
-    pub subject: async_nats::Subject,
-    pub body: Bytes,
-}
-
-/// Where finished jobs go: replies to publish, outcomes to count.
-pub trait Sink {
-    fn reply(&self, outgoing: Outgoing);
-    /// `outcome` is `"ok"` or an error code.
-    fn finished(&self, kind: &'static str, outcome: &'static str, latency: Duration);
-    /// The engine's totals, after every commit.
-    fn totals(&self, totals: &Totals);
-    /// The engine failed for good (see [`failure`]): from now on it answers only `internal`.
-    /// Called before the replies of the failed batch go out, and possibly more than once.
-    fn failed(&self, reason: &str);
-}
-
-/// What the engine holds and how much it wrote, for `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub mailboxes: u64,
-    /// Stored messages, delayed ones included.
-    pub messages: u64,
-    /// Their bytes: payload, headers, key and tags ([`crate::store::MessageRecord::size`]).
-    pub bytes: u64,
-    /// Write batches committed since start.
-    pub writes: u64,
-    /// Of those, the ones that synced the WAL: fewer than the SENDs they made durable when
-    /// concurrent SENDs share a sync (group commit).
-    pub syncs: u64,
-    /// Long-poll FETCHes parked now.
-    pub waiting_fetches: u64,
-}
-
-/// A finished job whose reply waits for the batch to commit.
-struct Done {
-    reply_to: Option<async_nats::Subject>,
-    result: Result<Bytes, ProtoError>,
-    kind: &'static str,
-    received: Instant,
-}
-
-/// The open batch: writes not yet committed, and the replies that wait for them.
-#[derive(Default)]
-struct Pending {
-    batch: WriteBatch,
-    sync: bool,
-    done: Vec<Done>,
-    /// Mailboxes the batch wrote messages of: a read of one of them commits first.
-    dirty: HashSet<u64>,
-    /// Mailboxes that got a visible message in this batch.
-    woken: HashSet<u64>,
-    /// The mailbox id counter to persist with this batch: written once per batch, not once
-    /// per CREATE — every write of one key stays in the memtable until it is flushed.
-    next_mailbox_id: Option<u64>,
-    /// Mailboxes whose record (counters) changed in this batch. Each is written once, when the
-    /// batch is flushed: 128 SENDs to one mailbox in a batch write its record once, not 128
-    /// times. A mailbox removed meanwhile is skipped, so its delete in the batch stands.
-    records: HashSet<Box<str>>,
-}
-
 pub struct Engine {
     store: Store,
     config: EngineConfig,
     mailboxes: HashMap<Box<str>, Box<Mailbox>>,
     next_mailbox_id: u64,
     next_delay_seq: u64,
-    pending: Pending,
+    pending: pending::Pending,
     waiters: waiters::Waiters,
-    timers: purge::Timers,
+    timers: timers::Timers,
     registry: registry::Registry,
     topics: topics::TopicIndex,
-    /// Mailboxes that got a visible message in a committed batch: their waiters retry.
-    woken: HashSet<u64>,
     /// Delayed messages whose TTL ends before their delay, by (expires_at, delay_id): their
     /// mailbox's address ([`delayed`]).
     delayed_expiry: BTreeMap<(u64, u64), Box<str>>,
-    /// Stored messages and their bytes over all mailboxes.
-    total_messages: u64,
-    total_bytes: u64,
+    held: mailbox::Held,
     /// Committed write batches, and how many of them synced.
     writes: u64,
     syncs: u64,
@@ -171,15 +97,13 @@ impl Engine {
             mailboxes: HashMap::new(),
             next_mailbox_id: 0,
             next_delay_seq: 0,
-            pending: Pending::default(),
+            pending: pending::Pending::default(),
             waiters: waiters::Waiters::default(),
-            timers: purge::Timers::default(),
+            timers: timers::Timers::default(),
             registry: registry::Registry::default(),
             topics: topics::TopicIndex::default(),
-            woken: HashSet::new(),
             delayed_expiry: BTreeMap::new(),
-            total_messages: 0,
-            total_bytes: 0,
+            held: mailbox::Held::default(),
             writes: 0,
             syncs: 0,
             failed: None,
@@ -198,10 +122,12 @@ impl Engine {
         self.next_delay_seq = self
             .store
             .get_u64(crate::store::CF_META, crate::store::META_NEXT_DELAY_SEQ)?;
-        self.total_messages = self.mailboxes.values().map(|m| m.record.count).sum();
-        self.total_bytes = self.mailboxes.values().map(|m| m.record.bytes).sum();
+        self.held = mailbox::Held {
+            messages: self.mailboxes.values().map(|m| m.record.count).sum(),
+            bytes: self.mailboxes.values().map(|m| m.record.bytes).sum(),
+        };
         self.load_delayed()?;
-        self.timers = purge::Timers::load(&self.store)?;
+        self.timers = timers::Timers::load(&self.store)?;
         self.registry = registry::Registry::load(&self.store)?;
         self.topics = topics::TopicIndex::default();
         for (address, mailbox) in &self.mailboxes {
@@ -264,7 +190,7 @@ impl Engine {
     /// messages, and commits their leases.
     fn settle(&mut self, sink: &dyn Sink) {
         self.commit(sink);
-        if !self.woken.is_empty() {
+        if !self.pending.woken.is_empty() {
             self.retry_woken_waiters();
             self.commit(sink);
         }
@@ -288,7 +214,7 @@ impl Engine {
             } => self.send(&address, priority, options, payload),
             Command::Fetch { address, request } => {
                 let mut budget = self.config.limits.scan_budget();
-                match self.fetch(&address, &request, None, true, &mut budget) {
+                match self.fetch(&address, &request, Attempt::First, &mut budget) {
                     Ok(commands::FetchOutcome::Reply(body)) => Ok(body),
                     Ok(commands::FetchOutcome::Empty(start)) => {
                         self.park(
@@ -342,93 +268,7 @@ impl Engine {
         received: Instant,
         result: Result<Bytes, ProtoError>,
     ) {
-        self.pending.done.push(Done {
-            reply_to,
-            result,
-            kind,
-            received,
-        });
-    }
-
-    /// Writes the open batch, syncing when a job in it needs durability. A storage error puts
-    /// the engine in its failed state: every job waiting in the batch, and every job after it,
-    /// is answered `internal`, so nothing possibly unwritten is ever acknowledged. A failed
-    /// engine writes nothing more and drops the open batch.
-    fn flush(&mut self) {
-        self.dedup.flushed();
-        if self.failed.is_some() {
-            let done = std::mem::take(&mut self.pending.done);
-            self.pending = Pending {
-                done,
-                ..Pending::default()
-            };
-            return;
-        }
-        for address in std::mem::take(&mut self.pending.records) {
-            if let Some(mailbox) = self.mailboxes.get(&address) {
-                self.store.put(
-                    &mut self.pending.batch,
-                    crate::store::CF_MAILBOXES,
-                    address.as_bytes(),
-                    &mailbox.record,
-                );
-            }
-        }
-        if let Some(next) = self.pending.next_mailbox_id.take() {
-            self.store.put_raw(
-                &mut self.pending.batch,
-                crate::store::CF_META,
-                crate::store::META_NEXT_MAILBOX_ID,
-                &next.to_be_bytes(),
-            );
-        }
-        let batch = std::mem::take(&mut self.pending.batch);
-        let sync = std::mem::take(&mut self.pending.sync) && self.config.sync == SyncMode::Always;
-        self.pending.dirty.clear();
-        let woken = std::mem::take(&mut self.pending.woken);
-        if batch.is_empty() {
-            self.woken.extend(woken);
-            return;
-        }
-        match self.store.write(batch, sync) {
-            Ok(()) => {
-                self.writes += 1;
-                self.syncs += u64::from(sync);
-                self.woken.extend(woken);
-            }
-            Err(e) => self.fail(&format!("storage write failed: {e}")),
-        }
-    }
-
-    /// Flushes the open batch and releases the replies that waited for it. Metrics are updated
-    /// before the replies go out, so a client that got its reply sees it counted.
-    fn commit(&mut self, sink: &dyn Sink) {
-        self.flush();
-        sink.totals(&Totals {
-            mailboxes: self.mailboxes.len() as u64,
-            messages: self.total_messages,
-            bytes: self.total_bytes,
-            writes: self.writes,
-            syncs: self.syncs,
-            waiting_fetches: self.waiters.count() as u64,
-        });
-        if let Some(failure) = &self.failed {
-            sink.failed(&failure.message);
-        }
-        for mut job in std::mem::take(&mut self.pending.done) {
-            if let Some(failure) = &self.failed {
-                job.result = Err(failure.clone());
-            }
-            failure::release(sink, job);
-        }
-    }
-
-    /// Flushes first when the open batch wrote this mailbox's messages, so that a read sees
-    /// them. The flushed jobs' replies go out with the next commit.
-    fn read_barrier(&mut self, mailbox_id: u64) {
-        if self.pending.dirty.contains(&mailbox_id) {
-            self.flush();
-        }
+        self.pending.finish(reply_to, kind, received, result);
     }
 
     /// The earliest moment a timer needs the loop.

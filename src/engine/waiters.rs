@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::commands::FetchOutcome;
+use super::commands::{Attempt, FetchOutcome};
 use super::{Engine, Start};
 use crate::config::Limits;
 use crate::protocol::reply::BatchBuilder;
@@ -155,8 +155,10 @@ impl Engine {
 
     /// Retries a waiter, examining at most `budget` records.
     fn retry(&mut self, waiter: Waiter, budget: &mut usize) {
-        let start = Some(waiter.start);
-        match self.fetch(&waiter.address, &waiter.request, start, false, budget) {
+        let attempt = Attempt::Retry {
+            start: waiter.start,
+        };
+        match self.fetch(&waiter.address, &waiter.request, attempt, budget) {
             Ok(FetchOutcome::Empty(_)) if now_ms() < waiter.deadline_ms => self.repark(waiter),
             Ok(FetchOutcome::Empty(_)) => self.finish(
                 Some(waiter.reply_to),
@@ -182,7 +184,7 @@ impl Engine {
     /// reach stay parked until the next message, lease end or deadline; a retried waiter that
     /// parks again goes behind them, so every waiter gets its turn.
     pub(super) fn retry_woken_waiters(&mut self) {
-        for mailbox_id in std::mem::take(&mut self.woken) {
+        for mailbox_id in std::mem::take(&mut self.pending.woken) {
             let mut budget = self.config.limits.scan_budget();
             for id in self.waiters.of_mailbox(mailbox_id) {
                 if budget == 0 {

@@ -28,7 +28,7 @@ impl Engine {
         {
             group.ack(request.msg_id, next_msg_id);
             self.save_group(address, &request.group);
-            self.pending.sync = true;
+            self.pending.mark_durable();
         }
         Ok(reply::ok(json!({})))
     }

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::{ends_at, NewMailbox};
 use crate::engine::{Engine, Mailbox};
 use crate::protocol::admin::{EnsureRequest, ListRequest};
 use crate::protocol::{reply, ErrorCode, ProtoError};
@@ -38,26 +39,18 @@ impl Engine {
             (Some(at), ttl) => (ttl.unwrap_or(0), secs_to_ms(at)),
             (None, ttl) => {
                 let ttl = ttl.unwrap_or(self.config.default_mailbox_ttl);
-                (
-                    ttl,
-                    if ttl == 0 {
-                        0
-                    } else {
-                        now.saturating_add(secs_to_ms(ttl))
-                    },
-                )
+                (ttl, ends_at(now, ttl))
             }
         };
         self.remove_mailbox(&request.name);
-        self.insert_mailbox(
-            &request.name,
-            request.kind,
-            ttl,
+        let new = NewMailbox {
+            kind: request.kind,
+            ttl_secs: ttl,
             expires_at_ms,
-            request.desc,
-            request.owner,
-            now,
-        )?;
+            desc: request.desc,
+            owner: request.owner,
+        };
+        self.insert_mailbox(&request.name, new, now)?;
         let created = self.live(&request.name, now)?;
         Ok(reply::ok(
             json!({"created": true, "mailbox": info(&request.name, created)}),
@@ -152,8 +145,8 @@ impl Engine {
     pub(in crate::engine) fn stats(&mut self) -> Result<Bytes, ProtoError> {
         Ok(reply::ok(json!({
             "mailboxes": self.mailboxes.len(),
-            "messages": self.total_messages,
-            "bytes": self.total_bytes,
+            "messages": self.held.messages,
+            "bytes": self.held.bytes,
             "agents": self.registry.count(),
             "subscriptions": self.topics.count(),
             "max_payload": self.config.max_payload,

@@ -8,7 +8,6 @@ use crate::engine::Engine;
 use crate::protocol::agents::{AgentLookup, DiscoverRequest, RegisterRequest};
 use crate::protocol::identity::Caller;
 use crate::protocol::{reply, ErrorCode, ProtoError};
-use crate::store;
 use crate::time::now_ms;
 
 impl Engine {
@@ -49,23 +48,11 @@ impl Engine {
             limits.max_agents_per_identity,
         )?;
         let (identity, record) = self.registry.register(request, now_ms());
+        self.pending.put_agent(&self.store, identity, record);
+        self.pending.save_owner(&self.store, identity, owner);
+        self.pending.mark_durable();
         let identity = identity.to_owned();
-        let batch = &mut self.pending.batch;
-        self.store
-            .put(batch, store::CF_AGENTS, identity.as_bytes(), record);
-        match owner {
-            Some(owner) => self.store.put(
-                batch,
-                store::CF_AGENT_OWNERS,
-                identity.as_bytes(),
-                &owner.to_owned(),
-            ),
-            None => self
-                .store
-                .delete(batch, store::CF_AGENT_OWNERS, identity.as_bytes()),
-        }
         self.registry.set_owner(&identity, owner.map(str::to_owned));
-        self.pending.sync = true;
         Ok(reply::ok(json!({})))
     }
 
@@ -76,8 +63,8 @@ impl Engine {
     ) -> Result<Bytes, ProtoError> {
         let identity = self.find_owned_agent(lookup, caller)?;
         self.registry.remove(&identity);
-        self.forget_agent(&identity);
-        self.pending.sync = true;
+        self.pending.delete_agent(&self.store, &identity);
+        self.pending.mark_durable();
         Ok(reply::ok(json!({})))
     }
 
@@ -89,12 +76,7 @@ impl Engine {
     ) -> Result<Bytes, ProtoError> {
         let identity = self.find_owned_agent(lookup, caller)?;
         if let Some(record) = self.registry.report(&identity, status, now_ms()) {
-            self.store.put(
-                &mut self.pending.batch,
-                store::CF_AGENTS,
-                identity.as_bytes(),
-                record,
-            );
+            self.pending.put_agent(&self.store, &identity, record);
         }
         Ok(reply::ok(json!({})))
     }
@@ -127,16 +109,8 @@ impl Engine {
     pub(in crate::engine) fn expire_agents(&mut self, now: u64) {
         if self.registry.next_expiry().is_some_and(|at| at <= now) {
             for identity in self.registry.expire(now) {
-                self.forget_agent(&identity);
+                self.pending.delete_agent(&self.store, &identity);
             }
-        }
-    }
-
-    /// Deletes a removed entry and its ownership from the store.
-    fn forget_agent(&mut self, identity: &str) {
-        for cf in [store::CF_AGENTS, store::CF_AGENT_OWNERS] {
-            self.store
-                .delete(&mut self.pending.batch, cf, identity.as_bytes());
         }
     }
 

@@ -10,7 +10,7 @@ use crate::engine::Engine;
 use crate::protocol::headers::SendOptions;
 use crate::protocol::request::SubscribeRequest;
 use crate::protocol::{reply, ErrorCode, ProtoError};
-use crate::store::{self, named_key};
+use crate::store::named_key;
 use crate::time::now_ms;
 
 impl Engine {
@@ -29,7 +29,6 @@ impl Engine {
             .subscriptions()
             .iter()
             .position(|s| s.topic == topic);
-        let stored = account.as_deref().unwrap_or_default().as_bytes().to_vec();
         match (subscribe, position) {
             (true, None) => {
                 mailbox.indexes_mut().subscriptions.push(Subscription {
@@ -37,27 +36,21 @@ impl Engine {
                     account,
                 });
                 self.topics.insert(topic, address);
+                let account = request.account.as_deref();
+                self.pending.put_subscription(&self.store, &key, account);
             }
             (true, Some(position)) if mailbox.subscriptions()[position].account != account => {
                 mailbox.indexes_mut().subscriptions[position].account = account;
+                let account = request.account.as_deref();
+                self.pending.put_subscription(&self.store, &key, account);
             }
             (false, Some(position)) => {
                 mailbox.indexes_mut().subscriptions.swap_remove(position);
                 self.topics.remove(topic, address);
-                self.store
-                    .delete(&mut self.pending.batch, store::CF_SUBSCRIPTIONS, &key);
-                self.pending.sync = true;
-                return Ok(reply::ok(json!({})));
+                self.pending.delete_subscription(&self.store, &key);
             }
-            _ => return Ok(reply::ok(json!({}))),
+            _ => {}
         }
-        self.store.put_raw(
-            &mut self.pending.batch,
-            store::CF_SUBSCRIPTIONS,
-            &key,
-            &stored,
-        );
-        self.pending.sync = true;
         Ok(reply::ok(json!({})))
     }
 

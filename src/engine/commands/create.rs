@@ -3,11 +3,12 @@
 use bytes::Bytes;
 use serde_json::json;
 
+use super::ends_at;
 use crate::engine::{Engine, Mailbox};
 use crate::protocol::request::CreateRequest;
 use crate::protocol::{address, reply, ErrorCode, MailboxType, ProtoError};
-use crate::store::{self, mailbox_expiry_key, MailboxRecord};
-use crate::time::{ms_to_secs, now_ms, secs_to_ms};
+use crate::store::MailboxRecord;
+use crate::time::{ms_to_secs, now_ms};
 
 impl Engine {
     pub(in crate::engine) fn create(
@@ -35,20 +36,15 @@ impl Engine {
             },
         };
         let ttl = request.ttl.unwrap_or(self.config.default_mailbox_ttl);
-        let expires_at_ms = if ttl == 0 {
-            0
-        } else {
-            now.saturating_add(secs_to_ms(ttl))
-        };
-        self.insert_mailbox(
-            &address,
-            request.kind,
-            ttl,
+        let expires_at_ms = ends_at(now, ttl);
+        let new = NewMailbox {
+            kind: request.kind,
+            ttl_secs: ttl,
             expires_at_ms,
-            request.desc,
-            None,
-            now,
-        )?;
+            desc: request.desc,
+            owner: None,
+        };
+        self.insert_mailbox(&address, new, now)?;
         Ok(reply::ok(json!({
             "mail_address": address,
             "mail_id": address,
@@ -59,15 +55,10 @@ impl Engine {
     }
 
     /// Creates a mailbox in memory and in the open batch, within `max_mailboxes`.
-    #[allow(clippy::too_many_arguments)]
     pub(in crate::engine) fn insert_mailbox(
         &mut self,
         address: &str,
-        kind: MailboxType,
-        ttl_secs: u64,
-        expires_at_ms: u64,
-        desc: Option<String>,
-        owner: Option<String>,
+        new: NewMailbox,
         now: u64,
     ) -> Result<(), ProtoError> {
         let max = self.config.limits.max_mailboxes;
@@ -77,36 +68,34 @@ impl Engine {
                 format!("the broker holds its maximum of {max} mailboxes"),
             ));
         }
-        let id = self.next_mailbox_id;
-        self.next_mailbox_id += 1;
         let record = MailboxRecord {
-            id,
-            kind,
-            ttl_secs,
+            id: self.next_mailbox_id,
+            kind: new.kind,
+            ttl_secs: new.ttl_secs,
             created_at_ms: now,
-            expires_at_ms,
-            desc: desc.map(String::into_boxed_str),
-            owner: owner.map(String::into_boxed_str),
+            expires_at_ms: new.expires_at_ms,
+            desc: new.desc.map(String::into_boxed_str),
+            owner: new.owner.map(String::into_boxed_str),
             next_msg_id: 0,
             count: 0,
             bytes: 0,
             delayed: 0,
         };
-        self.pending.next_mailbox_id = Some(self.next_mailbox_id);
-        let batch = &mut self.pending.batch;
-        if expires_at_ms != 0 {
-            self.store.put(
-                batch,
-                store::CF_MAILBOX_EXPIRY,
-                &mailbox_expiry_key(expires_at_ms, id),
-                &address,
-            );
-            self.timers.mailbox_expiry_at(expires_at_ms);
-        }
-        self.pending.sync = true;
+        self.next_mailbox_id += 1;
+        self.pending.put_mailbox(&self.store, address, &record);
         self.mailboxes
             .insert(address.into(), Box::new(Mailbox::new(record)));
-        self.save_mailbox(address);
         Ok(())
     }
+}
+
+/// What CREATE or ENSURE decided a new mailbox is.
+pub(in crate::engine) struct NewMailbox {
+    pub kind: MailboxType,
+    pub ttl_secs: u64,
+    /// 0 = never.
+    pub expires_at_ms: u64,
+    pub desc: Option<String>,
+    /// The operator's owner reference (ENSURE); `None` for a mailbox an agent created.
+    pub owner: Option<String>,
 }

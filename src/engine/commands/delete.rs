@@ -3,10 +3,11 @@
 use bytes::Bytes;
 use serde_json::json;
 
+use crate::engine::pending::MessageAt;
 use crate::engine::Engine;
 use crate::protocol::subject::DeleteTarget;
 use crate::protocol::{reply, Priority, ProtoError};
-use crate::store::{self, message_key, MessageRecord};
+use crate::store::{self, MessageRecord};
 use crate::time::now_ms;
 
 impl Engine {
@@ -28,12 +29,17 @@ impl Engine {
         let id = self.live(address, now_ms())?.record.id;
         self.read_barrier(id);
         for priority in Priority::ALL {
+            let at = MessageAt {
+                mailbox_id: id,
+                priority,
+                msg_id,
+            };
             let stored: Option<MessageRecord> = self
                 .store
-                .get(store::CF_MESSAGES, &message_key(id, priority, msg_id))
+                .get(store::CF_MESSAGES, &at.key())
                 .map_err(|e| ProtoError::internal(format!("reading the message failed: {e}")))?;
             if let Some(record) = stored {
-                self.remove_message(address, priority, msg_id, record.size());
+                self.remove_message(address, at, record.size());
                 return Ok(reply::ok(json!({"deleted": true})));
             }
         }

@@ -21,16 +21,24 @@ pub enum FetchOutcome {
     Empty(Start),
 }
 
+/// Which attempt of a FETCH this is.
+#[derive(Debug, Clone, Copy)]
+pub enum Attempt {
+    /// The request as it arrived: `force_deliver` resets its group.
+    First,
+    /// A waiting FETCH tried again: its group is not reset again, and a stateless FETCH goes
+    /// on from `start`, where its first attempt started.
+    Retry { start: Start },
+}
+
 impl Engine {
-    /// One attempt of a FETCH. `stateless_start` is given on retries of a waiting stateless
-    /// FETCH; `first_attempt` is false on retries, so `force_deliver` resets a group only once.
-    /// It examines at most `budget` records and takes what it examined off it.
+    /// One attempt of a FETCH. It examines at most `budget` records and takes what it
+    /// examined off it.
     pub(in crate::engine) fn fetch(
         &mut self,
         address: &str,
         request: &FetchRequest,
-        stateless_start: Option<Start>,
-        first_attempt: bool,
+        attempt: Attempt,
         budget: &mut usize,
     ) -> Result<FetchOutcome, ProtoError> {
         let now = now_ms();
@@ -49,7 +57,10 @@ impl Engine {
         let resolved = Start::resolve(request.deliver, next_msg_id);
         let mut batch = BatchBuilder::new(max_payload);
         let Some(name) = &request.group else {
-            let start = stateless_start.unwrap_or(resolved);
+            let start = match attempt {
+                Attempt::First => resolved,
+                Attempt::Retry { start } => start,
+            };
             *budget -= collect(store, id, start, None, now, request, *budget, &mut batch)?;
             return Ok(if batch.is_empty() {
                 FetchOutcome::Empty(start)
@@ -57,7 +68,7 @@ impl Engine {
                 FetchOutcome::Reply(batch.finish(json!({})))
             });
         };
-        let reset = first_attempt && request.force_deliver;
+        let reset = matches!(attempt, Attempt::First) && request.force_deliver;
         let groups = mailbox.group_count() as u64;
         let group = match mailbox.indexes_mut().groups.entry(name.clone()) {
             std::collections::hash_map::Entry::Occupied(mut entry) => {

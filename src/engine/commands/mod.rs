@@ -11,11 +11,22 @@ mod fetch;
 mod query;
 mod send;
 
-pub use fetch::FetchOutcome;
+use create::NewMailbox;
+pub use fetch::{Attempt, FetchOutcome};
+pub use send::Room;
 
 use crate::protocol::reply::MessageView;
 use crate::protocol::Priority;
 use crate::store::MessageRecord;
+
+/// When a TTL of `ttl_secs` counted from `now` ends: 0 (never) for a TTL of 0.
+fn ends_at(now: u64, ttl_secs: u64) -> u64 {
+    if ttl_secs == 0 {
+        0
+    } else {
+        now.saturating_add(crate::time::secs_to_ms(ttl_secs))
+    }
+}
 
 /// How a stored message looks to a reader.
 pub(crate) fn view<'a>(

@@ -3,18 +3,25 @@
 use bytes::Bytes;
 use serde_json::json;
 
-use super::view;
+use super::{ends_at, view};
 use crate::config::Limits;
 use crate::engine::mailbox::PendingDelayed;
+use crate::engine::pending::MessageAt;
 use crate::engine::Engine;
 use crate::protocol::headers::SendOptions;
 use crate::protocol::reply::{self, single_item_reply_len, MessageView};
 use crate::protocol::{ErrorCode, MailboxType, Priority, ProtoError};
-use crate::store::{
-    self, delayed_key, message_expiry_key, message_key, named_key, DelayedRecord, MessageRecord,
-    Slot,
-};
+use crate::store::{DelayedRecord, MessageRecord, Slot};
 use crate::time::{now_ms, secs_to_ms};
+
+/// Whether a message becoming visible still needs room in its mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// A new message: it needs room, and takes it.
+    Needed,
+    /// A delayed message, whose room was taken when it was sent ([`crate::engine::delayed`]).
+    Taken,
+}
 
 impl Engine {
     pub(in crate::engine) fn send(
@@ -30,10 +37,7 @@ impl Engine {
             .unwrap_or(Priority::Normal);
         let message = MessageRecord {
             create_time_ms: now,
-            expires_at_ms: match options.ttl_secs {
-                None | Some(0) => 0,
-                Some(ttl) => now.saturating_add(secs_to_ms(ttl)),
-            },
+            expires_at_ms: ends_at(now, options.ttl_secs.unwrap_or(0)),
             payload: payload.to_vec(),
             headers: options.headers,
             key: options.key,
@@ -72,7 +76,7 @@ impl Engine {
                 Ok(reply::ok(json!({"msg_id": -1, "delay_id": delay_id})))
             }
             _ => {
-                let msg_id = self.store_visible(address, priority, message, false)?;
+                let msg_id = self.store_visible(address, priority, message, Room::Needed)?;
                 self.remember_send(mailbox_id, dedup_id, msg_id as i64, now);
                 Ok(reply::ok(json!({"msg_id": msg_id})))
             }
@@ -106,12 +110,8 @@ impl Engine {
             .mailboxes
             .get_mut(address)
             .expect("checked live by the caller");
-        mailbox.record.count += 1;
-        mailbox.record.bytes += size;
         mailbox.record.delayed += 1;
-        self.total_messages += 1;
-        self.total_bytes += size;
-        let mailbox_id = mailbox.record.id;
+        self.held.add(&mut mailbox.record, size);
         let pending = PendingDelayed {
             visible_at_ms: visible_at,
             expires_at_ms: message.expires_at_ms,
@@ -119,56 +119,40 @@ impl Engine {
         };
         let delayed = DelayedRecord {
             address: address.to_owned(),
-            mailbox_id,
+            mailbox_id: mailbox.record.id,
             priority: priority.index(),
             message,
         };
         let seq = self.next_delay_seq;
         self.next_delay_seq += 1;
-        let batch = &mut self.pending.batch;
-        self.store.put_raw(
-            batch,
-            store::CF_META,
-            store::META_NEXT_DELAY_SEQ,
-            &self.next_delay_seq.to_be_bytes(),
-        );
-        self.store.put(
-            batch,
-            store::CF_DELAYED,
-            &delayed_key(visible_at, seq),
-            &delayed,
-        );
-        self.timers.delayed_at(visible_at);
+        self.pending
+            .put_delayed(&self.store, seq, visible_at, &delayed);
         self.hold_delayed(address, seq, pending);
-        // QUERY `delayed` reads the record: it must see this batch's write.
-        self.pending.dirty.insert(mailbox_id);
-        self.pending.sync = true;
-        self.save_mailbox(address);
         Ok(seq)
     }
 
     /// Makes a message visible: gives it the next msg_id, replaces the message holding its
     /// compaction slot (its `mq9-key`, or the mailbox's one slot if `latest`), and wakes the
-    /// mailbox's waiting FETCHes after the commit. `counted` is true for a delayed message,
-    /// whose room was taken when it was sent.
+    /// mailbox's waiting FETCHes after the commit.
     pub(in crate::engine) fn store_visible(
         &mut self,
         address: &str,
         priority: Priority,
         message: MessageRecord,
-        counted: bool,
+        room: Room,
     ) -> Result<u64, ProtoError> {
         let mailbox = self
             .mailboxes
             .get(address)
             .expect("checked live by the caller");
+        let mailbox_id = mailbox.record.id;
         let slot_key = match mailbox.record.kind {
             MailboxType::Latest => Some(String::new()),
             MailboxType::Standard => message.key.clone(),
         };
         let replaced = slot_key.as_ref().and_then(|k| mailbox.slot(k));
         let size = message.size();
-        if !counted {
+        if room == Room::Needed {
             let (freed_count, freed_bytes) = replaced.map_or((0, 0), |s| (1, s.size));
             self.check_room(
                 address,
@@ -176,28 +160,20 @@ impl Engine {
                 size.saturating_sub(freed_bytes),
             )?;
         }
-        if let Some(old) = replaced {
-            let old_priority = Priority::from_index(old.priority).unwrap_or(Priority::Normal);
-            self.remove_message(address, old_priority, old.msg_id, old.size);
+        if let Some(slot) = replaced {
+            let old = MessageAt {
+                mailbox_id,
+                priority: Priority::from_index(slot.priority).unwrap_or(Priority::Normal),
+                msg_id: slot.msg_id,
+            };
+            self.remove_message(address, old, slot.size);
         }
         let mailbox = self.mailboxes.get_mut(address).expect("still present");
-        let id = mailbox.record.id;
         let msg_id = mailbox.record.next_msg_id;
         mailbox.record.next_msg_id += 1;
-        if counted {
-            mailbox.record.delayed -= 1;
-        } else {
-            mailbox.record.count += 1;
-            mailbox.record.bytes += size;
-            self.total_messages += 1;
-            self.total_bytes += size;
-        }
-        let batch = &mut self.pending.batch;
-        if message.expires_at_ms != 0 {
-            let key = message_expiry_key(message.expires_at_ms, id, priority, msg_id);
-            self.store
-                .put(batch, store::CF_MESSAGE_EXPIRY, &key, &address);
-            self.timers.message_expiry_at(message.expires_at_ms);
+        match room {
+            Room::Taken => mailbox.record.delayed -= 1,
+            Room::Needed => self.held.add(&mut mailbox.record, size),
         }
         if let Some(slot_key) = slot_key {
             let slot = Slot {
@@ -205,20 +181,16 @@ impl Engine {
                 msg_id,
                 size,
             };
-            self.store
-                .put(batch, store::CF_SLOTS, &named_key(id, &slot_key), &slot);
+            self.pending
+                .save_slot(&self.store, mailbox_id, &slot_key, Some(&slot));
             mailbox.indexes_mut().slots.insert(slot_key, slot);
         }
-        self.store.put(
-            batch,
-            store::CF_MESSAGES,
-            &message_key(id, priority, msg_id),
-            &message,
-        );
-        self.pending.dirty.insert(id);
-        self.pending.woken.insert(id);
-        self.pending.sync = true;
-        self.save_mailbox(address);
+        let at = MessageAt {
+            mailbox_id,
+            priority,
+            msg_id,
+        };
+        self.pending.put_message(&self.store, address, at, &message);
         Ok(msg_id)
     }
 

@@ -1,14 +1,19 @@
-//! Time-driven work: mailbox expiry, message TTL, delayed messages becoming visible, the end of
-//! `Nats-Msg-Id` windows.
+//! Every timer of the engine: mailbox expiry, message TTL, delayed messages becoming visible,
+//! the end of `Nats-Msg-Id` windows (the time indexes below); the TTL of delayed messages
+//! ([`super::delayed`]), agent heartbeats ([`super::registry`]) and long-poll deadlines and
+//! lease ends ([`super::waiters`]) run from here too, from their in-memory indexes.
 //!
-//! Each is a time-ordered column family (`mailbox_expiry`, `message_expiry`, `delayed`,
-//! `dedup_expiry`) whose
-//! keys start with the moment they fall due. The engine remembers the first due moment of each,
+//! Each time index is a column family (`mailbox_expiry`, `message_expiry`, `delayed`,
+//! `dedup_expiry`) whose keys start with the moment they fall due. The engine remembers the first due moment of each,
 //! sleeps until the earliest, then processes exactly the entries that are due: no scan of
 //! everything, and expiry lands within milliseconds of its time. Processing starts at a cursor
 //! (the last processed moment) so the tombstones of processed entries are never re-read.
 
+use serde::{Deserialize, Serialize};
+
+use super::commands::Room;
 use super::delayed::delay_id_of;
+use super::pending::MessageAt;
 use super::Engine;
 use crate::protocol::Priority;
 use crate::store::{
@@ -20,12 +25,45 @@ use crate::time::now_ms;
 /// An index entry that fell due: its key, and its value unless it could not be decoded.
 type Due<V> = (Vec<u8>, Option<V>);
 
+/// The time-ordered indexes: column families whose keys start with the moment they fall due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimeIndex {
+    MailboxExpiry,
+    MessageExpiry,
+    Delayed,
+    DedupExpiry,
+}
+
+impl TimeIndex {
+    const ALL: [TimeIndex; 4] = [
+        TimeIndex::MailboxExpiry,
+        TimeIndex::MessageExpiry,
+        TimeIndex::Delayed,
+        TimeIndex::DedupExpiry,
+    ];
+
+    fn cf(self) -> &'static str {
+        match self {
+            TimeIndex::MailboxExpiry => store::CF_MAILBOX_EXPIRY,
+            TimeIndex::MessageExpiry => store::CF_MESSAGE_EXPIRY,
+            TimeIndex::Delayed => store::CF_DELAYED,
+            TimeIndex::DedupExpiry => store::CF_DEDUP_EXPIRY,
+        }
+    }
+}
+
+/// A timer an [`Effect`](super::Effect) arms: its index has an entry due at `due_ms` (the
+/// earliest of the effect's entries in that index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    pub index: TimeIndex,
+    pub due_ms: u64,
+}
+
+/// Where each time index stands, in [`TimeIndex`] order.
 #[derive(Debug, Default)]
 pub struct Timers {
-    mailbox_expiry: Index,
-    message_expiry: Index,
-    delayed: Index,
-    dedup_expiry: Index,
+    indexes: [Index; 4],
 }
 
 /// The first due moment of one index, and where its unprocessed entries begin.
@@ -84,40 +122,24 @@ impl Index {
 
 impl Timers {
     pub fn load(store: &Store) -> Result<Timers, StoreError> {
-        Ok(Timers {
-            mailbox_expiry: Index::load(store, store::CF_MAILBOX_EXPIRY)?,
-            message_expiry: Index::load(store, store::CF_MESSAGE_EXPIRY)?,
-            delayed: Index::load(store, store::CF_DELAYED)?,
-            dedup_expiry: Index::load(store, store::CF_DEDUP_EXPIRY)?,
-        })
+        let mut timers = Timers::default();
+        for index in TimeIndex::ALL {
+            *timers.index_mut(index) = Index::load(store, index.cf())?;
+        }
+        Ok(timers)
     }
 
     pub fn next_due(&self) -> Option<u64> {
-        [
-            &self.mailbox_expiry,
-            &self.message_expiry,
-            &self.delayed,
-            &self.dedup_expiry,
-        ]
-        .into_iter()
-        .filter_map(|i| i.next_due)
-        .min()
+        self.indexes.iter().filter_map(|i| i.next_due).min()
     }
 
-    pub fn mailbox_expiry_at(&mut self, due: u64) {
-        self.mailbox_expiry.at(due);
+    /// The loop wakes by `timer.due_ms` at the latest.
+    pub fn arm(&mut self, timer: Timer) {
+        self.index_mut(timer.index).at(timer.due_ms);
     }
 
-    pub fn message_expiry_at(&mut self, due: u64) {
-        self.message_expiry.at(due);
-    }
-
-    pub fn delayed_at(&mut self, due: u64) {
-        self.delayed.at(due);
-    }
-
-    pub fn dedup_expiry_at(&mut self, due: u64) {
-        self.dedup_expiry.at(due);
+    fn index_mut(&mut self, index: TimeIndex) -> &mut Index {
+        &mut self.indexes[index as usize]
     }
 }
 
@@ -135,43 +157,58 @@ impl Engine {
     }
 
     fn run_indexes(&mut self, now: u64) -> Result<(), StoreError> {
-        if self.timers.mailbox_expiry.is_due(now) {
-            self.expire_mailboxes(now)?;
-        }
-        if self.timers.message_expiry.is_due(now) {
-            self.expire_messages(now)?;
-        }
-        if self.timers.delayed.is_due(now) {
-            self.reveal_delayed(now)?;
-        }
-        if self.timers.dedup_expiry.is_due(now) {
-            self.expire_dedup(now)?;
+        for index in TimeIndex::ALL {
+            if !self.timers.index_mut(index).is_due(now) {
+                continue;
+            }
+            match index {
+                TimeIndex::MailboxExpiry => self.expire_mailboxes(now)?,
+                TimeIndex::MessageExpiry => self.expire_messages(now)?,
+                TimeIndex::Delayed => self.reveal_delayed(now)?,
+                TimeIndex::DedupExpiry => self.expire_dedup(now)?,
+            }
+            self.timers
+                .index_mut(index)
+                .refresh(&self.store, index.cf())?;
         }
         Ok(())
+    }
+
+    /// The entries of `index` due by `now`, their keys deleted in the open batch.
+    fn take_due<V: serde::de::DeserializeOwned>(
+        &mut self,
+        index: TimeIndex,
+        now: u64,
+    ) -> Result<Vec<Due<V>>, StoreError> {
+        let cf = index.cf();
+        let due = self
+            .timers
+            .index_mut(index)
+            .take_due(&self.store, cf, now)?;
+        for (key, _) in &due {
+            self.pending.delete_due(&self.store, cf, key);
+        }
+        Ok(due)
     }
 
     /// Removes the mailboxes whose TTL ran out (entries of re-created or deleted incarnations
     /// are just dropped).
     fn expire_mailboxes(&mut self, now: u64) -> Result<(), StoreError> {
-        let cf = store::CF_MAILBOX_EXPIRY;
-        let due: Vec<Due<String>> = self.timers.mailbox_expiry.take_due(&self.store, cf, now)?;
+        let due: Vec<Due<String>> = self.take_due(TimeIndex::MailboxExpiry, now)?;
         for (key, address) in due {
-            self.store.delete(&mut self.pending.batch, cf, &key);
             let mailbox_id = u64::from_be_bytes(key[8..16].try_into().expect("16-byte key"));
             if let Some(address) = address.filter(|a| self.incarnation_is(a, mailbox_id)) {
                 tracing::debug!(mailbox_id, "mailbox expired");
                 self.remove_mailbox(&address);
             }
         }
-        self.timers.mailbox_expiry.refresh(&self.store, cf)
+        Ok(())
     }
 
     /// Removes the messages whose `mq9-ttl` ran out.
     fn expire_messages(&mut self, now: u64) -> Result<(), StoreError> {
-        let cf = store::CF_MESSAGE_EXPIRY;
-        let due: Vec<Due<String>> = self.timers.message_expiry.take_due(&self.store, cf, now)?;
+        let due: Vec<Due<String>> = self.take_due(TimeIndex::MessageExpiry, now)?;
         for (key, address) in due {
-            self.store.delete(&mut self.pending.batch, cf, &key);
             let (mailbox_id, priority, msg_id) = expiring_message_of(&key);
             let (Some(address), Some(priority)) = (
                 address.filter(|a| self.incarnation_is(a, mailbox_id)),
@@ -179,46 +216,46 @@ impl Engine {
             ) else {
                 continue;
             };
-            let stored: Option<MessageRecord> = self.store.get(
-                store::CF_MESSAGES,
-                &store::message_key(mailbox_id, priority, msg_id),
-            )?;
+            let at = MessageAt {
+                mailbox_id,
+                priority,
+                msg_id,
+            };
+            let stored: Option<MessageRecord> = self.store.get(store::CF_MESSAGES, &at.key())?;
             if let Some(record) = stored {
-                self.remove_message(&address, priority, msg_id, record.size());
+                self.remove_message(&address, at, record.size());
             }
         }
-        self.timers.message_expiry.refresh(&self.store, cf)
+        Ok(())
     }
 
     /// Makes the delayed messages whose delay ended visible.
     fn reveal_delayed(&mut self, now: u64) -> Result<(), StoreError> {
-        let cf = store::CF_DELAYED;
-        let due: Vec<Due<DelayedRecord>> = self.timers.delayed.take_due(&self.store, cf, now)?;
+        let due: Vec<Due<DelayedRecord>> = self.take_due(TimeIndex::Delayed, now)?;
+        if !due.is_empty() {
+            self.pending.mark_durable();
+        }
         for (key, delayed) in due {
-            self.store.delete(&mut self.pending.batch, cf, &key);
-            self.pending.sync = true;
             if let Some(delayed) = delayed {
                 self.reveal(delay_id_of(&key), delayed, now);
             }
         }
-        self.timers.delayed.refresh(&self.store, cf)
+        Ok(())
     }
 
     /// Forgets the `Nats-Msg-Id`s whose window ended. An id sent again after its window has a
     /// new, later entry: that one stays.
     fn expire_dedup(&mut self, now: u64) -> Result<(), StoreError> {
-        let cf = store::CF_DEDUP_EXPIRY;
-        let due: Vec<Due<()>> = self.timers.dedup_expiry.take_due(&self.store, cf, now)?;
+        let due: Vec<Due<()>> = self.take_due(TimeIndex::DedupExpiry, now)?;
         for (key, _) in due {
-            self.store.delete(&mut self.pending.batch, cf, &key);
             let dedup_key = &key[8..];
             let entry: Option<DedupRecord> = self.store.get(store::CF_DEDUP, dedup_key)?;
             if entry.is_some_and(|e| e.expires_at_ms <= now) {
-                self.store
-                    .delete(&mut self.pending.batch, store::CF_DEDUP, dedup_key);
+                self.pending
+                    .delete_due(&self.store, store::CF_DEDUP, dedup_key);
             }
         }
-        self.timers.dedup_expiry.refresh(&self.store, cf)
+        Ok(())
     }
 
     /// Whether `address` is still the incarnation `mailbox_id` (not re-created since).
@@ -240,14 +277,14 @@ impl Engine {
             return;
         }
         if delayed.message.is_expired(now) {
-            self.release_delayed(&delayed.address, delay_id, false);
+            self.release_delayed(&delayed.address, delay_id);
             return;
         }
         self.forget_delayed(&delayed.address, delay_id);
         delayed.message.create_time_ms = now;
         let priority = Priority::from_index(delayed.priority).unwrap_or(Priority::Normal);
         let address = delayed.address.clone();
-        if let Err(e) = self.store_visible(&address, priority, delayed.message, true) {
+        if let Err(e) = self.store_visible(&address, priority, delayed.message, Room::Taken) {
             tracing::error!(error = %e.message, "a delayed message could not become visible");
         }
     }
