@@ -5,6 +5,7 @@
 //! - [`body`] reads JSON request bodies field by field, naming the field in every error;
 //! - [`request`] holds the typed requests of each command;
 //! - [`headers`] reads the `mq9-*` headers of a SEND;
+//! - [`encode`] writes subjects, bodies and headers for clients, as the parsers read them;
 //! - [`reply`] encodes replies, including size-bounded message batches;
 //! - [`error`] is the error model (`code` + human-readable `error`).
 
@@ -12,6 +13,7 @@ pub mod address;
 pub mod admin;
 pub mod agents;
 pub mod body;
+pub mod encode;
 pub mod error;
 pub mod headers;
 pub mod identity;
