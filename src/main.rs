@@ -1,7 +1,7 @@
 //! The `mq9` command: broker, local development environment, the Kubernetes operator and its
 //! CRDs, the CLI client and the benchmark.
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "mq9", version, about = "Mailboxes for AI agents over NATS")]
@@ -50,49 +50,14 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
+/// Bench's log level: the servers' connections close at the end of every figure, and
+/// async-nats reports that at INFO, which is noise there.
 const BENCH_LOG_LEVEL: &str = "info,async_nats=warn";
-
-/// The command line, read.
-enum Parsed {
-    Cli(Box<Cli>),
-    Bench(LogFormat, mq9::bench::BenchArgs),
-}
-
-/// Reads the command line.
-///
-/// `mq9 bench --json FILE` gives the name of the client commands' global `--json` flag a
-/// value. Bench's own `--json` shadows the global one (clap does not propagate a global arg to
-/// a subcommand that defines the same id), but clap still copies values of that id between
-/// the levels: the bench file up to the global, where the derived `Cli` expects a bool, and
-/// the global's bool down to bench when no file is given. So bench is read from its own
-/// matches, and a bool found there is dropped.
-fn parse() -> Result<Parsed, clap::Error> {
-    let matches = Cli::command().try_get_matches()?;
-    if let Some(("bench", bench)) = matches.subcommand() {
-        let log_format = matches
-            .get_one::<LogFormat>("log_format")
-            .copied()
-            .unwrap_or(LogFormat::Text);
-        let mut bench = bench.clone();
-        if bench.try_get_one::<std::path::PathBuf>("json").is_err() {
-            let _ = bench.try_remove_one::<bool>("json");
-        }
-        let args = mq9::bench::BenchArgs::from_arg_matches(&bench)?;
-        return Ok(Parsed::Bench(log_format, args));
-    }
-    Cli::from_arg_matches(&matches).map(|cli| Parsed::Cli(Box::new(cli)))
-}
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = match parse() {
-        Ok(Parsed::Cli(cli)) => *cli,
-        Ok(Parsed::Bench(log_format, args)) => {
-            // The servers' connections close at the end of every figure; async-nats reports
-            // that at INFO, which is noise here.
-            init_logging(log_format, BENCH_LOG_LEVEL);
-            return exit_code(mq9::bench::run(args).await);
-        }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
         // Help and version go to stdout as clap prints them.
         Err(e) if !e.use_stderr() => e.exit(),
         // Bad arguments: one line, like every other error.

@@ -12,7 +12,7 @@ fn a_quick_bench_writes_figures_and_ratios() {
     let output = Command::new(env!("CARGO_BIN_EXE_mq9"))
         .args(["bench", "--quick", "--duration", "0.3", "--only"])
         .arg("ceiling,mq9.send")
-        .arg("--json")
+        .arg("--out")
         .arg(&json_path)
         .output()
         .expect("mq9 bench runs");

@@ -49,7 +49,7 @@ const BROKER_ACCOUNT_NAME: &str = "mq9";
 /// The name of the service the broker account exports and every tenant account imports.
 const SERVICE_NAME: &str = "mq9";
 /// The subjects of that service: the whole agent protocol.
-const SERVICE_SUBJECT: &str = "$mq9.AI.>";
+const SERVICE_SUBJECT: &str = crate::protocol::subject::AI_WILDCARD;
 /// The revocation key that stands for every user of the account (`jwt.All` in nats-io/jwt).
 const ALL_USERS: &str = "*";
 /// The user JWT tag naming a Mailbox user's own address (NATS lowercases tags; mail addresses

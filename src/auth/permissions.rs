@@ -43,13 +43,16 @@
 use std::time::Duration;
 
 use super::AuthError;
+use crate::protocol::encode::subjects;
+use crate::protocol::subject::{ADMIN_WILDCARD, AI_WILDCARD};
 
 /// The administration API: the broker serves it, the operator calls it, agents never see it.
-const ADMIN: &str = "$mq9.ADMIN.>";
+const ADMIN: &str = ADMIN_WILDCARD;
+/// The mq9 protocol: agents call it (through their tenant account's import), the broker serves it.
+const PROTOCOL: &str = AI_WILDCARD;
+
 /// Where NATS clients receive request replies, unless configured otherwise.
 const REPLY_INBOXES: &str = "_INBOX.>";
-/// The mq9 protocol: agents call it (through their tenant account's import), the broker serves it.
-const PROTOCOL: &str = "$mq9.AI.>";
 /// Where nats-server takes account JWTs at run time (the full resolver; system account only).
 pub const CLAIMS_UPDATE: &str = "$SYS.REQ.CLAIMS.UPDATE";
 /// How long the broker may take to answer a request: a long-poll FETCH waits up to 30 s and
@@ -116,11 +119,7 @@ pub fn account_push_permissions() -> Permissions {
 /// `UNSUBSCRIBE`), with their replies. Nothing else: it never reads or sends mail.
 pub fn operator_permissions() -> Permissions {
     Permissions {
-        publish_allow: vec![
-            ADMIN.into(),
-            "$mq9.AI.MAILBOX.SUBSCRIBE".into(),
-            "$mq9.AI.MAILBOX.UNSUBSCRIBE".into(),
-        ],
+        publish_allow: vec![ADMIN.into(), subjects::subscribe(), subjects::unsubscribe()],
         subscribe_allow: vec![REPLY_INBOXES.into()],
         ..Permissions::default()
     }
@@ -145,12 +144,12 @@ pub fn mailbox_permissions(
     crate::protocol::address::validate(address)
         .map_err(|e| AuthError::InvalidSubject(e.message))?;
     let mut publish = vec![
-        format!("$mq9.AI.MSG.FETCH.{address}"),
-        format!("$mq9.AI.MSG.ACK.{address}"),
-        format!("$mq9.AI.MSG.QUERY.{address}"),
-        format!("$mq9.AI.MSG.DELETE.{address}.*"),
-        format!("$mq9.AI.MAILBOX.QUERY.{address}"),
-        "$mq9.AI.AGENT.>".to_owned(),
+        subjects::fetch(address),
+        subjects::ack(address),
+        subjects::query(address),
+        subjects::delete_all(address),
+        subjects::mailbox_query(address),
+        subjects::agent_all(),
     ];
     let any = [">".to_owned()];
     let send_to = if send_to.is_empty() {
@@ -160,25 +159,17 @@ pub fn mailbox_permissions(
     };
     for pattern in send_to {
         validate_pattern("sendTo address pattern", pattern, is_address_token)?;
-        push_unique(&mut publish, format!("$mq9.AI.MSG.SEND.{pattern}"));
-        let inbox = if pattern.ends_with('>') {
-            format!("$mq9.AI.INBOX.{pattern}")
-        } else {
-            format!("$mq9.AI.INBOX.{pattern}.*")
-        };
-        push_unique(&mut publish, inbox);
+        push_unique(&mut publish, subjects::send(pattern));
+        push_unique(&mut publish, subjects::inbox_all(pattern));
     }
     for topic in publish_topics {
         validate_pattern("broadcast topic", topic, is_subject_token)?;
-        push_unique(&mut publish, format!("$mq9.AI.BROADCAST.{topic}"));
+        push_unique(&mut publish, subjects::broadcast(topic));
     }
-    let mut subscribe = vec![
-        REPLY_INBOXES.to_owned(),
-        format!("$mq9.AI.INBOX.{address}.*"),
-    ];
+    let mut subscribe = vec![REPLY_INBOXES.to_owned(), subjects::inbox_all(address)];
     for topic in subscribe_topics {
         validate_pattern("broadcast topic", topic, is_subject_token)?;
-        push_unique(&mut subscribe, format!("$mq9.AI.BROADCAST.{topic}"));
+        push_unique(&mut subscribe, subjects::broadcast(topic));
     }
     Ok(Permissions {
         publish_allow: publish,
@@ -239,23 +230,23 @@ mod tests {
         let p = mailbox_permissions("box1", &[], &[], &[]).unwrap();
         assert_eq!(
             p.publish_allow,
-            strings(&[
-                "$mq9.AI.MSG.FETCH.box1",
-                "$mq9.AI.MSG.ACK.box1",
-                "$mq9.AI.MSG.QUERY.box1",
-                "$mq9.AI.MSG.DELETE.box1.*",
-                "$mq9.AI.MAILBOX.QUERY.box1",
-                "$mq9.AI.AGENT.>",
-                "$mq9.AI.MSG.SEND.>",
-                "$mq9.AI.INBOX.>",
-            ])
+            [
+                subjects::fetch("box1"),
+                subjects::ack("box1"),
+                subjects::query("box1"),
+                subjects::delete_all("box1"),
+                subjects::mailbox_query("box1"),
+                subjects::agent_all(),
+                subjects::send(">"),
+                subjects::inbox_all(">"),
+            ]
         );
         assert_eq!(
             p.subscribe_allow,
-            strings(&["_INBOX.>", "$mq9.AI.INBOX.box1.*"])
+            ["_INBOX.>".to_owned(), subjects::inbox_all("box1")]
         );
-        assert_eq!(p.publish_deny, strings(&["$mq9.ADMIN.>"]));
-        assert_eq!(p.subscribe_deny, strings(&["$mq9.ADMIN.>"]));
+        assert_eq!(p.publish_deny, strings(&[ADMIN]));
+        assert_eq!(p.subscribe_deny, strings(&[ADMIN]));
         let everything = [p.publish_allow, p.subscribe_allow].concat();
         assert!(!everything.iter().any(|s| s.contains("MAILBOX.CREATE")));
         assert!(!everything.iter().any(|s| s.contains("MAILBOX.SUBSCRIBE")));
@@ -278,23 +269,21 @@ mod tests {
         assert_eq!(
             sends,
             [
-                "$mq9.AI.MSG.SEND.team.*",
-                "$mq9.AI.INBOX.team.*.*",
-                "$mq9.AI.MSG.SEND.billing.>",
-                "$mq9.AI.INBOX.billing.>",
-                "$mq9.AI.BROADCAST.tasks.>",
+                &subjects::send("team.*"),
+                &subjects::inbox_all("team.*"),
+                &subjects::send("billing.>"),
+                &subjects::inbox_all("billing.>"),
+                &subjects::broadcast("tasks.>"),
             ]
         );
-        assert!(p
-            .publish_allow
-            .contains(&"$mq9.AI.MSG.DELETE.team.a.*".into()));
+        assert!(p.publish_allow.contains(&subjects::delete_all("team.a")));
         assert_eq!(
             p.subscribe_allow,
-            strings(&[
-                "_INBOX.>",
-                "$mq9.AI.INBOX.team.a.*",
-                "$mq9.AI.BROADCAST.news.*"
-            ])
+            [
+                "_INBOX.>".to_owned(),
+                subjects::inbox_all("team.a"),
+                subjects::broadcast("news.*"),
+            ]
         );
     }
 
@@ -326,7 +315,7 @@ mod tests {
     #[test]
     fn operator_and_broker_permissions() {
         let operator = operator_permissions();
-        assert!(operator.publish_allow.contains(&"$mq9.ADMIN.>".into()));
+        assert!(operator.publish_allow.contains(&ADMIN.into()));
         assert!(!operator.publish_allow.iter().any(|s| s.contains("MSG")));
         assert_eq!(operator.subscribe_allow, strings(&["_INBOX.>"]));
     }
@@ -336,10 +325,7 @@ mod tests {
         let broker = broker_permissions();
         assert!(broker.publish_allow.is_empty());
         assert_eq!(broker.publish_deny, strings(&[">"]));
-        assert_eq!(
-            broker.subscribe_allow,
-            strings(&["$mq9.AI.>", "$mq9.ADMIN.>"])
-        );
+        assert_eq!(broker.subscribe_allow, strings(&[PROTOCOL, ADMIN]));
         let responses = broker.responses.unwrap();
         assert_eq!(responses.max, 1, "one answer per request");
         assert!(

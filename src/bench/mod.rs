@@ -76,7 +76,7 @@ pub struct BenchArgs {
     pub scale_mailboxes: Option<u64>,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    pub out: Option<PathBuf>,
     /// The nats-server executable (default: from PATH).
     #[arg(long, env = "MQ9_NATS_SERVER")]
     pub nats_server: Option<PathBuf>,
@@ -167,7 +167,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         () = crate::shutdown_signal() => bail!("interrupted"),
     };
     print!("{}", report.table());
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.out {
         let document = report.json(report::machine(&binary), settings.json());
         report::write_json(path, &document)?;
     }
@@ -288,16 +288,14 @@ async fn measure(settings: &Settings, binary: &Path, dir: &Path) -> anyhow::Resu
             js_fetch.push(jetstream::fetch_ack(&anchor_js, fetch_count, payload.clone()).await?);
         }
     }
-    for (name, runs) in [
-        ("mq9.fetch_ack", mq9_fetch),
-        ("jetstream.fetch_ack", js_fetch),
-    ] {
-        if let Some(sample) = load::median(runs) {
-            report
-                .figures
-                .push(Figure::new(name, 1, sample, Some(fetch_count)));
-        }
-    }
+    report.push_medians(
+        [
+            ("mq9.fetch_ack", mq9_fetch),
+            ("jetstream.fetch_ack", js_fetch),
+        ],
+        1,
+        fetch_count,
+    );
 
     // Creating mailboxes vs creating streams.
     for &count in &settings.create_counts {
@@ -318,16 +316,14 @@ async fn measure(settings: &Settings, binary: &Path, dir: &Path) -> anyhow::Resu
                 std::fs::remove_dir_all(&work_dir)?;
             }
         }
-        for (name, runs) in [
-            ("mq9.mailbox_create", mq9_create),
-            ("jetstream.stream_create", js_create),
-        ] {
-            if let Some(sample) = load::median(runs) {
-                report
-                    .figures
-                    .push(Figure::new(name, CREATE_IN_FLIGHT, sample, Some(count)));
-            }
-        }
+        report.push_medians(
+            [
+                ("mq9.mailbox_create", mq9_create),
+                ("jetstream.stream_create", js_create),
+            ],
+            CREATE_IN_FLIGHT,
+            count,
+        );
     }
     if let Some((nats, broker)) = side.durable.take() {
         broker.stop().await?;

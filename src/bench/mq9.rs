@@ -1,10 +1,12 @@
 //! The mq9 side of the comparison, spoken exactly as an agent speaks it: plain NATS requests
-//! to `$mq9.AI.*` (protocol.md §3) from an async-nats client.
+//! to `$mq9.AI.*` (protocol.md §3) from an async-nats client, with `protocol::encode`'s
+//! subjects and bodies — each encoded once, outside the measured loops.
 //!
 //! Every reply is checked. A success reply has `"error": ""`; anything else (a `full`
 //! mailbox, `not_found`, a malformed reply) stops the benchmark with the reply's `code` —
 //! never its message, which may name the mailbox, and mail addresses are never printed.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -13,6 +15,14 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::load::{self, Sample};
+use crate::protocol::encode::subjects;
+use crate::protocol::request::{
+    AckRequest, CreateRequest, Deliver, FetchRequest, DEFAULT_ACK_WAIT_MS,
+};
+use crate::protocol::MailboxType;
+
+/// The consumer group that drains the fetch figure's mailbox.
+const GROUP: &str = "g";
 
 /// The part every mq9 reply shares.
 #[derive(Deserialize)]
@@ -56,15 +66,22 @@ async fn request(
     Ok(reply.payload)
 }
 
+/// `MAILBOX.CREATE` of a mailbox that never expires, encoded once per process: the creation
+/// figures measure creating, not encoding.
+static CREATE: LazyLock<(Subject, Bytes)> = LazyLock::new(|| {
+    let request = CreateRequest {
+        name: None,
+        ttl: Some(0),
+        kind: MailboxType::Standard,
+        desc: None,
+    };
+    (subjects::mailbox_create().into(), request.encode().into())
+});
+
 /// `MAILBOX.CREATE` of a mailbox that never expires; returns its address.
 pub async fn create_mailbox(client: &Client) -> anyhow::Result<String> {
-    let reply = request(
-        client,
-        "MAILBOX.CREATE",
-        Subject::from_static("$mq9.AI.MAILBOX.CREATE"),
-        Bytes::from_static(br#"{"ttl":0}"#),
-    )
-    .await?;
+    let (subject, body) = CREATE.clone();
+    let reply = request(client, "MAILBOX.CREATE", subject, body).await?;
     let created: CreateReply =
         serde_json::from_slice(&reply).context("MAILBOX.CREATE: the reply has no mail_id")?;
     Ok(created.mail_id)
@@ -72,7 +89,7 @@ pub async fn create_mailbox(client: &Client) -> anyhow::Result<String> {
 
 /// The SEND subject of a mailbox, built once and reused for every request.
 pub fn send_subject(mail_id: &str) -> Subject {
-    Subject::from(format!("$mq9.AI.MSG.SEND.{mail_id}"))
+    Subject::from(subjects::send(mail_id))
 }
 
 /// One SEND, answered once the message is stored (and, with `--sync always`, synced).
@@ -107,13 +124,25 @@ pub async fn fill(
 /// (an ack is a plain publish); waiting for the ACK alone before fetching again would charge
 /// mq9 a round trip that the JetStream figure does not pay.
 pub async fn drain(client: &Client, mail_id: &str, count: u64) -> anyhow::Result<Sample> {
-    let fetch_subject = Subject::from(format!("$mq9.AI.MSG.FETCH.{mail_id}"));
-    let ack_subject = Subject::from(format!("$mq9.AI.MSG.ACK.{mail_id}"));
-    let fetch_body = Bytes::from_static(
-        br#"{"group_name":"g","deliver":"earliest","config":{"num_msgs":100,"max_wait_ms":1000}}"#,
+    let fetch_subject = Subject::from(subjects::fetch(mail_id));
+    let ack_subject = Subject::from(subjects::ack(mail_id));
+    let fetch_body = Bytes::from(
+        FetchRequest {
+            group: Some(GROUP.to_owned()),
+            deliver: Deliver::Earliest,
+            force_deliver: false,
+            num_msgs: 100,
+            max_wait_ms: 1000,
+            ack_wait_ms: DEFAULT_ACK_WAIT_MS,
+        }
+        .encode(),
     );
     let ack = |msg_id: u64| {
-        let body = format!(r#"{{"group_name":"g","msg_id":{msg_id}}}"#);
+        let body = AckRequest {
+            group: GROUP.to_owned(),
+            msg_id,
+        }
+        .encode();
         request(client, "MSG.ACK", ack_subject.clone(), body.into())
     };
     let started = Instant::now();

@@ -127,6 +127,21 @@ const TARGETS: [Target; 8] = [
 ];
 
 impl Report {
+    /// Adds the median run of each figure that was measured (the others have no runs).
+    pub fn push_medians(
+        &mut self,
+        figures: [(&str, Vec<Sample>); 2],
+        in_flight: usize,
+        count: u64,
+    ) {
+        for (name, runs) in figures {
+            if let Some(sample) = super::load::median(runs) {
+                self.figures
+                    .push(Figure::new(name, in_flight, sample, Some(count)));
+            }
+        }
+    }
+
     fn figure(&self, name: &str, in_flight: usize) -> Option<&Figure> {
         self.figures
             .iter()

@@ -10,6 +10,8 @@
 //! Runs are interleaved (all figures at 1 in flight, then at 16, …, then the next run), so
 //! a slow minute on a shared machine hurts every figure a little rather than one a lot.
 
+use std::future::Future;
+
 use async_nats::jetstream;
 use async_nats::{Client, Subject};
 use bytes::Bytes;
@@ -45,39 +47,64 @@ impl Throughput {
         window: Window,
         payload: &Bytes,
     ) -> anyhow::Result<Sample> {
-        let payload = payload.clone();
+        let requests = Requests {
+            in_flight,
+            window,
+            payload: payload.clone(),
+        };
         match &mut self.endpoint {
             Endpoint::Echo(client) => {
-                let client = client.clone();
-                load::closed_loop(in_flight, window, move || {
-                    let (client, payload) = (client.clone(), payload.clone());
-                    async move { ceiling::round_trip(&client, payload).await }
-                })
-                .await
+                requests
+                    .run(client.clone(), |client, payload| async move {
+                        ceiling::round_trip(&client, payload).await
+                    })
+                    .await
             }
             Endpoint::Mailbox(client, subject) => {
-                let (client, subject) = (client.clone(), subject.clone());
-                load::closed_loop(in_flight, window, move || {
-                    let (client, subject, payload) =
-                        (client.clone(), subject.clone(), payload.clone());
-                    async move { mq9::send(&client, subject, payload).await }
-                })
-                .await
+                let target = (client.clone(), subject.clone());
+                requests
+                    .run(target, |(client, subject), payload| async move {
+                        mq9::send(&client, subject, payload).await
+                    })
+                    .await
             }
             Endpoint::Stream(context, stream, subject) => {
                 stream
                     .purge()
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot purge the JetStream stream: {e}"))?;
-                let (context, subject) = (context.clone(), subject.clone());
-                load::closed_loop(in_flight, window, move || {
-                    let (context, subject, payload) =
-                        (context.clone(), subject.clone(), payload.clone());
-                    async move { js::publish_ack(&context, subject, payload).await }
-                })
-                .await
+                let target = (context.clone(), subject.clone());
+                requests
+                    .run(target, |(context, subject), payload| async move {
+                        js::publish_ack(&context, subject, payload).await
+                    })
+                    .await
             }
         }
+    }
+}
+
+/// One closed-loop measurement, whatever it sends to.
+struct Requests {
+    in_flight: usize,
+    window: Window,
+    payload: Bytes,
+}
+
+impl Requests {
+    /// Runs `request` in a closed loop, each call with its own clone of `target` (client
+    /// handles and the subject, all reference-counted) and of the payload.
+    async fn run<T, F, Fut>(self, target: T, request: F) -> anyhow::Result<Sample>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: Fn(T, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let payload = self.payload;
+        load::closed_loop(self.in_flight, self.window, move || {
+            request(target.clone(), payload.clone())
+        })
+        .await
     }
 }
 

@@ -2,13 +2,17 @@
 //! `$mq9.AI.AGENT.*`. An agent is a JSON object — an A2A AgentCard or anything — identified by
 //! its `name`, else its `mailbox`; DISCOVER returns the objects as registered.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use super::output::{table, text};
-use super::{body, json_arg, read_input, Context};
-use crate::protocol::agents::MAX_DISCOVER_LIMIT;
+use super::output::{list_or_none, table, text};
+use super::{json_arg, read_input, Context};
+use crate::protocol::agents::{
+    AgentLookup, DiscoverRequest, RegisterRequest, DEFAULT_DISCOVER_LIMIT, MAX_DISCOVER_LIMIT,
+};
+use crate::protocol::encode::subjects;
+use crate::protocol::subject::AgentVerb;
 
 #[derive(Subcommand, Debug)]
 pub enum AgentsCommand {
@@ -61,13 +65,11 @@ pub struct AgentRef {
 }
 
 impl AgentRef {
-    /// The request fields naming the agent, plus `extra`.
-    fn body(&self, extra: Option<Value>) -> Value {
-        body([
-            ("name", self.name.clone().map(Value::from)),
-            ("mailbox", self.mailbox.clone().map(Value::from)),
-            ("status", extra),
-        ])
+    fn lookup(&self) -> AgentLookup {
+        AgentLookup {
+            name: self.name.clone(),
+            mailbox: self.mailbox.clone(),
+        }
     }
 
     fn describe(&self) -> String {
@@ -81,33 +83,28 @@ impl AgentRef {
 pub async fn run(command: AgentsCommand, ctx: &Context) -> Result<()> {
     match command {
         AgentsCommand::Register { card } => {
-            let card = card_object(&read_input(card.into_bytes())?)?;
-            let identity = ["name", "mailbox"]
-                .into_iter()
-                .find_map(|field| card[field].as_str().filter(|s| !s.is_empty()))
-                .ok_or_else(|| {
-                    anyhow!("the agent's JSON object needs a `name` or `mailbox` string")
-                })?
-                .to_owned();
-            let reply = ctx.client.request("$mq9.AI.AGENT.REGISTER", &card).await?;
-            ctx.out
-                .print(&reply, || format!("registered agent {identity}\n"))
+            // The broker's own reading, before connecting: JSON, an object, a name or mailbox.
+            let request = RegisterRequest::parse(&read_input(card.into_bytes())?)
+                .map_err(|e| anyhow!("the agent's JSON is not valid: {}", e.message))?;
+            let subject = subjects::agent(AgentVerb::Register);
+            ctx.call(&subject, request.encode(), |_| {
+                format!("registered agent {}\n", request.identity)
+            })
+            .await
         }
         AgentsCommand::Unregister(agent) => {
-            let reply = ctx
-                .client
-                .request("$mq9.AI.AGENT.UNREGISTER", &agent.body(None))
-                .await?;
-            ctx.out
-                .print(&reply, || format!("unregistered {}\n", agent.describe()))
+            let subject = subjects::agent(AgentVerb::Unregister);
+            ctx.call(&subject, agent.lookup().encode(), |_| {
+                format!("unregistered {}\n", agent.describe())
+            })
+            .await
         }
         AgentsCommand::Report { agent, status } => {
-            let reply = ctx
-                .client
-                .request("$mq9.AI.AGENT.REPORT", &agent.body(status))
-                .await?;
-            ctx.out
-                .print(&reply, || format!("reported {}\n", agent.describe()))
+            let subject = subjects::agent(AgentVerb::Report);
+            ctx.call(&subject, agent.lookup().encode_report(status), |_| {
+                format!("reported {}\n", agent.describe())
+            })
+            .await
         }
         AgentsCommand::Discover {
             text,
@@ -115,15 +112,18 @@ pub async fn run(command: AgentsCommand, ctx: &Context) -> Result<()> {
             limit,
             page,
         } => {
-            let request = body([
-                ("text", text.map(Value::from)),
-                ("semantic", semantic.map(Value::from)),
-                ("limit", limit.map(Value::from)),
-                ("page", page.map(Value::from)),
-            ]);
+            let request = DiscoverRequest {
+                // The broker's precedence: a non-blank text, else a non-blank semantic.
+                query: [text, semantic]
+                    .into_iter()
+                    .flatten()
+                    .find(|query| !query.trim().is_empty()),
+                limit: limit.unwrap_or(DEFAULT_DISCOVER_LIMIT) as usize,
+                page: page.unwrap_or(1) as usize,
+            };
             let reply = ctx
                 .client
-                .request("$mq9.AI.AGENT.DISCOVER", &request)
+                .request(&subjects::agent(AgentVerb::Discover), request.encode())
                 .await?;
             let agents = reply.get("agents").cloned().unwrap_or_else(|| json!([]));
             ctx.out.print(&agents, || discovered(&agents))
@@ -131,22 +131,12 @@ pub async fn run(command: AgentsCommand, ctx: &Context) -> Result<()> {
     }
 }
 
-/// The user's JSON for REGISTER, checked to be an object before it goes on the wire.
-fn card_object(input: &[u8]) -> Result<Value> {
-    let card: Value =
-        serde_json::from_slice(input).map_err(|e| anyhow!("the agent's JSON is not valid: {e}"))?;
-    if !card.is_object() {
-        bail!("the agent's JSON must be an object, like {{\"name\":\"translator\"}}");
-    }
-    Ok(card)
-}
-
 /// One line per agent: name, mailbox, and a short summary from its description.
 fn discovered(agents: &Value) -> String {
-    let agents = agents.as_array().map(Vec::as_slice).unwrap_or(&[]);
-    if agents.is_empty() {
-        return "no agents\n".to_owned();
-    }
+    list_or_none(agents, "agents", agent_table)
+}
+
+fn agent_table(agents: &[Value]) -> String {
     let mut rows = vec![vec!["NAME".into(), "MAILBOX".into(), "SUMMARY".into()]];
     rows.extend(agents.iter().map(|agent| {
         vec![

@@ -31,10 +31,9 @@ impl Client {
         }
     }
 
-    /// A request with a JSON body; returns the success reply.
-    pub async fn request(&self, subject: &str, body: &Value) -> Result<Value> {
-        let payload = body.to_string().into_bytes();
-        self.send(subject, HeaderMap::new(), payload, Duration::ZERO)
+    /// A request with a body (as `protocol::encode` writes it); returns the success reply.
+    pub async fn request(&self, subject: &str, body: Vec<u8>) -> Result<Value> {
+        self.send(subject, HeaderMap::new(), body, Duration::ZERO)
             .await
     }
 

@@ -1,5 +1,5 @@
-//! `mq9 fetch`: `$mq9.AI.MSG.FETCH.{addr}`, stateless or as a consumer group, then with
-//! `--ack` one `$mq9.AI.MSG.ACK.{addr}` for the last message of the reply — which acknowledges
+//! `mq9 fetch`: `MSG.FETCH.{addr}`, stateless or as a consumer group, then with
+//! `--ack` one `MSG.ACK.{addr}` for the last message of the reply — which acknowledges
 //! the whole batch (protocol.md §3, MSG.ACK).
 
 use std::time::Duration;
@@ -7,12 +7,13 @@ use std::time::Duration;
 use anyhow::Result;
 use async_nats::HeaderMap;
 use clap::{Args, ValueEnum};
-use serde_json::{json, Value};
 
 use super::output::messages;
-use super::{address, body, Context};
+use super::{address, Context};
+use crate::protocol::encode::subjects;
 use crate::protocol::request::{
-    DEFAULT_MAX_WAIT_MS, MAX_ACK_WAIT_MS, MAX_MAX_WAIT_MS, MAX_NUM_MSGS,
+    self as protocol, AckRequest, FetchRequest, DEFAULT_ACK_WAIT_MS, DEFAULT_MAX_WAIT_MS,
+    DEFAULT_NUM_MSGS, MAX_ACK_WAIT_MS, MAX_MAX_WAIT_MS, MAX_NUM_MSGS,
 };
 
 #[derive(Args, Debug)]
@@ -59,7 +60,8 @@ pub struct FetchArgs {
     ack: bool,
 }
 
-/// FETCH's `deliver` policies, by their wire names.
+/// FETCH's `deliver` policies, by their wire names (the protocol's [`protocol::Deliver`]
+/// carries the start value too, which clap takes from its own flag).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "snake_case")]
 enum Deliver {
@@ -69,40 +71,35 @@ enum Deliver {
     FromId,
 }
 
-impl Deliver {
-    fn wire_name(self) -> Value {
-        let name = self.to_possible_value().expect("no variant is skipped");
-        Value::from(name.get_name())
-    }
-}
-
 pub async fn run(args: FetchArgs, ctx: &Context) -> Result<()> {
     let request = request(&args);
-    let linger = Duration::from_millis(args.wait.unwrap_or(DEFAULT_MAX_WAIT_MS));
-    let subject = format!("$mq9.AI.MSG.FETCH.{}", args.address);
+    let linger = Duration::from_millis(request.max_wait_ms);
     let reply = ctx
         .client
         .send(
-            &subject,
+            &subjects::fetch(&args.address),
             HeaderMap::new(),
-            request.to_string().into_bytes(),
+            request.encode(),
             linger,
         )
         .await?;
     let last = reply["messages"]
         .as_array()
         .and_then(|items| items.last())
-        .map(|item| item["msg_id"].clone());
-    let acked = match (args.ack, args.group.as_deref(), last) {
+        .and_then(|item| item["msg_id"].as_u64());
+    let acked = match (args.ack, request.group, last) {
         (true, Some(group), Some(msg_id)) => {
-            let subject = format!("$mq9.AI.MSG.ACK.{}", args.address);
-            let ack = json!({"group_name": group, "msg_id": msg_id});
-            ctx.client.request(&subject, &ack).await.map_err(|e| {
-                e.context(
-                    "fetched messages but could not acknowledge them (they will be redelivered)",
-                )
-            })?;
-            Some(group)
+            let ack = AckRequest { group, msg_id };
+            let subject = subjects::ack(&args.address);
+            ctx.client
+                .request(&subject, ack.encode())
+                .await
+                .map_err(|e| {
+                    e.context(
+                        "fetched messages but could not acknowledge them (they will be redelivered)",
+                    )
+                })?;
+            Some(ack.group)
         }
         _ => None,
     };
@@ -115,25 +112,26 @@ pub async fn run(args: FetchArgs, ctx: &Context) -> Result<()> {
     })
 }
 
-/// The FETCH body: only the fields the user set. `--from-time` / `--from-id` imply their
-/// `deliver` policy when `--deliver` is not given.
-fn request(args: &FetchArgs) -> Value {
-    let deliver = args.deliver.or(match (args.from_time, args.from_id) {
+/// The FETCH the user asked for. `--from-time` / `--from-id` imply their `deliver` policy
+/// when `--deliver` is not given (clap makes sure the one `--deliver` names is there).
+fn request(args: &FetchArgs) -> FetchRequest {
+    let policy = args.deliver.or(match (args.from_time, args.from_id) {
         (Some(_), _) => Some(Deliver::FromTime),
         (_, Some(_)) => Some(Deliver::FromId),
         _ => None,
     });
-    let config = body([
-        ("num_msgs", args.num.map(Value::from)),
-        ("max_wait_ms", args.wait.map(Value::from)),
-        ("ack_wait_ms", args.ack_wait.map(Value::from)),
-    ]);
-    body([
-        ("group_name", args.group.clone().map(Value::from)),
-        ("deliver", deliver.map(Deliver::wire_name)),
-        ("from_time", args.from_time.map(Value::from)),
-        ("from_id", args.from_id.map(Value::from)),
-        ("force_deliver", args.force.then_some(Value::Bool(true))),
-        ("config", (config != json!({})).then_some(config)),
-    ])
+    let deliver = match policy {
+        None | Some(Deliver::Earliest) => protocol::Deliver::Earliest,
+        Some(Deliver::Latest) => protocol::Deliver::Latest,
+        Some(Deliver::FromTime) => protocol::Deliver::FromTime(args.from_time.unwrap_or_default()),
+        Some(Deliver::FromId) => protocol::Deliver::FromId(args.from_id.unwrap_or_default()),
+    };
+    FetchRequest {
+        group: args.group.clone(),
+        deliver,
+        force_deliver: args.force,
+        num_msgs: args.num.unwrap_or(DEFAULT_NUM_MSGS) as usize,
+        max_wait_ms: args.wait.unwrap_or(DEFAULT_MAX_WAIT_MS),
+        ack_wait_ms: args.ack_wait.unwrap_or(DEFAULT_ACK_WAIT_MS),
+    }
 }

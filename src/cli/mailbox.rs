@@ -8,9 +8,12 @@ use anyhow::{bail, Result};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::output::{expiry, fields, lifetime, table, text, time};
-use super::{address, body, Context};
-use crate::protocol::admin::MAX_LIST_LIMIT;
+use super::output::{expiry, fields, lifetime, list_or_none, table, text, time};
+use super::{address, Context};
+use crate::protocol::admin::{ListRequest, MAX_LIST_LIMIT};
+use crate::protocol::encode::{bodies, subjects};
+use crate::protocol::request::CreateRequest;
+use crate::protocol::subject::AdminVerb;
 use crate::protocol::MailboxType;
 
 #[derive(Subcommand, Debug)]
@@ -70,37 +73,34 @@ pub async fn run(command: MailboxCommand, ctx: &Context) -> Result<()> {
             kind,
             desc,
         } => {
-            let request = body([
-                ("name", name.map(Value::from)),
-                ("ttl", ttl.map(Value::from)),
-                ("type", kind.map(|k| Value::from(k.as_str()))),
-                ("desc", desc.map(Value::from)),
-            ]);
-            let reply = ctx
-                .client
-                .request("$mq9.AI.MAILBOX.CREATE", &request)
-                .await?;
-            ctx.out.print(&reply, || {
+            let request = CreateRequest {
+                name,
+                ttl,
+                kind: kind.unwrap_or(MailboxType::Standard),
+                desc,
+            };
+            ctx.call(&subjects::mailbox_create(), request.encode(), |reply| {
                 fields(&[
                     ("mail address", text(&reply["mail_address"])),
                     ("type", text(&reply["type"])),
-                    ("ttl", lifetime(&reply)),
+                    ("ttl", lifetime(reply)),
                 ])
             })
+            .await
         }
         MailboxCommand::Info { address } => {
-            let reply = admin(ctx, "INFO", &address).await?;
+            let reply = admin(ctx, AdminVerb::Info, &address).await?;
             if reply["exists"] != true {
                 bail!("mailbox {address} does not exist (not_found)");
             }
             ctx.out.print(&reply, || info(&reply))
         }
         MailboxCommand::List { prefix, limit } => {
-            let listing = list(ctx, prefix, limit).await?;
+            let listing = list(ctx, prefix.unwrap_or_default(), limit).await?;
             ctx.out.print(&listing, || listing_text(&listing))
         }
         MailboxCommand::Delete { address } => {
-            let reply = admin(ctx, "DELETE", &address).await?;
+            let reply = admin(ctx, AdminVerb::Delete, &address).await?;
             ctx.out.print(&reply, || {
                 if reply["deleted"] == true {
                     format!("deleted mailbox {address}\n")
@@ -112,30 +112,29 @@ pub async fn run(command: MailboxCommand, ctx: &Context) -> Result<()> {
     }
 }
 
-/// `$mq9.ADMIN.MAILBOX.{verb}` with `{"name": address}`.
-async fn admin(ctx: &Context, verb: &str, address: &str) -> Result<Value> {
-    let subject = format!("$mq9.ADMIN.MAILBOX.{verb}");
+/// `MAILBOX.INFO` or `MAILBOX.DELETE` of one mailbox.
+async fn admin(ctx: &Context, verb: AdminVerb, address: &str) -> Result<Value> {
     ctx.client
-        .request(&subject, &json!({"name": address}))
+        .request(&subjects::admin(verb), bodies::mailbox_name(address))
         .await
 }
 
 /// Pages through `MAILBOX.LIST` with `after` = the last name seen while the broker says
 /// `more`, until `limit` mailboxes are collected. The result has the reply's shape, with
 /// `more` telling whether mailboxes beyond `limit` exist.
-async fn list(ctx: &Context, prefix: Option<String>, limit: u64) -> Result<Value> {
+async fn list(ctx: &Context, prefix: String, limit: u64) -> Result<Value> {
     let mut mailboxes: Vec<Value> = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let remaining = limit - mailboxes.len() as u64;
-        let request = body([
-            ("prefix", prefix.clone().map(Value::from)),
-            ("after", after.map(Value::from)),
-            ("limit", Some(remaining.min(MAX_LIST_LIMIT).into())),
-        ]);
+        let request = ListRequest {
+            prefix: prefix.clone(),
+            after,
+            limit: remaining.min(MAX_LIST_LIMIT) as usize,
+        };
         let reply = ctx
             .client
-            .request("$mq9.ADMIN.MAILBOX.LIST", &request)
+            .request(&subjects::admin(AdminVerb::List), request.encode())
             .await?;
         let page = reply["mailboxes"].as_array().cloned().unwrap_or_default();
         let more = reply["more"] == true;
@@ -151,13 +150,12 @@ async fn list(ctx: &Context, prefix: Option<String>, limit: u64) -> Result<Value
 }
 
 fn listing_text(listing: &Value) -> String {
-    let mailboxes = listing["mailboxes"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    if mailboxes.is_empty() {
-        return "no mailboxes\n".to_owned();
-    }
+    list_or_none(&listing["mailboxes"], "mailboxes", |mailboxes| {
+        mailbox_table(mailboxes, listing["more"] == true)
+    })
+}
+
+fn mailbox_table(mailboxes: &[Value], more: bool) -> String {
     let header = ["NAME", "TYPE", "TTL", "EXPIRES", "OWNER", "MESSAGES"];
     let mut rows = vec![header.map(str::to_owned).to_vec()];
     rows.extend(mailboxes.iter().map(|m| {
@@ -171,7 +169,7 @@ fn listing_text(listing: &Value) -> String {
         ]
     }));
     let mut text = table(&rows);
-    if listing["more"] == true {
+    if more {
         text.push_str("... more mailboxes exist: raise --limit or narrow --prefix\n");
     }
     text

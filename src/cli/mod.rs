@@ -8,7 +8,8 @@
 //! - [`client`] connects (lazily, so bad arguments fail before any network I/O) and turns
 //!   `{"error":"msg","code":"c"}` replies into errors;
 //! - [`output`] prints either for humans or, with `--json`, the broker's reply object;
-//! - one module per command group builds the request and reads the reply.
+//! - one module per command group builds the typed request, which `protocol::encode` writes
+//!   on the wire (only what differs from the protocol's defaults), and reads the reply.
 //!
 //! Error contract: every failure — bad arguments, connection refused, timeout, error reply —
 //! ends the process with a non-zero status and exactly one line `mq9: <reason>` on stderr;
@@ -30,7 +31,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use client::Client;
 use output::Printer;
@@ -88,6 +89,20 @@ struct Context {
     out: Printer,
 }
 
+impl Context {
+    /// One request whose success reply is printed: as JSON with `--json`, else as the text
+    /// `human` makes of it.
+    async fn call(
+        &self,
+        subject: &str,
+        body: Vec<u8>,
+        human: impl FnOnce(&Value) -> String,
+    ) -> anyhow::Result<()> {
+        let reply = self.client.request(subject, body).await?;
+        self.out.print(&reply, || human(&reply))
+    }
+}
+
 /// Runs one client command. The connection is opened by the first request.
 pub async fn run(args: ClientArgs, command: Command) -> anyhow::Result<()> {
     let ctx = Context {
@@ -128,16 +143,6 @@ pub fn usage_error_line(error: &clap::Error) -> String {
     let message = message.join(" ");
     let message = message.strip_prefix("error: ").unwrap_or(&message);
     format!("{message} (see --help)")
-}
-
-/// A JSON request body from optional fields: absent options are left out rather than sent as
-/// `null`, so that every broker (not only this one) sees exactly the fields the user gave.
-fn body<const N: usize>(fields: [(&str, Option<Value>); N]) -> Value {
-    let map: Map<String, Value> = fields
-        .into_iter()
-        .filter_map(|(name, value)| Some((name.to_owned(), value?)))
-        .collect();
-    Value::Object(map)
 }
 
 /// Value parser for mail addresses: the grammar of protocol.md §2, checked before connecting.

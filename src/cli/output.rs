@@ -81,14 +81,18 @@ pub fn fields(rows: &[(&str, String)]) -> String {
 /// other control characters that could disturb a terminal) is printed as is; anything else is
 /// printed as base64, marked so, which is binary-safe.
 pub fn messages(reply: &Value) -> String {
-    let items = reply["messages"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    if items.is_empty() {
-        return "no messages\n".to_owned();
+    list_or_none(&reply["messages"], "messages", |items| {
+        items.iter().map(message).collect::<Vec<_>>().join("\n")
+    })
+}
+
+/// What `render` makes of a reply's array, or the line `no {what}` when it is empty (or
+/// missing).
+pub fn list_or_none(items: &Value, what: &str, render: impl FnOnce(&[Value]) -> String) -> String {
+    match items.as_array() {
+        Some(items) if !items.is_empty() => render(items),
+        _ => format!("no {what}\n"),
     }
-    items.iter().map(message).collect::<Vec<_>>().join("\n")
 }
 
 fn message(item: &Value) -> String {

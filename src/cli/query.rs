@@ -1,13 +1,13 @@
-//! `mq9 query`: `$mq9.AI.MSG.QUERY.{addr}` — read a mailbox's newest matching messages without
+//! `mq9 query`: `MSG.QUERY.{addr}` — read a mailbox's newest matching messages without
 //! consuming them (no group state changes, `delivery_count` stays 0).
 
 use anyhow::Result;
 use clap::Args;
-use serde_json::Value;
 
 use super::output::messages;
-use super::{address, body, Context};
-use crate::protocol::request::MAX_QUERY_LIMIT;
+use super::{address, Context};
+use crate::protocol::encode::subjects;
+use crate::protocol::request::{QueryRequest, DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT};
 
 #[derive(Args, Debug)]
 pub struct QueryArgs {
@@ -37,24 +37,21 @@ pub struct QueryArgs {
 }
 
 pub async fn run(args: QueryArgs, ctx: &Context) -> Result<()> {
-    let request = body([
-        ("key", args.key.map(Value::from)),
-        (
-            "tags",
-            (!args.tags.is_empty()).then(|| Value::from(args.tags)),
-        ),
-        ("since", args.since.map(Value::from)),
-        ("limit", args.limit.map(Value::from)),
-        ("before", args.before.map(Value::from)),
-        ("delayed", args.delayed.then_some(Value::from(true))),
-    ]);
-    let subject = format!("$mq9.AI.MSG.QUERY.{}", args.address);
-    let reply = ctx.client.request(&subject, &request).await?;
-    ctx.out.print(&reply, || {
-        let mut text = messages(&reply);
+    let request = QueryRequest {
+        key: args.key,
+        tags: args.tags,
+        since: args.since,
+        limit: args.limit.unwrap_or(DEFAULT_QUERY_LIMIT) as usize,
+        before: args.before,
+        delayed: args.delayed,
+    };
+    let subject = subjects::query(&args.address);
+    ctx.call(&subject, request.encode(), |reply| {
+        let mut text = messages(reply);
         if let Some(before) = reply["next_before"].as_u64() {
             text.push_str(&format!("more: --before {before}\n"));
         }
         text
     })
+    .await
 }

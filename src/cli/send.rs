@@ -1,4 +1,4 @@
-//! `mq9 send`: a request on `$mq9.AI.MSG.SEND.{addr}` whose payload is the message, stored as
+//! `mq9 send`: a request on `MSG.SEND.{addr}` whose payload is the message, stored as
 //! sent, and whose options travel as `mq9-*` headers — set only when given, so that the
 //! broker's defaults apply otherwise.
 
@@ -7,11 +7,13 @@ use std::os::unix::ffi::OsStringExt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::Result;
-use async_nats::header::{HeaderMap, HeaderName, HeaderValue};
+use anyhow::{anyhow, Result};
+use async_nats::header::{HeaderName, HeaderValue};
 use clap::Args;
 
 use super::{address, read_input, Context};
+use crate::protocol::encode::subjects;
+use crate::protocol::headers::SendOptions;
 use crate::protocol::Priority;
 
 #[derive(Args, Debug)]
@@ -39,7 +41,7 @@ pub struct SendArgs {
     tags: Vec<String>,
     /// Any other header, stored and returned with the message (repeatable).
     #[arg(long = "header", value_name = "NAME=VALUE", value_parser = header)]
-    headers: Vec<(HeaderName, HeaderValue)>,
+    headers: Vec<(String, String)>,
 }
 
 /// `--priority`: the protocol's own priorities, offered to clap by their wire names.
@@ -55,29 +57,24 @@ impl clap::ValueEnum for Priority {
 
 pub async fn run(args: SendArgs, ctx: &Context) -> Result<()> {
     let payload = read_input(args.payload.into_vec())?;
-    let mut headers = HeaderMap::new();
-    let options = [
-        ("mq9-priority", args.priority.map(|p| p.as_str().to_owned())),
-        ("mq9-key", args.key),
-        ("mq9-delay", args.delay.map(|secs| secs.to_string())),
-        ("mq9-ttl", args.ttl.map(|secs| secs.to_string())),
-        (
-            "mq9-tags",
-            (!args.tags.is_empty()).then(|| args.tags.join(",")),
-        ),
-    ];
-    for (name, value) in options {
-        if let Some(value) = value {
-            headers.insert(name, value);
-        }
-    }
-    for (name, value) in args.headers {
-        headers.append(name, value);
-    }
-    let subject = format!("$mq9.AI.MSG.SEND.{}", args.address);
+    let options = SendOptions {
+        priority: args.priority,
+        key: args.key,
+        delay_secs: args.delay,
+        ttl_secs: args.ttl,
+        tags: args.tags,
+        headers: args.headers,
+        dedup_id: None,
+    };
+    let headers = options.to_headers().map_err(|e| anyhow!(e.message))?;
     let reply = ctx
         .client
-        .send(&subject, headers, payload, Duration::ZERO)
+        .send(
+            &subjects::send(&args.address),
+            headers,
+            payload,
+            Duration::ZERO,
+        )
         .await?;
     ctx.out.print(&reply, || match reply["msg_id"].as_i64() {
         Some(-1) => format!(
@@ -95,12 +92,11 @@ fn header_value(text: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Value parser for `--header NAME=VALUE`.
-fn header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
+/// Value parser for `--header NAME=VALUE`: a name and a value NATS can carry.
+fn header(text: &str) -> Result<(String, String), String> {
     let (name, value) = text
         .split_once('=')
         .ok_or_else(|| "expected NAME=VALUE".to_owned())?;
     let name = HeaderName::from_str(name.trim()).map_err(|e| e.to_string())?;
-    let value = HeaderValue::from_str(value).map_err(|e| e.to_string())?;
-    Ok((name, value))
+    header_value(value).map(|value| (name.to_string(), value))
 }

@@ -1,12 +1,13 @@
-//! `mq9 subscribe | unsubscribe <addr> <topic>`: `$mq9.AI.MAILBOX.SUBSCRIBE` /
-//! `UNSUBSCRIBE`. While subscribed, every message published on `$mq9.AI.BROADCAST.{topic}`
-//! is also stored in the mailbox — broadcast that reaches agents which were offline.
+//! `mq9 subscribe | unsubscribe <addr> <topic>`: `MAILBOX.SUBSCRIBE` / `UNSUBSCRIBE`. While
+//! subscribed, every message published on `BROADCAST.{topic}` is also stored in the mailbox —
+//! broadcast that reaches agents which were offline.
 
 use anyhow::Result;
 use clap::Args;
-use serde_json::json;
 
 use super::{address, Context};
+use crate::protocol::encode::subjects;
+use crate::protocol::request::SubscribeRequest;
 
 #[derive(Args, Debug)]
 pub struct TopicArgs {
@@ -21,23 +22,23 @@ pub struct TopicArgs {
 
 pub async fn run(args: TopicArgs, subscribe: bool, ctx: &Context) -> Result<()> {
     let (address, topic) = (&args.address, &args.topic);
-    let (verb, done) = if subscribe {
+    let (subject, done) = if subscribe {
         (
-            "SUBSCRIBE",
+            subjects::subscribe(),
             format!("subscribed mailbox {address} to topic {topic}\n"),
         )
     } else {
         (
-            "UNSUBSCRIBE",
+            subjects::unsubscribe(),
             format!("unsubscribed mailbox {address} from topic {topic}\n"),
         )
     };
-    let request = json!({"mail_address": address, "topic": topic});
-    let reply = ctx
-        .client
-        .request(&format!("$mq9.AI.MAILBOX.{verb}"), &request)
-        .await?;
-    ctx.out.print(&reply, || done)
+    let request = SubscribeRequest {
+        address: args.address.clone(),
+        topic: args.topic.clone(),
+        account: None,
+    };
+    ctx.call(&subject, request.encode(), |_| done).await
 }
 
 /// Value parser for topics: the pattern rules the broker applies (protocol.md §3).

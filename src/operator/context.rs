@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 
-use super::broker_client::BrokerClients;
+use super::admin_client::BrokerClients;
 use super::error::{Error, Result};
 use super::metrics::OperatorMetrics;
 

@@ -7,7 +7,7 @@
 //! - [`credentials`]: a Broker's signing keys and the NATS credentials minted from them;
 //! - [`routes`]: the password of a Broker's cluster routes;
 //! - [`tenants`]: the tenant account of each namespace (revocations, pushes to nats-server);
-//! - [`broker_client`]: the operator's NATS connection to a broker's `$mq9.ADMIN.>` API;
+//! - [`admin_client`]: the operator's NATS connection to a broker's `$mq9.ADMIN.>` API;
 //! - [`apply`], [`conditions`], [`context`], [`error`], [`metrics`]: what the controllers share;
 //! - [`webhook`], [`pods`]: pod injection (a mutating admission webhook) and the ownership of
 //!   the Mailboxes it creates for pods;
@@ -16,10 +16,10 @@
 //! A mail address never appears in a status, an Event or a log line: knowing one is enough
 //! to read the mailbox on a broker without auth. It lives only in the Mailbox's Secret.
 
+pub mod admin_client;
 pub mod apply;
 pub mod broadcast;
 pub mod broker;
-pub mod broker_client;
 pub mod builders;
 pub mod conditions;
 pub mod context;

@@ -35,7 +35,7 @@ use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use serde::{Deserialize, Serialize};
 
-use super::broker_client::AdminError;
+use super::admin_client::AdminError;
 use super::builders;
 use super::context::Context;
 use super::credentials::BrokerAuth;

@@ -2,6 +2,7 @@
 //! manage mailboxes. Not for agents: credentials minted for agents carry no permission on it.
 
 use super::body::Body;
+use super::request::field;
 use super::{address, MailboxType, ProtoError};
 
 /// Default and maximum page size of MAILBOX.LIST.
@@ -26,16 +27,16 @@ impl EnsureRequest {
     pub fn parse(body: &Body) -> Result<Self, ProtoError> {
         Ok(EnsureRequest {
             name: name(body)?,
-            ttl: body.opt_u64("ttl")?,
-            expires_at: body.opt_u64("expires_at")?.filter(|t| *t > 0),
+            ttl: body.opt_u64(field::TTL)?,
+            expires_at: body.opt_u64(field::EXPIRES_AT)?.filter(|t| *t > 0),
             kind: body
-                .opt_enum("type", &["standard", "latest"], MailboxType::parse)?
+                .opt_enum(field::TYPE, &["standard", "latest"], MailboxType::parse)?
                 .unwrap_or(MailboxType::Standard),
             owner: body
-                .opt_str("owner")?
+                .opt_str(field::OWNER)?
                 .filter(|o| !o.is_empty())
                 .map(str::to_owned),
-            desc: body.opt_str("desc")?.map(str::to_owned),
+            desc: body.opt_str(field::DESC)?.map(str::to_owned),
         })
     }
 }
@@ -43,7 +44,7 @@ impl EnsureRequest {
 /// `MAILBOX.DELETE` and `MAILBOX.INFO`: the mailbox's name, required.
 pub fn name(body: &Body) -> Result<String, ProtoError> {
     let name = body
-        .opt_str("name")?
+        .opt_str(field::NAME)?
         .ok_or_else(|| ProtoError::bad_request("field `name` is required"))?;
     address::validate(name)
         .map_err(|e| ProtoError::bad_request(format!("field `name`: {}", e.message)))?;
@@ -61,13 +62,13 @@ pub struct ListRequest {
 impl ListRequest {
     pub fn parse(body: &Body) -> Result<Self, ProtoError> {
         Ok(ListRequest {
-            prefix: body.opt_str("prefix")?.unwrap_or_default().to_owned(),
+            prefix: body.opt_str(field::PREFIX)?.unwrap_or_default().to_owned(),
             after: body
-                .opt_str("after")?
+                .opt_str(field::AFTER)?
                 .filter(|a| !a.is_empty())
                 .map(str::to_owned),
             limit: body
-                .opt_u64_in("limit", 1..=MAX_LIST_LIMIT)?
+                .opt_u64_in(field::LIMIT, 1..=MAX_LIST_LIMIT)?
                 .unwrap_or(DEFAULT_LIST_LIMIT) as usize,
         })
     }

@@ -1,6 +1,7 @@
 //! Requests of the agent registry: `$mq9.AI.AGENT.REGISTER | UNREGISTER | REPORT | DISCOVER`.
 
 use super::body::Body;
+use super::request::field;
 use super::ProtoError;
 
 /// Default and maximum page size of DISCOVER.
@@ -26,7 +27,7 @@ impl RegisterRequest {
     pub fn parse(raw: &[u8]) -> Result<Self, ProtoError> {
         let body = Body::parse(raw)?;
         let lookup = AgentLookup::parse(&body)?;
-        let ttl = body.opt_u64("ttl")?.filter(|ttl| *ttl > 0);
+        let ttl = body.opt_u64(field::TTL)?.filter(|ttl| *ttl > 0);
         let card = String::from_utf8(raw.to_vec())
             .map_err(|_| ProtoError::bad_request("request body must be UTF-8 JSON"))?
             .trim()
@@ -57,13 +58,13 @@ pub struct AgentLookup {
 
 impl AgentLookup {
     pub fn parse(body: &Body) -> Result<Self, ProtoError> {
-        let field = |name| {
+        let non_empty = |name| {
             body.opt_str(name)
                 .map(|v| v.filter(|s| !s.is_empty()).map(str::to_owned))
         };
         let lookup = AgentLookup {
-            name: field("name")?,
-            mailbox: field("mailbox")?,
+            name: non_empty(field::NAME)?,
+            mailbox: non_empty(field::MAILBOX)?,
         };
         if lookup.name.is_none() && lookup.mailbox.is_none() {
             return Err(ProtoError::bad_request(
@@ -86,14 +87,18 @@ pub struct DiscoverRequest {
 
 impl DiscoverRequest {
     pub fn parse(body: &Body) -> Result<Self, ProtoError> {
-        let text = body.opt_str("text")?.filter(|t| !t.trim().is_empty());
-        let semantic = body.opt_str("semantic")?.filter(|t| !t.trim().is_empty());
+        let text = body.opt_str(field::TEXT)?.filter(|t| !t.trim().is_empty());
+        let semantic = body
+            .opt_str(field::SEMANTIC)?
+            .filter(|t| !t.trim().is_empty());
         Ok(DiscoverRequest {
             query: text.or(semantic).map(str::to_owned),
             limit: body
-                .opt_u64_in("limit", 1..=MAX_DISCOVER_LIMIT)?
+                .opt_u64_in(field::LIMIT, 1..=MAX_DISCOVER_LIMIT)?
                 .unwrap_or(DEFAULT_DISCOVER_LIMIT) as usize,
-            page: body.opt_u64_in("page", 1..=u32::MAX as u64)?.unwrap_or(1) as usize,
+            page: body
+                .opt_u64_in(field::PAGE, 1..=u32::MAX as u64)?
+                .unwrap_or(1) as usize,
         })
     }
 }

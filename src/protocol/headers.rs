@@ -26,6 +26,13 @@ pub struct SendOptions {
     pub dedup_id: Option<String>,
 }
 
+/// The option headers of a SEND, read case-insensitively and written in lowercase.
+pub const PRIORITY_HEADER: &str = "mq9-priority";
+pub const KEY_HEADER: &str = "mq9-key";
+pub const DELAY_HEADER: &str = "mq9-delay";
+pub const TTL_HEADER: &str = "mq9-ttl";
+pub const TAGS_HEADER: &str = "mq9-tags";
+
 /// JetStream's idempotency header: a SEND that repeats one within the broker's window stores
 /// nothing and is answered with the original msg_id (see `engine::dedup`).
 pub const DEDUP_HEADER: &str = "Nats-Msg-Id";
@@ -47,20 +54,20 @@ pub fn parse(headers: Option<&HeaderMap>) -> Result<SendOptions, ProtoError> {
             .collect::<Vec<_>>()
             .join(",");
         match name.to_ascii_lowercase().as_str() {
-            "mq9-priority" => {
+            PRIORITY_HEADER => {
                 options.priority = Some(Priority::parse(&value).ok_or_else(|| {
                     ProtoError::bad_request(format!(
                         "header mq9-priority must be critical, urgent, normal or notify, got {value:?}"
                     ))
                 })?)
             }
-            "mq9-key" => {
+            KEY_HEADER => {
                 let key = value.trim();
                 options.key = (!key.is_empty()).then(|| key.to_owned());
             }
-            "mq9-delay" => options.delay_secs = Some(seconds("mq9-delay", &value)?),
-            "mq9-ttl" => options.ttl_secs = Some(seconds("mq9-ttl", &value)?),
-            "mq9-tags" => {
+            DELAY_HEADER => options.delay_secs = Some(seconds(DELAY_HEADER, &value)?),
+            TTL_HEADER => options.ttl_secs = Some(seconds(TTL_HEADER, &value)?),
+            TAGS_HEADER => {
                 options.tags = value
                     .split(',')
                     .map(str::trim)

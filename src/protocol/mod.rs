@@ -6,6 +6,7 @@
 //! - [`request`], [`admin`] and [`agents`] hold the typed requests of each command, and
 //!   [`command`] the one [`Request`] a message carries, whatever its command;
 //! - [`headers`] reads the `mq9-*` headers of a SEND;
+//! - [`encode`] writes subjects, bodies and headers for clients, as the parsers read them;
 //! - [`reply`] encodes replies, including size-bounded message batches;
 //! - [`error`] is the error model (`code` + human-readable `error`).
 
@@ -14,6 +15,7 @@ pub mod admin;
 pub mod agents;
 pub mod body;
 pub mod command;
+pub mod encode;
 pub mod error;
 pub mod headers;
 pub mod identity;

@@ -4,6 +4,47 @@
 use super::body::Body;
 use super::{MailboxType, ProtoError};
 
+/// The JSON field names of every request body: the parsers here, in `admin` and in `agents`
+/// read them, and `encode` writes them, so a client and the broker cannot spell one apart.
+pub mod field {
+    pub const NAME: &str = "name";
+    pub const TTL: &str = "ttl";
+    pub const TYPE: &str = "type";
+    pub const DESC: &str = "desc";
+    pub const GROUP_NAME: &str = "group_name";
+    pub const DELIVER: &str = "deliver";
+    /// `deliver`'s values; `from_time` and `from_id` are also the fields they read.
+    pub const DELIVER_EARLIEST: &str = "earliest";
+    pub const DELIVER_LATEST: &str = "latest";
+    pub const FROM_TIME: &str = "from_time";
+    pub const FROM_ID: &str = "from_id";
+    pub const FORCE_DELIVER: &str = "force_deliver";
+    pub const CONFIG: &str = "config";
+    pub const NUM_MSGS: &str = "num_msgs";
+    pub const MAX_WAIT_MS: &str = "max_wait_ms";
+    pub const ACK_WAIT_MS: &str = "ack_wait_ms";
+    pub const MSG_ID: &str = "msg_id";
+    pub const MAIL_ADDRESS: &str = "mail_address";
+    pub const TOPIC: &str = "topic";
+    pub const ACCOUNT: &str = "account";
+    pub const KEY: &str = "key";
+    pub const TAGS: &str = "tags";
+    pub const SINCE: &str = "since";
+    pub const LIMIT: &str = "limit";
+    pub const BEFORE: &str = "before";
+    pub const DELAYED: &str = "delayed";
+    pub const EXPIRES_AT: &str = "expires_at";
+    pub const OWNER: &str = "owner";
+    pub const PREFIX: &str = "prefix";
+    pub const AFTER: &str = "after";
+    pub const MAILBOX: &str = "mailbox";
+    pub const TEXT: &str = "text";
+    pub const SEMANTIC: &str = "semantic";
+    pub const PAGE: &str = "page";
+    /// REPORT stores its whole body as the agent's status; the CLI puts it under this field.
+    pub const STATUS: &str = "status";
+}
+
 /// Default and maximum number of messages in one FETCH reply.
 pub const DEFAULT_NUM_MSGS: u64 = 100;
 pub const MAX_NUM_MSGS: u64 = 1000;
@@ -30,18 +71,18 @@ pub struct CreateRequest {
 
 impl CreateRequest {
     pub fn parse(body: &Body) -> Result<Self, ProtoError> {
-        let name = body.opt_str("name")?.map(str::to_owned);
+        let name = body.opt_str(field::NAME)?.map(str::to_owned);
         if let Some(name) = &name {
             super::address::validate(name)
                 .map_err(|e| ProtoError::bad_request(format!("field `name`: {}", e.message)))?;
         }
         Ok(CreateRequest {
             name,
-            ttl: body.opt_u64("ttl")?,
+            ttl: body.opt_u64(field::TTL)?,
             kind: body
-                .opt_enum("type", &["standard", "latest"], MailboxType::parse)?
+                .opt_enum(field::TYPE, &["standard", "latest"], MailboxType::parse)?
                 .unwrap_or(MailboxType::Standard),
-            desc: body.opt_str("desc")?.map(str::to_owned),
+            desc: body.opt_str(field::DESC)?.map(str::to_owned),
         })
     }
 }
@@ -74,14 +115,14 @@ pub struct FetchRequest {
 impl FetchRequest {
     pub fn parse(body: &Body) -> Result<Self, ProtoError> {
         let group = body
-            .opt_str("group_name")?
+            .opt_str(field::GROUP_NAME)?
             .filter(|g| !g.is_empty())
             .map(str::to_owned);
-        let deliver = match body.opt_str("deliver")? {
-            None | Some("earliest") => Deliver::Earliest,
-            Some("latest") => Deliver::Latest,
-            Some("from_time") => Deliver::FromTime(required(body.opt_u64("from_time")?, "from_time")?),
-            Some("from_id") => Deliver::FromId(required(body.opt_u64("from_id")?, "from_id")?),
+        let deliver = match body.opt_str(field::DELIVER)? {
+            None | Some(field::DELIVER_EARLIEST) => Deliver::Earliest,
+            Some(field::DELIVER_LATEST) => Deliver::Latest,
+            Some(field::FROM_TIME) => Deliver::FromTime(required(body.opt_u64(field::FROM_TIME)?, field::FROM_TIME)?),
+            Some(field::FROM_ID) => Deliver::FromId(required(body.opt_u64(field::FROM_ID)?, field::FROM_ID)?),
             Some(other) => {
                 return Err(ProtoError::bad_request(format!(
                     "field `deliver` must be one of latest, earliest, from_time, from_id, got {other:?}"
@@ -89,23 +130,23 @@ impl FetchRequest {
             }
         };
         // Validate the unused start fields' types too: a wrong type is never ignored.
-        body.opt_u64("from_time")?;
-        body.opt_u64("from_id")?;
-        let config = body.opt_object("config")?.unwrap_or_default();
+        body.opt_u64(field::FROM_TIME)?;
+        body.opt_u64(field::FROM_ID)?;
+        let config = body.opt_object(field::CONFIG)?.unwrap_or_default();
         Ok(FetchRequest {
             group,
             deliver,
-            force_deliver: body.opt_bool("force_deliver")?.unwrap_or(false),
+            force_deliver: body.opt_bool(field::FORCE_DELIVER)?.unwrap_or(false),
             num_msgs: config
-                .opt_u64_in("num_msgs", 1..=MAX_NUM_MSGS)
+                .opt_u64_in(field::NUM_MSGS, 1..=MAX_NUM_MSGS)
                 .map_err(in_config)?
                 .unwrap_or(DEFAULT_NUM_MSGS) as usize,
             max_wait_ms: config
-                .opt_u64_in("max_wait_ms", 0..=MAX_MAX_WAIT_MS)
+                .opt_u64_in(field::MAX_WAIT_MS, 0..=MAX_MAX_WAIT_MS)
                 .map_err(in_config)?
                 .unwrap_or(DEFAULT_MAX_WAIT_MS),
             ack_wait_ms: config
-                .opt_u64_in("ack_wait_ms", 1..=MAX_ACK_WAIT_MS)
+                .opt_u64_in(field::ACK_WAIT_MS, 1..=MAX_ACK_WAIT_MS)
                 .map_err(in_config)?
                 .unwrap_or(DEFAULT_ACK_WAIT_MS),
         })
@@ -121,7 +162,7 @@ pub struct AckRequest {
 
 impl AckRequest {
     pub fn parse(body: &Body) -> Result<Self, ProtoError> {
-        let group = required(body.opt_str("group_name")?, "group_name")?;
+        let group = required(body.opt_str(field::GROUP_NAME)?, field::GROUP_NAME)?;
         if group.is_empty() {
             return Err(ProtoError::bad_request(
                 "field `group_name` must name the group that fetched the message",
@@ -129,7 +170,7 @@ impl AckRequest {
         }
         Ok(AckRequest {
             group: group.to_owned(),
-            msg_id: required(body.opt_u64("msg_id")?, "msg_id")?,
+            msg_id: required(body.opt_u64(field::MSG_ID)?, field::MSG_ID)?,
         })
     }
 }
@@ -146,12 +187,12 @@ pub struct SubscribeRequest {
 
 impl SubscribeRequest {
     pub fn parse(body: &Body) -> Result<Self, ProtoError> {
-        let address = required(body.opt_str("mail_address")?, "mail_address")?;
+        let address = required(body.opt_str(field::MAIL_ADDRESS)?, field::MAIL_ADDRESS)?;
         super::address::validate(address)
             .map_err(|e| ProtoError::bad_request(format!("field `mail_address`: {}", e.message)))?;
-        let topic = required(body.opt_str("topic")?, "topic")?;
+        let topic = required(body.opt_str(field::TOPIC)?, field::TOPIC)?;
         super::subject::validate_topic(topic)?;
-        let account = body.opt_str("account")?.filter(|a| !a.is_empty());
+        let account = body.opt_str(field::ACCOUNT)?.filter(|a| !a.is_empty());
         if let Some(account) = account {
             let valid = account.len() <= 64
                 && account
@@ -190,14 +231,14 @@ pub struct QueryRequest {
 impl QueryRequest {
     pub fn parse(body: &Body) -> Result<Self, ProtoError> {
         Ok(QueryRequest {
-            key: body.opt_str("key")?.map(str::to_owned),
-            tags: body.opt_str_list("tags")?.unwrap_or_default(),
-            since: body.opt_u64("since")?,
+            key: body.opt_str(field::KEY)?.map(str::to_owned),
+            tags: body.opt_str_list(field::TAGS)?.unwrap_or_default(),
+            since: body.opt_u64(field::SINCE)?,
             limit: body
-                .opt_u64_in("limit", 1..=MAX_QUERY_LIMIT)?
+                .opt_u64_in(field::LIMIT, 1..=MAX_QUERY_LIMIT)?
                 .unwrap_or(DEFAULT_QUERY_LIMIT) as usize,
-            before: body.opt_u64("before")?,
-            delayed: body.opt_bool("delayed")?.unwrap_or(false),
+            before: body.opt_u64(field::BEFORE)?,
+            delayed: body.opt_bool(field::DELAYED)?.unwrap_or(false),
         })
     }
 }

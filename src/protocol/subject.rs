@@ -67,7 +67,8 @@ pub enum DeleteTarget {
 }
 
 impl DeleteTarget {
-    fn parse(token: &str) -> Option<DeleteTarget> {
+    /// Reads the last token of a DELETE subject: `7`, or `d3` for a delayed message.
+    pub fn parse(token: &str) -> Option<DeleteTarget> {
         match token.strip_prefix('d') {
             Some(delay_id) => delay_id.parse().ok().map(DeleteTarget::Delayed),
             None => token.parse().ok().map(DeleteTarget::Message),

@@ -10,6 +10,7 @@ use super::*;
 use crate::auth::{
     broker_permissions, mailbox_permissions, AuthError, Permissions, Responses, SigningKeys,
 };
+use crate::protocol::subject::AI_WILDCARD;
 
 fn user<'a>(permissions: &'a Permissions, expires_at: Option<u64>) -> UserClaims<'a> {
     UserClaims {
@@ -101,7 +102,7 @@ fn account_jwts_are_signed_by_the_operator_with_explicit_limits() {
     assert!(broker["nats"].get("revocations").is_none());
     assert_eq!(
         broker["nats"]["exports"],
-        json!([{"name": "mq9", "subject": "$mq9.AI.>", "type": "service",
+        json!([{"name": "mq9", "subject": AI_WILDCARD, "type": "service",
                 "response_type": "Singleton"}])
     );
 }
@@ -137,7 +138,7 @@ fn a_tenant_account_imports_the_service_and_carries_its_revocations() {
     assert_eq!(claims["nats"]["type"], "account");
     assert_eq!(
         claims["nats"]["imports"],
-        json!([{"name": "mq9", "subject": "$mq9.AI.>", "account": keys.account_public_key(),
+        json!([{"name": "mq9", "subject": AI_WILDCARD, "account": keys.account_public_key(),
                 "type": "service", "share": true}])
     );
     assert_eq!(

@@ -144,7 +144,7 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
 /// once it serves: this repairs what a Mailbox reconcile could not push (a finalizer that gave
 /// up, a server that lost its resolver directory) and runs whenever the record changes (the
 /// controller owns its ConfigMap). Unchanged accounts are not re-sent within a minute (see
-/// [`super::broker_client`]). Whether everything was pushed; a failure is a Warning Event.
+/// [`super::admin_client`]). Whether everything was pushed; a failure is a Warning Event.
 async fn push_tenants(broker: &Broker, ctx: &Context, auth: &BrokerAuth) -> Result<bool> {
     let available = broker
         .status

@@ -4,7 +4,7 @@ use kube::{Api, ResourceExt};
 
 use super::plan::BrokerState;
 use crate::crd::{Broker, Mailbox};
-use crate::operator::broker_client::Admin;
+use crate::operator::admin_client::Admin;
 use crate::operator::conditions;
 use crate::operator::context::Context;
 use crate::operator::credentials::{self, BrokerAuth};

@@ -12,7 +12,7 @@ use super::plan::{self, BrokerState, Finalize, Outcome, Reason};
 use super::secret;
 use super::status::settle;
 use crate::crd::{ExpirationPolicy, Mailbox};
-use crate::operator::broker_client::Admin;
+use crate::operator::admin_client::Admin;
 use crate::operator::context::Context;
 use crate::operator::credentials;
 use crate::operator::error::{Error, Result};
@@ -139,7 +139,7 @@ async fn delete_on_broker(mailbox: &Mailbox, ctx: &Context, admin: &Admin) -> Re
         return Ok(false);
     };
     let unreachable =
-        |e: crate::operator::broker_client::AdminError| Error::BrokerUnreachable(e.to_string());
+        |e: crate::operator::admin_client::AdminError| Error::BrokerUnreachable(e.to_string());
     let info = admin.info(&address).await.map_err(unreachable)?;
     if info.is_none_or(|info| info.owner != mailbox.metadata.uid) {
         return Ok(false);

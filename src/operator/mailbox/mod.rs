@@ -38,7 +38,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use self::dereference::Connected;
 use self::plan::{BrokerState, Outcome, Reason};
-use super::broker_client::{Admin, AdminError, EnsureMailbox};
+use super::admin_client::{Admin, AdminError, EnsureMailbox};
 use super::context::{error_policy, Context};
 use super::credentials::{self, Grant};
 use super::error::{Error, Result};

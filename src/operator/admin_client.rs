@@ -1,7 +1,8 @@
-//! The operator's NATS side: requests to a Broker's `$mq9.ADMIN.>` API and
+//! The operator's NATS side: requests to a Broker's administration API (`$mq9.ADMIN.>`) and
 //! `MAILBOX.SUBSCRIBE`/`UNSUBSCRIBE` ([`Admin`], as the operator's user of the broker account),
 //! and account JWT pushes to nats-server's resolver ([`Accounts`], as a system-account user),
-//! over one cached connection per Broker and role.
+//! over one cached connection per Broker and role. Subjects and bodies are
+//! `protocol::encode`'s: this client spells no part of the wire itself.
 //!
 //! Replies from the broker may name a mail address; none of that text leaves this module:
 //! errors carry only the protocol's error code, so nothing here can leak an address into a
@@ -12,6 +13,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
+
+use crate::protocol::admin::EnsureRequest;
+use crate::protocol::encode::{bodies, subjects};
+use crate::protocol::request::SubscribeRequest;
+use crate::protocol::subject::AdminVerb;
+use crate::protocol::{ErrorCode, MailboxType};
 
 /// How long one admin request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -171,10 +178,8 @@ pub struct Admin {
 }
 
 impl Admin {
-    async fn call(&self, subject: &str, body: Value) -> Result<Value, AdminError> {
-        let request = self
-            .client
-            .request(subject.to_owned(), body.to_string().into());
+    async fn call(&self, subject: String, body: Vec<u8>) -> Result<Value, AdminError> {
+        let request = self.client.request(subject.clone(), body.into());
         let reply = tokio::time::timeout(REQUEST_TIMEOUT, request)
             .await
             .map_err(|_| {
@@ -197,30 +202,42 @@ impl Admin {
 
     /// Creates or confirms the mailbox; `Ok(true)` when it was (re)created now.
     pub async fn ensure(&self, mailbox: &EnsureMailbox<'_>) -> Result<bool, AdminError> {
-        let mut body = json!({
-            "name": mailbox.address,
-            "type": mailbox.kind,
-            "ttl": mailbox.ttl_secs,
-            "owner": mailbox.owner,
-        });
-        if let Some(at) = mailbox.expires_at {
-            body["expires_at"] = json!(at);
-        }
-        let reply = self.call("$mq9.ADMIN.MAILBOX.ENSURE", body).await?;
+        // A kind the protocol does not know is refused here, as the broker would.
+        let kind = MailboxType::parse(mailbox.kind).ok_or_else(|| AdminError::Rejected {
+            code: ErrorCode::BadRequest.as_str().into(),
+        })?;
+        let request = EnsureRequest {
+            name: mailbox.address.to_owned(),
+            ttl: Some(mailbox.ttl_secs),
+            // Before 1970 cannot be recorded; the broker reads 0 as "not given" too.
+            expires_at: mailbox.expires_at.and_then(|at| u64::try_from(at).ok()),
+            kind,
+            owner: Some(mailbox.owner.to_owned()),
+            desc: None,
+        };
+        let reply = self
+            .call(subjects::admin(AdminVerb::Ensure), request.encode())
+            .await?;
         Ok(reply["created"].as_bool().unwrap_or(false))
     }
 
     /// Deletes the mailbox; `Ok(false)` when there was none.
     pub async fn delete(&self, address: &str) -> Result<bool, AdminError> {
         let reply = self
-            .call("$mq9.ADMIN.MAILBOX.DELETE", json!({"name": address}))
+            .call(
+                subjects::admin(AdminVerb::Delete),
+                bodies::mailbox_name(address),
+            )
             .await?;
         Ok(reply["deleted"].as_bool().unwrap_or(false))
     }
 
     pub async fn info(&self, address: &str) -> Result<Option<MailboxInfo>, AdminError> {
         let reply = self
-            .call("$mq9.ADMIN.MAILBOX.INFO", json!({"name": address}))
+            .call(
+                subjects::admin(AdminVerb::Info),
+                bodies::mailbox_name(address),
+            )
             .await?;
         if reply["exists"] != Value::Bool(true) {
             return Ok(None);
@@ -248,17 +265,24 @@ impl Admin {
         topic: &str,
         account: Option<&str>,
     ) -> Result<(), AdminError> {
-        let mut body = json!({"mail_address": address, "topic": topic});
-        if let Some(account) = account {
-            body["account"] = json!(account);
-        }
-        self.call("$mq9.AI.MAILBOX.SUBSCRIBE", body).await.map(drop)
+        let request = SubscribeRequest {
+            address: address.to_owned(),
+            topic: topic.to_owned(),
+            account: account.map(str::to_owned),
+        };
+        self.call(subjects::subscribe(), request.encode())
+            .await
+            .map(drop)
     }
 
     /// `MAILBOX.UNSUBSCRIBE`; idempotent.
     pub async fn unsubscribe(&self, address: &str, topic: &str) -> Result<(), AdminError> {
-        let body = json!({"mail_address": address, "topic": topic});
-        self.call("$mq9.AI.MAILBOX.UNSUBSCRIBE", body)
+        let request = SubscribeRequest {
+            address: address.to_owned(),
+            topic: topic.to_owned(),
+            account: None,
+        };
+        self.call(subjects::unsubscribe(), request.encode())
             .await
             .map(drop)
     }
