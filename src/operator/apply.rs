@@ -10,8 +10,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::builders::FIELD_MANAGER;
 use super::error::Result;
+use super::names::FIELD_MANAGER;
 
 /// Applies a namespaced object built by a builder (which set its name and namespace), forcing
 /// ownership of the fields it sets: the operator is their only rightful writer.

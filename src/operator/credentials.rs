@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 use super::builders::{self, BROKER_CREDS_KEY};
 use super::context::Context;
 use super::error::{Error, Result};
+use super::names;
 use crate::auth::{self, Credentials, Permissions, SigningKeys, Tenant, UserClaims};
 use crate::crd::{AuthMode, Broker};
 
@@ -107,7 +108,7 @@ impl BrokerAuth {
     pub fn server_config(&self) -> String {
         auth::nats_auth_config(
             &self.keys,
-            builders::RESOLVER_DIR,
+            names::RESOLVER_DIR,
             self.broker_users_revoked_at,
         )
     }

@@ -11,7 +11,7 @@
 //! - [`apply`], [`conditions`], [`context`], [`error`], [`metrics`]: what the controllers share;
 //! - [`webhook`], [`pods`]: pod injection (a mutating admission webhook) and the ownership of
 //!   the Mailboxes it creates for pods;
-//! - [`leader`], [`service`]: leader election and the process around the controllers.
+//! - [`leader`], [`run`]: leader election and the process around the controllers.
 //!
 //! A mail address never appears in a status, an Event or a log line: knowing one is enough
 //! to read the mailbox on a broker without auth. It lives only in the Mailbox's Secret.
@@ -28,10 +28,11 @@ pub mod error;
 pub mod leader;
 pub mod mailbox;
 pub mod metrics;
+pub mod names;
 pub mod pods;
 pub mod routes;
-pub mod service;
+pub mod run;
 pub mod tenants;
 pub mod webhook;
 
-pub use service::{run, OperatorArgs};
+pub use run::{run, OperatorArgs};

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::context::{error_policy, Context};
 use super::error::Result;
-use super::webhook::inject::{INJECTED_ANNOTATION, POD_MAILBOX_LABEL};
+use super::names::{INJECTED_ANNOTATION, POD_MAILBOX_LABEL};
 use crate::crd::Mailbox;
 
 const CONTROLLER: &str = "pod";

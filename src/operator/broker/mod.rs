@@ -25,6 +25,7 @@ use super::builders;
 use super::context::{error_policy, Context};
 use super::credentials::{self, BrokerAuth};
 use super::error::Result;
+use super::names;
 use super::routes;
 use super::tenants;
 use crate::crd::{AuthMode, Broker, BrokerStatus};
@@ -43,8 +44,8 @@ pub async fn run(
     let owned = || {
         watcher::Config::default().labels(&format!(
             "{}={}",
-            builders::MANAGED_BY_LABEL,
-            builders::MANAGED_BY
+            names::MANAGED_BY_LABEL,
+            names::MANAGED_BY
         ))
     };
     Controller::new(

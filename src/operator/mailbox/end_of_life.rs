@@ -9,10 +9,10 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::dereference;
 use super::plan::{self, BrokerState, Finalize, Outcome, Reason};
-use super::secret;
 use super::status::settle;
 use crate::crd::{ExpirationPolicy, Mailbox};
 use crate::operator::broker_client::Admin;
+use crate::operator::builders::secret;
 use crate::operator::context::Context;
 use crate::operator::credentials;
 use crate::operator::error::{Error, Result};

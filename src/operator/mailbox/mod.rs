@@ -12,13 +12,12 @@
 //! With JWT auth, the namespace's tenant account is recorded and pushed to nats-server before
 //! any credentials of it are written (they would not log in otherwise), and credentials are
 //! replaced in the order *revoke the old user → record the new one on the Mailbox
-//! ([`plan::USER_KEY_ANNOTATION`]) → write the Secret*: a crash anywhere in between leaves
+//! ([`names::USER_KEY_ANNOTATION`]) → write the Secret*: a crash anywhere in between leaves
 //! at worst a revoked or never-issued key behind, never a live one that nobody will revoke.
 
 mod dereference;
 mod end_of_life;
 pub mod plan;
-pub mod secret;
 mod status;
 
 use std::collections::BTreeSet;
@@ -39,11 +38,13 @@ use kube::{Api, Resource, ResourceExt};
 use self::dereference::Connected;
 use self::plan::{BrokerState, Outcome, Reason};
 use super::broker_client::{Admin, AdminError, EnsureMailbox};
+use super::builders::secret;
 use super::context::{error_policy, Context};
 use super::credentials::{self, Grant};
 use super::error::{Error, Result};
+use super::names;
 use super::tenants::{self, Revocation};
-use crate::crd::{Broadcast, Broker, Mailbox, MailboxKind};
+use crate::crd::{Broadcast, Broker, Mailbox};
 
 const CONTROLLER: &str = "mailbox";
 /// How soon a Mailbox whose address is taken by another owner is checked again.
@@ -72,7 +73,7 @@ pub async fn run(
     controller
         .owns(
             Api::<Secret>::all(client.clone()),
-            watcher::Config::default().labels(&format!("{}=true", secret::MANAGED_LABEL)),
+            watcher::Config::default().labels(&format!("{}=true", names::MANAGED_LABEL)),
         )
         .watches(
             Api::<Broadcast>::all(client.clone()),
@@ -102,7 +103,7 @@ pub async fn run(
 async fn reconcile(mailbox: Arc<Mailbox>, ctx: Arc<Context>) -> Result<Action> {
     let api =
         Api::<Mailbox>::namespaced(ctx.client.clone(), &mailbox.namespace().unwrap_or_default());
-    let pass = finalizer(&api, plan::FINALIZER, mailbox, |event| async {
+    let pass = finalizer(&api, names::MAILBOX_FINALIZER, mailbox, |event| async {
         match event {
             Finalizer::Apply(cached) => match api.get_opt(&cached.name_any()).await? {
                 Some(fresh) if fresh.metadata.deletion_timestamp.is_none() => {
@@ -234,8 +235,8 @@ async fn write_secret(
     grant: &Grant<'_>,
 ) -> Result<Option<Mailbox>> {
     let permissions_hash = credentials::grant_hash(grant);
-    let recorded = existing.and_then(|s| s.annotations().get(secret::PERMISSIONS_ANNOTATION));
-    if recorded == Some(&permissions_hash) {
+    let recorded = existing.and_then(secret::recorded_permissions);
+    if recorded == Some(permissions_hash.as_str()) {
         return Ok(None);
     }
     let namespace = mailbox.namespace().unwrap_or_default();
@@ -286,7 +287,7 @@ async fn record_user_key(mailbox: &Mailbox, ctx: &Context, user_key: &str) -> Re
     let api =
         Api::<Mailbox>::namespaced(ctx.client.clone(), &mailbox.namespace().unwrap_or_default());
     let patch =
-        serde_json::json!({"metadata": {"annotations": {plan::USER_KEY_ANNOTATION: user_key}}});
+        serde_json::json!({"metadata": {"annotations": {names::USER_KEY_ANNOTATION: user_key}}});
     let patched = api
         .patch(
             &mailbox.name_any(),
@@ -312,10 +313,7 @@ async fn ensure_on_broker(
         .is_some_and(|s| s.created_at.is_some());
     let ensure = EnsureMailbox {
         address: grant.address,
-        kind: match mailbox.spec.kind {
-            MailboxKind::Standard => "standard",
-            MailboxKind::Latest => "latest",
-        },
+        kind: mailbox.spec.kind.as_str(),
         ttl_secs: plan::ttl_secs(mailbox),
         expires_at: grant
             .expires_at

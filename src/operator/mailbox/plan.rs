@@ -11,19 +11,11 @@ use kube::ResourceExt;
 
 use crate::crd::{duration, Broadcast, Broker, DeletionPolicy, Mailbox, MailboxStatus};
 use crate::operator::conditions;
+use crate::operator::names::USER_KEY_ANNOTATION;
 use crate::protocol::{address, subject};
-
-/// The finalizer that deletes the mailbox on the broker when the object goes.
-pub const FINALIZER: &str = "mq9.io/mailbox";
 
 /// How long a finalizer keeps trying an unreachable broker before it lets the object go.
 pub const RELEASE_AFTER: Duration = Duration::from_secs(300);
-
-/// Annotation on the Mailbox naming the NATS user (public key) of the credentials last written
-/// to its Secret: what must be revoked when the credentials are re-minted or the Mailbox is
-/// deleted. On the Mailbox rather than the Secret, because a foreground deletion may remove
-/// the Secret before the finalizer runs. A public key: nothing secret, no address.
-pub const USER_KEY_ANNOTATION: &str = "mq9.io/user-key";
 
 /// The user key recorded by [`USER_KEY_ANNOTATION`], if any.
 pub fn issued_user_key(mailbox: &Mailbox) -> Option<&str> {
