@@ -26,16 +26,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::ByteString;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use sha2::{Digest, Sha256};
 
+use super::apply::secret_text;
 use super::builders::{self, BROKER_CREDS_KEY};
 use super::context::Context;
-use super::error::{Error, Result};
+use super::error::{Error, Result, StoredError};
 use super::names;
 use crate::auth::{self, Credentials, Permissions, SigningKeys, Tenant, UserClaims};
 use crate::crd::{AuthMode, Broker};
@@ -149,7 +149,7 @@ impl BrokerAuth {
         let subscribe: Vec<String> = grant.subscribe.iter().cloned().collect();
         let permissions =
             auth::mailbox_permissions(grant.address, grant.send_to, &subscribe, grant.publish)
-                .map_err(|e| Error::Invalid(e.to_string()))?;
+                .map_err(Error::Permissions)?;
         let tags = [auth::address_tag(grant.address)];
         let user = UserClaims {
             name: grant.user,
@@ -161,25 +161,17 @@ impl BrokerAuth {
     }
 
     fn from_secret(secret: &Secret) -> Result<BrokerAuth> {
-        let text = |key: &str| -> Result<String> {
-            let bytes = secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .ok_or_else(|| {
-                    Error::Credentials(format!("Secret {} has no {key}", secret.name_any()))
-                })?;
-            String::from_utf8(bytes.0.clone())
-                .map_err(|_| Error::Credentials(format!("{key} is not UTF-8")))
-        };
+        let text = |key: &str| secret_text(secret, key);
+        let object = format!("Secret {}", secret.name_any());
         let keys: SigningKeys = serde_json::from_str(&text(SIGNING_KEYS_KEY)?)
-            .map_err(|e| Error::Credentials(format!("{SIGNING_KEYS_KEY}: {e}")))?;
-        let revoked_at = match text(BROKER_USERS_REVOKED_AT_KEY) {
-            Ok(at) => Some(at.trim().parse().map_err(|_| {
-                Error::Credentials(format!("{BROKER_USERS_REVOKED_AT_KEY} is not a Unix time"))
-            })?),
-            Err(_) => None,
-        };
+            .map_err(|e| StoredError::unparsable(&object, SIGNING_KEYS_KEY, e))?;
+        let revoked_at =
+            match text(BROKER_USERS_REVOKED_AT_KEY) {
+                Ok(at) => Some(at.trim().parse().map_err(|e| {
+                    StoredError::unparsable(&object, BROKER_USERS_REVOKED_AT_KEY, e)
+                })?),
+                Err(_) => None,
+            };
         Ok(BrokerAuth {
             keys,
             operator_creds: text(OPERATOR_CREDS_KEY)?,
@@ -217,26 +209,12 @@ pub fn new_auth_secret(broker: &Broker) -> Secret {
     let keys = SigningKeys::generate();
     let name = broker.name_any();
     let seeds = serde_json::to_string(&keys).expect("signing keys serialize");
-    let data: BTreeMap<String, ByteString> = [
+    let data = [
         (SIGNING_KEYS_KEY, seeds),
         (BROKER_CREDS_KEY, broker_creds(&keys, &name)),
         (OPERATOR_CREDS_KEY, operator_creds(&keys, &name)),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), ByteString(value.into_bytes())))
-    .collect();
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(builders::auth_secret_name(broker)),
-            namespace: broker.namespace(),
-            labels: Some(builders::broker_labels(&name)),
-            owner_references: Some(vec![builders::owner_reference(broker)]),
-            ..ObjectMeta::default()
-        },
-        type_: Some("Opaque".into()),
-        data: Some(data),
-        ..Secret::default()
-    }
+    ];
+    builders::opaque_secret(broker, builders::auth_secret_name(broker), data)
 }
 
 /// The Broker's auth, creating its Secret on first use (create, never apply: an existing
@@ -300,9 +278,7 @@ pub async fn load(ctx: &Context, broker: &Broker) -> Result<Option<BrokerAuth>> 
     let name = builders::auth_secret_name(broker);
     match secrets.get_opt(&name).await? {
         Some(secret) => BrokerAuth::from_secret(&secret).map(Some),
-        None => Err(Error::Credentials(format!(
-            "the Broker's Secret {name} is not written yet"
-        ))),
+        None => Err(StoredError::NotYetWritten(format!("the Broker's Secret {name}")).into()),
     }
 }
 
@@ -426,7 +402,7 @@ mod tests {
     #[test]
     fn a_secret_without_keys_is_a_clear_error() {
         let secret = Secret {
-            metadata: ObjectMeta {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                 name: Some("b1-auth".into()),
                 ..Default::default()
             },

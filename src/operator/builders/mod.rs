@@ -33,7 +33,9 @@ mod statefulset;
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::ByteString;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::Broker;
@@ -96,6 +98,25 @@ pub(crate) fn metadata(broker: &Broker, name: String) -> ObjectMeta {
         labels: Some(broker_labels(&broker.name_any())),
         owner_references: Some(vec![owner_reference(broker)]),
         ..ObjectMeta::default()
+    }
+}
+
+/// An Opaque Secret named `name` that belongs to `broker`, holding generated key material or
+/// passwords as text under each key.
+pub fn opaque_secret<'a>(
+    broker: &Broker,
+    name: String,
+    data: impl IntoIterator<Item = (&'a str, String)>,
+) -> Secret {
+    let data = data.into_iter();
+    Secret {
+        metadata: metadata(broker, name),
+        type_: Some("Opaque".into()),
+        data: Some(
+            data.map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes())))
+                .collect(),
+        ),
+        ..Secret::default()
     }
 }
 

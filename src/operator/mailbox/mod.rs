@@ -249,9 +249,7 @@ async fn write_secret(
                 user_key: old,
                 expires_at: grant.expires_at,
             };
-            tenants::publish(ctx, &connected.broker, auth, &namespace, Some(revocation))
-                .await?
-                .map_err(|e| Error::BrokerUnreachable(e.to_string()))?;
+            tenants::publish(ctx, &connected.broker, auth, &namespace, Some(revocation)).await??;
         }
         annotated = Some(record_user_key(mailbox, ctx, &minted.public_key).await?);
         creds = Some(minted.creds_file_text);
