@@ -1,5 +1,5 @@
 //! The Broadcast controller. Membership is decided by
-//! [`is_member`](crate::operator::mailbox::plan::is_member) (selector and refs), and carried
+//! [`is_member`](crate::operator::mailbox::membership::is_member) (selector and refs), and carried
 //! out by the Mailbox controller, the single writer of every mailbox's subscriptions: it
 //! watches Broadcasts and subscribes each member to the union of its topics. This controller
 //! validates the Broadcast, counts the members that hold the subscription (Ready Mailboxes), and

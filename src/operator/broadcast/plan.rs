@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use crate::crd::{Broadcast, BroadcastStatus, Mailbox};
 use crate::operator::conditions;
 use crate::operator::context::Note;
-use crate::operator::mailbox::plan::is_member;
+use crate::operator::mailbox::membership::is_member;
 use crate::protocol::subject;
 
 /// What one pass observed.

@@ -7,8 +7,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
-use super::dereference;
-use super::plan::{self, BrokerState, Finalize, Outcome, Reason};
+use super::observe;
+use super::outcome::{BrokerState, Reason, Settle};
+use super::plan::{self, Finalize};
 use super::status::settle;
 use crate::crd::{ExpirationPolicy, Mailbox};
 use crate::operator::broker_client::Admin;
@@ -34,11 +35,7 @@ pub async fn expire(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
     }
     let message =
         "the mailbox reached its TTL and the broker removed it; its Secret was deleted".to_owned();
-    let outcome = Outcome::NotReady {
-        reason: Reason::Expired,
-        message,
-    };
-    let action = settle(mailbox, ctx, outcome, Action::await_change()).await?;
+    let action = settle(mailbox, ctx, Settle::not_ready(Reason::Expired, message)).await?;
     if mailbox.spec.expiration_policy == ExpirationPolicy::Delete
         && mailbox.metadata.deletion_timestamp.is_none()
     {
@@ -68,7 +65,7 @@ pub async fn cleanup(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
         ctx.event(&reference, EventType::Warning, "RevocationPending", note)
             .await;
     }
-    let (state, admin) = match dereference::connect(mailbox, ctx).await? {
+    let (state, admin) = match observe::connect(mailbox, ctx).await? {
         Ok(connected) => (BrokerState::Ready, Some(connected.admin)),
         Err(state) => (state, None),
     };
@@ -102,7 +99,7 @@ async fn revoke_credentials(mailbox: &Mailbox, ctx: &Context) -> Result<Result<(
     let Some(user_key) = plan::issued_user_key(mailbox) else {
         return Ok(Ok(()));
     };
-    let (state, broker) = dereference::broker_state(mailbox, ctx).await?;
+    let (state, broker) = observe::broker_state(mailbox, ctx).await?;
     let broker = match (state, broker) {
         (BrokerState::Missing | BrokerState::Deleting, _) | (_, None) => return Ok(Ok(())),
         (_, Some(broker)) => broker,
