@@ -76,40 +76,23 @@ async fn owned_objects_are_deleted_with_their_owner() {
         Api::default_namespaced(client.clone()),
         Api::default_namespaced(client),
     );
-    let pp = PostParams::default();
-    let owner = secrets
-        .create(
-            &pp,
-            &Secret {
-                metadata: meta("owner", &[]),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let other = secrets
-        .create(
-            &pp,
-            &Secret {
-                metadata: meta("other", &[]),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let secret = |name| Secret {
+        metadata: meta(name, &[]),
+        ..Default::default()
+    };
+    let owner = create(&secrets, &secret("owner")).await;
+    let other = create(&secrets, &secret("other")).await;
     let mut child = config_map("child", &[], &[]);
     child.metadata.owner_references = Some(vec![owned_by(&owner)]);
-    let child = cms.create(&pp, &child).await.unwrap();
+    let child = create(&cms, &child).await;
     let mut grandchild = config_map("grandchild", &[], &[]);
     grandchild.metadata.owner_references = Some(vec![owned_by(&child)]);
     grandchild.metadata.finalizers = Some(vec!["mq9.io/hold".into()]);
-    cms.create(&pp, &grandchild).await.unwrap();
+    create(&cms, &grandchild).await;
     let mut shared = config_map("shared", &[], &[]);
     shared.metadata.owner_references = Some(vec![owned_by(&owner), owned_by(&other)]);
-    cms.create(&pp, &shared).await.unwrap();
-    cms.create(&pp, &config_map("unrelated", &[], &[]))
-        .await
-        .unwrap();
+    create(&cms, &shared).await;
+    create(&cms, &config_map("unrelated", &[], &[])).await;
 
     secrets
         .delete("owner", &DeleteParams::default())

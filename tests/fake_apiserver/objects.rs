@@ -7,14 +7,13 @@ async fn create_get_and_list_with_selectors() {
     let server = FakeApiServer::start().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
     let pp = PostParams::default();
-    let a = cms
-        .create(&pp, &config_map("a", &[("app", "x"), ("tier", "web")], &[]))
-        .await
-        .unwrap();
-    cms.create(&pp, &config_map("b", &[("app", "y")], &[]))
-        .await
-        .unwrap();
-    cms.create(&pp, &config_map("c", &[], &[])).await.unwrap();
+    let a = create(
+        &cms,
+        &config_map("a", &[("app", "x"), ("tier", "web")], &[]),
+    )
+    .await;
+    create(&cms, &config_map("b", &[("app", "y")], &[])).await;
+    create(&cms, &config_map("c", &[], &[])).await;
     Api::<ConfigMap>::namespaced(server.client(), "other")
         .create(&pp, &config_map("d", &[("app", "x")], &[]))
         .await

@@ -6,30 +6,29 @@ use std::sync::Arc;
 use kube::runtime::controller::Action;
 use kube::runtime::{watcher, Controller};
 
+/// Reads the initial list of a watch: Init, the one object `name`, InitDone.
+async fn initial_list<S>(events: &mut S, name: &str)
+where
+    S: futures::Stream<Item = Result<watcher::Event<ConfigMap>, watcher::Error>> + Unpin,
+{
+    assert!(matches!(next(events).await.unwrap(), watcher::Event::Init));
+    let first = next(events).await.unwrap();
+    assert!(matches!(first, watcher::Event::InitApply(o) if o.name_any() == name));
+    assert!(matches!(
+        next(events).await.unwrap(),
+        watcher::Event::InitDone
+    ));
+}
+
 #[tokio::test]
 async fn watcher_sees_changes_in_order() {
     let server = FakeApiServer::start().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
-    let pp = PostParams::default();
-    cms.create(&pp, &config_map("before", &[], &[]))
-        .await
-        .unwrap();
+    create(&cms, &config_map("before", &[], &[])).await;
     let mut events = watcher(cms.clone(), watcher::Config::default()).boxed();
-    assert!(matches!(
-        next(&mut events).await.unwrap(),
-        watcher::Event::Init
-    ));
-    assert!(
-        matches!(next(&mut events).await.unwrap(), watcher::Event::InitApply(o) if o.name_any() == "before")
-    );
-    assert!(matches!(
-        next(&mut events).await.unwrap(),
-        watcher::Event::InitDone
-    ));
+    initial_list(&mut events, "before").await;
 
-    cms.create(&pp, &config_map("w", &[], &[("k", "1")]))
-        .await
-        .unwrap();
+    create(&cms, &config_map("w", &[], &[("k", "1")])).await;
     merge(&cms, "w", json!({"data": {"k": "2"}})).await;
     cms.delete("w", &DeleteParams::default()).await.unwrap();
     let data = |o: &ConfigMap| o.data.as_ref().and_then(|d| d.get("k").cloned());
@@ -55,17 +54,7 @@ async fn selected_and_streaming_watches() {
     create(&cms, &config_map("old", &[("app", "x")], &[])).await;
     let config = watcher::Config::default().labels("app=x").streaming_lists();
     let mut events = watcher(cms.clone(), config).boxed();
-    assert!(matches!(
-        next(&mut events).await.unwrap(),
-        watcher::Event::Init
-    ));
-    assert!(
-        matches!(next(&mut events).await.unwrap(), watcher::Event::InitApply(o) if o.name_any() == "old")
-    );
-    assert!(matches!(
-        next(&mut events).await.unwrap(),
-        watcher::Event::InitDone
-    ));
+    initial_list(&mut events, "old").await;
 
     create(&cms, &config_map("unseen", &[("app", "y")], &[])).await;
     merge(&cms, "old", json!({"metadata": {"labels": {"app": "y"}}})).await;
