@@ -7,14 +7,17 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::ConfigMap;
 use mq9::crd::{Broker, BrokerSpec};
 use mq9::natsd::{NatsServer, NatsServerOptions};
-use mq9::operator::{builders, routes};
+use mq9::operator::broker::plan;
+use mq9::operator::{builders, credentials, names, routes};
 use tempfile::TempDir;
 
 /// Broker `agents` in namespace `apps`, as read from the API server.
@@ -62,15 +65,39 @@ fn route_password(broker: &Broker) -> String {
     String::from_utf8(bytes.0.clone()).unwrap()
 }
 
+/// What the operator applies for `broker` with JWT auth (fresh keys, as on a first pass) and,
+/// with routes, `route_password`: built by the Broker controller's own plan.
+fn generated(broker: &Broker, route_password: Option<&str>) -> plan::Plan {
+    let keys = credentials::new_auth_secret(broker);
+    let auth = credentials::BrokerAuth::from_secret(&keys).unwrap();
+    let auth_config = auth.server_config();
+    plan::desired(&plan::Observed {
+        broker,
+        existing: None,
+        auth_config: Some(&auth_config),
+        route_password,
+        operator_namespace: "mq9-system",
+    })
+}
+
+/// Writes every file of the ConfigMap into `dir`, as the pod mounts them at `/etc/nats`, with
+/// the account resolver's directory (on the pod's volume) moved into `dir` too; the path of
+/// the main file.
+fn mount_config_map(config_map: &ConfigMap, dir: &Path) -> PathBuf {
+    let resolver_dir = dir.join("nats-accounts");
+    for (file, text) in config_map.data.as_ref().unwrap() {
+        let text = text.replace(names::RESOLVER_DIR, &resolver_dir.display().to_string());
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    dir.join(builders::CONFIG_KEY)
+}
+
 /// `nats-server -t -c <conf>` with `env`: Ok, or the server's complaint.
-fn check_config(conf: &str, env: &[(String, String)]) -> Result<(), String> {
-    let dir = TempDir::new().unwrap();
-    let path = dir.path().join("nats-server.conf");
-    std::fs::write(&path, conf).unwrap();
+fn check_config(conf: &Path, env: &[(String, String)]) -> Result<(), String> {
     let output = Command::new(mq9::natsd::find_binary(None).unwrap())
         .arg("-t")
         .arg("-c")
-        .arg(&path)
+        .arg(conf)
         .envs(env.iter().map(|(name, value)| (name, value)))
         .output()
         .unwrap();
@@ -86,19 +113,19 @@ fn check_config(conf: &str, env: &[(String, String)]) -> Result<(), String> {
 
 #[test]
 fn the_whole_generated_configuration_is_accepted_by_nats_server() {
-    let keys = mq9::auth::SigningKeys::generate();
-    // The pods' resolver directory is on the data volume; here a temporary one stands in.
-    let resolver_dir = tempfile::TempDir::new().unwrap();
-    let auth_block =
-        mq9::auth::nats_auth_config(&keys, &resolver_dir.path().display().to_string(), None);
     for replicas in [1, 3] {
         let broker = broker(serde_json::json!({"replicas": replicas}));
-        let conf = builders::nats_server_config(&broker, Some(&auth_block));
-        let sts = builders::statefulset(&broker, "sum", Some("agents-auth"));
         let password = route_password(&broker);
-        let env = nats_env(&sts, "agents-0", &password);
-        check_config(&conf, &env).unwrap_or_else(|e| panic!("{e}\n{conf}"));
-        assert!(!conf.contains(&password), "the ConfigMap holds no password");
+        let plan = generated(&broker, (replicas > 1).then_some(password.as_str()));
+        let dir = TempDir::new().unwrap();
+        let conf = mount_config_map(&plan.config_map, dir.path());
+        let env = nats_env(&plan.statefulset, "agents-0", &password);
+        let text = std::fs::read_to_string(&conf).unwrap();
+        check_config(&conf, &env).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(text.contains("resolver"), "the JWT auth block is in it");
+        for text in plan.config_map.data.as_ref().unwrap().values() {
+            assert!(!text.contains(&password), "the ConfigMap holds no password");
+        }
         if replicas > 1 {
             // The password really comes from the environment: without it the file is refused.
             let without: Vec<_> = env

@@ -4,32 +4,88 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 use support::apiserver::FakeApiServer;
 use support::cluster::*;
 use support::data_plane::DataPlane;
+use support::DEADLINE;
+use tokio::sync::mpsc::UnboundedReceiver;
 
-/// Connects with a `.creds` text, or fails.
-async fn connect(url: &str, creds: &str) -> Result<async_nats::Client, String> {
-    async_nats::ConnectOptions::with_credentials(creds)
-        .map_err(|e| e.to_string())?
-        .connect(url)
-        .await
-        .map_err(|e| e.to_string())
+/// A connection made with minted credentials, and the errors nats-server sent on it (a refused
+/// publish is dropped by the server, which says so only there).
+struct Agent {
+    client: async_nats::Client,
+    server_errors: UnboundedReceiver<String>,
 }
 
-/// Whether a request gets an answer without an error: a permission violation leaves it
-/// unanswered (the server drops the publish), which ends in an error or the timeout.
-async fn answered(client: &async_nats::Client, subject: &str, body: &str) -> bool {
-    let request = client.request(subject.to_owned(), body.to_owned().into());
-    match tokio::time::timeout(Duration::from_secs(2), request).await {
-        Ok(Ok(reply)) => {
-            let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
-            reply["error"].as_str().is_none_or(str::is_empty)
-        }
-        _ => false,
+/// Connects with a `.creds` text, or fails.
+async fn connect(url: &str, creds: &str) -> Result<Agent, String> {
+    let (errors, server_errors) = tokio::sync::mpsc::unbounded_channel();
+    let client = async_nats::ConnectOptions::with_credentials(creds)
+        .map_err(|e| e.to_string())?
+        .event_callback(move |event| {
+            let errors = errors.clone();
+            async move {
+                if let async_nats::Event::ServerError(error) = event {
+                    let _ = errors.send(error.to_string());
+                }
+            }
+        })
+        .connect(url)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Agent {
+        client,
+        server_errors,
+    })
+}
+
+/// What became of a request.
+#[derive(Debug, PartialEq, Eq)]
+enum Fate {
+    /// The broker answered without an error.
+    Answered,
+    /// nats-server refused the publish: `Permissions Violation for Publish to "<subject>"`.
+    Refused,
+    /// Something else: an error reply, no responders, or nothing at all before the deadline.
+    Other(String),
+}
+
+impl Agent {
+    async fn request(&mut self, subject: &str, body: &str) -> Fate {
+        let Agent {
+            client,
+            server_errors,
+        } = self;
+        let violation = format!("Permissions Violation for Publish to \"{subject}\"");
+        let request = client.request(subject.to_owned(), body.to_owned().into());
+        let refused = async {
+            while let Some(error) = server_errors.recv().await {
+                if error.contains(&violation) {
+                    return;
+                }
+            }
+            std::future::pending().await
+        };
+        let fate = async {
+            tokio::select! {
+                reply = request => match reply {
+                    Ok(reply) => {
+                        let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+                        match reply["error"].as_str().filter(|e| !e.is_empty()) {
+                            None => Fate::Answered,
+                            Some(error) => Fate::Other(format!("error reply: {error}")),
+                        }
+                    }
+                    Err(e) => Fate::Other(format!("request failed: {e}")),
+                },
+                () = refused => Fate::Refused,
+            }
+        };
+        let timed_out = || Fate::Other("no answer and no refusal before the deadline".into());
+        tokio::time::timeout(DEADLINE, fate)
+            .await
+            .unwrap_or_else(|_| timed_out())
     }
 }
 
@@ -72,29 +128,43 @@ async fn minted_credentials_work_and_are_scoped_to_their_mailbox() {
         secret_text(&secret, "MQ9_CREDS").unwrap(),
         "/var/run/secrets/mq9/user.creds"
     );
-    let agent = connect(&url, &secret_text(&secret, "user.creds").unwrap())
+    let mut agent = connect(&url, &secret_text(&secret, "user.creds").unwrap())
         .await
         .expect("the minted credentials log in");
-    assert!(
-        answered(&agent, "$mq9.AI.MSG.FETCH.team.inbox", "{}").await,
-        "its own mailbox"
-    );
-    assert!(
-        answered(&agent, "$mq9.AI.MSG.SEND.team.inbox", "to myself").await,
-        "sendTo team.*"
-    );
-    assert!(
-        !answered(&agent, "$mq9.AI.MSG.SEND.other.box", "hi").await,
-        "outside sendTo"
-    );
-    assert!(
-        !answered(&agent, "$mq9.AI.MSG.FETCH.other.box", "{}").await,
-        "another agent's mailbox"
-    );
-    assert!(
-        !answered(&agent, "$mq9.ADMIN.MAILBOX.LIST", "{}").await,
-        "the admin API"
-    );
+    for (subject, body, fate, what) in [
+        (
+            "$mq9.AI.MSG.FETCH.team.inbox",
+            "{}",
+            Fate::Answered,
+            "its own mailbox",
+        ),
+        (
+            "$mq9.AI.MSG.SEND.team.inbox",
+            "to myself",
+            Fate::Answered,
+            "sendTo team.*",
+        ),
+        (
+            "$mq9.AI.MSG.SEND.other.box",
+            "hi",
+            Fate::Refused,
+            "outside sendTo",
+        ),
+        (
+            "$mq9.AI.MSG.FETCH.other.box",
+            "{}",
+            Fate::Refused,
+            "another agent's mailbox",
+        ),
+        (
+            "$mq9.ADMIN.MAILBOX.LIST",
+            "{}",
+            Fate::Refused,
+            "the admin API",
+        ),
+    ] {
+        assert_eq!(agent.request(subject, body).await, fate, "{what}");
+    }
 
     // Credentials expire with the mailbox: the JWT carries the mailbox's expiry.
     let creds = secret_text(&secret, "user.creds").unwrap();

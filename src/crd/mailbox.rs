@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::BrokerRef;
+use crate::protocol::MailboxType;
 
 /// One mailbox on a Broker. Its address lives only in the Secret the operator writes (never
 /// in status or events): on a broker without auth, knowing it is enough to read the mailbox.
@@ -58,7 +59,7 @@ pub struct MailboxSpec {
     pub address: Option<String>,
     /// `standard` keeps every message; `latest` keeps only the newest (status, heartbeats).
     #[serde(default, rename = "type")]
-    pub kind: MailboxKind,
+    pub kind: MailboxType,
     /// Lifetime from creation, e.g. `1h`, `7d` (immutable). `0` or absent: never expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(0|([0-9]+(s|m|h|d))+)$"))]
@@ -85,14 +86,6 @@ pub struct MailboxSpec {
     /// Extra labels and annotations for the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_template: Option<SecretTemplate>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum MailboxKind {
-    #[default]
-    Standard,
-    Latest,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -1,5 +1,5 @@
 //! How the operator writes objects: server-side apply with its single field manager, and
-//! create-once for generated secrets.
+//! create-once for generated secrets (read back with [`secret_text`]).
 
 use std::fmt::Debug;
 
@@ -10,8 +10,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::builders::FIELD_MANAGER;
-use super::error::Result;
+use super::error::{Result, StoredError};
+use super::names::FIELD_MANAGER;
 
 /// Applies a namespaced object built by a builder (which set its name and namespace), forcing
 /// ownership of the fields it sets: the operator is their only rightful writer.
@@ -46,4 +46,18 @@ pub async fn create_once(
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(api.get(name).await?),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The text under `key` of a Secret the operator wrote (generated keys, passwords).
+pub fn secret_text(secret: &Secret, key: &str) -> Result<String, StoredError> {
+    let object = || format!("Secret {}", secret.name_any());
+    let bytes = secret.data.as_ref().and_then(|d| d.get(key));
+    let bytes = bytes.ok_or_else(|| StoredError::MissingKey {
+        object: object(),
+        key: key.to_owned(),
+    })?;
+    String::from_utf8(bytes.0.clone()).map_err(|_| StoredError::NotUtf8 {
+        object: object(),
+        key: key.to_owned(),
+    })
 }

@@ -5,10 +5,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::Controller;
 use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 
 use super::admin_client::BrokerClients;
 use super::error::{Error, Result};
@@ -79,6 +83,65 @@ impl Context {
     }
 }
 
+/// An Event a plan asks for, as a value: the controller publishes it about its object once
+/// the plan's writes are done. Notes never carry a mail address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub type_: EventType,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Note {
+    pub fn normal(reason: &str, message: impl Into<String>) -> Note {
+        let (type_, reason, message) = (EventType::Normal, reason.to_owned(), message.into());
+        Note {
+            type_,
+            reason,
+            message,
+        }
+    }
+
+    pub fn warning(reason: &str, message: impl Into<String>) -> Note {
+        let (type_, reason, message) = (EventType::Warning, reason.to_owned(), message.into());
+        Note {
+            type_,
+            reason,
+            message,
+        }
+    }
+}
+
+impl Context {
+    /// Publishes every note of a pass about `object`, in order.
+    pub async fn emit<K: Resource<DynamicType = ()>>(&self, object: &K, notes: Vec<Note>) {
+        let reference = object.object_ref(&());
+        for note in notes {
+            self.event(&reference, note.type_, &note.reason, note.message)
+                .await;
+        }
+    }
+
+    /// Writes `status` as a merge patch of the status subresource, for controllers that are
+    /// their object's only status writer: there is no lost update to guard against with a
+    /// resourceVersion (the cached object may lag, which a replace would trip on).
+    pub async fn patch_status<K>(&self, object: &K, status: &impl serde::Serialize) -> Result<()>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let namespace = object.namespace().unwrap_or_default();
+        let api = kube::Api::<K>::namespaced(self.client.clone(), &namespace);
+        let patch = kube::api::Patch::Merge(serde_json::json!({ "status": status }));
+        let params = kube::api::PatchParams::default();
+        api.patch_status(&object.name_any(), &params, &patch)
+            .await?;
+        Ok(())
+    }
+}
+
 /// How soon a failed reconcile pass is tried again.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(10);
 
@@ -109,4 +172,42 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
     let kind = K::kind(&());
     tracing::warn!(%kind, name = object.name_any(), reason = error.reason(), %error, "reconcile failed");
     Action::requeue(RETRY_AFTER_ERROR)
+}
+
+/// Runs a controller until `shutdown` completes: every pass through `reconcile`, every failure
+/// through [`error_policy`].
+pub async fn drive<K, R, F>(
+    controller: Controller<K>,
+    reconcile: R,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    R: FnMut(Arc<K>, Arc<Context>) -> F,
+    F: Future<Output = Result<Action>> + Send + 'static,
+{
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+/// The objects in a controller's `store` that `wanted` selects: whom a change of a watched
+/// object concerns.
+pub fn selected<K>(store: &Store<K>, wanted: impl Fn(&K) -> bool) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let state = store.state().into_iter();
+    state
+        .filter(|o| wanted(o))
+        .map(|o| ObjectRef::from_obj(&*o))
+        .collect()
 }

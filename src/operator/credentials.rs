@@ -26,16 +26,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::ByteString;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use sha2::{Digest, Sha256};
 
+use super::apply::secret_text;
 use super::builders::{self, BROKER_CREDS_KEY};
 use super::context::Context;
-use super::error::{Error, Result};
+use super::error::{Error, Result, StoredError};
+use super::names;
 use crate::auth::{self, Credentials, Permissions, SigningKeys, Tenant, UserClaims};
 use crate::crd::{AuthMode, Broker};
 
@@ -107,7 +108,7 @@ impl BrokerAuth {
     pub fn server_config(&self) -> String {
         auth::nats_auth_config(
             &self.keys,
-            builders::RESOLVER_DIR,
+            names::RESOLVER_DIR,
             self.broker_users_revoked_at,
         )
     }
@@ -148,7 +149,7 @@ impl BrokerAuth {
         let subscribe: Vec<String> = grant.subscribe.iter().cloned().collect();
         let permissions =
             auth::mailbox_permissions(grant.address, grant.send_to, &subscribe, grant.publish)
-                .map_err(|e| Error::Invalid(e.to_string()))?;
+                .map_err(Error::Permissions)?;
         let tags = [auth::address_tag(grant.address)];
         let user = UserClaims {
             name: grant.user,
@@ -159,26 +160,18 @@ impl BrokerAuth {
         Ok(auth::mint_user(&self.keys.tenant_account(namespace), &user))
     }
 
-    fn from_secret(secret: &Secret) -> Result<BrokerAuth> {
-        let text = |key: &str| -> Result<String> {
-            let bytes = secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .ok_or_else(|| {
-                    Error::Credentials(format!("Secret {} has no {key}", secret.name_any()))
-                })?;
-            String::from_utf8(bytes.0.clone())
-                .map_err(|_| Error::Credentials(format!("{key} is not UTF-8")))
-        };
+    pub fn from_secret(secret: &Secret) -> Result<BrokerAuth> {
+        let text = |key: &str| secret_text(secret, key);
+        let object = format!("Secret {}", secret.name_any());
         let keys: SigningKeys = serde_json::from_str(&text(SIGNING_KEYS_KEY)?)
-            .map_err(|e| Error::Credentials(format!("{SIGNING_KEYS_KEY}: {e}")))?;
-        let revoked_at = match text(BROKER_USERS_REVOKED_AT_KEY) {
-            Ok(at) => Some(at.trim().parse().map_err(|_| {
-                Error::Credentials(format!("{BROKER_USERS_REVOKED_AT_KEY} is not a Unix time"))
-            })?),
-            Err(_) => None,
-        };
+            .map_err(|e| StoredError::unparsable(&object, SIGNING_KEYS_KEY, e))?;
+        let revoked_at =
+            match text(BROKER_USERS_REVOKED_AT_KEY) {
+                Ok(at) => Some(at.trim().parse().map_err(|e| {
+                    StoredError::unparsable(&object, BROKER_USERS_REVOKED_AT_KEY, e)
+                })?),
+                Err(_) => None,
+            };
         Ok(BrokerAuth {
             keys,
             operator_creds: text(OPERATOR_CREDS_KEY)?,
@@ -216,26 +209,12 @@ pub fn new_auth_secret(broker: &Broker) -> Secret {
     let keys = SigningKeys::generate();
     let name = broker.name_any();
     let seeds = serde_json::to_string(&keys).expect("signing keys serialize");
-    let data: BTreeMap<String, ByteString> = [
+    let data = [
         (SIGNING_KEYS_KEY, seeds),
         (BROKER_CREDS_KEY, broker_creds(&keys, &name)),
         (OPERATOR_CREDS_KEY, operator_creds(&keys, &name)),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), ByteString(value.into_bytes())))
-    .collect();
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(builders::auth_secret_name(broker)),
-            namespace: broker.namespace(),
-            labels: Some(builders::broker_labels(&name)),
-            owner_references: Some(vec![builders::owner_reference(broker)]),
-            ..ObjectMeta::default()
-        },
-        type_: Some("Opaque".into()),
-        data: Some(data),
-        ..Secret::default()
-    }
+    ];
+    builders::opaque_secret(broker, builders::auth_secret_name(broker), data)
 }
 
 /// The Broker's auth, creating its Secret on first use (create, never apply: an existing
@@ -299,153 +278,10 @@ pub async fn load(ctx: &Context, broker: &Broker) -> Result<Option<BrokerAuth>> 
     let name = builders::auth_secret_name(broker);
     match secrets.get_opt(&name).await? {
         Some(secret) => BrokerAuth::from_secret(&secret).map(Some),
-        None => Err(Error::Credentials(format!(
-            "the Broker's Secret {name} is not written yet"
-        ))),
+        None => Err(StoredError::NotYetWritten(format!("the Broker's Secret {name}")).into()),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn grant<'a>(subscribe: &'a BTreeSet<String>, expires_at: Option<Timestamp>) -> Grant<'a> {
-        Grant {
-            user: "ns/inbox",
-            address: "a.b",
-            send_to: &[],
-            subscribe,
-            publish: &[],
-            expires_at,
-        }
-    }
-
-    #[test]
-    fn auth_secret_round_trips_and_holds_no_address() {
-        let broker = builders::tests::broker(serde_json::json!({}));
-        let secret = new_auth_secret(&broker);
-        assert_eq!(secret.metadata.name.as_deref(), Some("b1-auth"));
-        assert_eq!(
-            secret.metadata.owner_references.as_ref().unwrap()[0].uid,
-            "uid-1"
-        );
-        let data = secret.data.as_ref().unwrap();
-        assert!(String::from_utf8_lossy(&data[BROKER_CREDS_KEY].0).contains("BEGIN NATS USER JWT"));
-        let auth = BrokerAuth::from_secret(&secret).unwrap();
-        assert!(auth.server_config().contains("type: full"));
-        assert!(auth.operator_credentials().contains("BEGIN USER NKEY SEED"));
-        let topics = BTreeSet::new();
-        let creds = auth
-            .mailbox_credentials("ns", &grant(&topics, None))
-            .unwrap();
-        assert!(creds.creds_file_text.contains("BEGIN NATS USER JWT"));
-        assert!(
-            !broker_creds_outdated(&secret),
-            "a new Secret holds the narrowed broker"
-        );
-        assert_eq!(auth.broker_users_revoked_at, None);
-    }
-
-    #[test]
-    fn mailbox_users_belong_to_their_namespace_and_name_their_address() {
-        let broker = builders::tests::broker(serde_json::json!({}));
-        let auth = BrokerAuth::from_secret(&new_auth_secret(&broker)).unwrap();
-        let topics = BTreeSet::new();
-        let minted = auth
-            .mailbox_credentials("ns", &grant(&topics, None))
-            .unwrap();
-        let claims = jwt_claims(&minted.jwt);
-        assert_eq!(claims["iss"], auth.keys.tenant_account("ns").public_key());
-        assert_eq!(claims["sub"], minted.public_key);
-        assert_eq!(claims["name"], "ns/inbox");
-        assert_eq!(
-            claims["nats"]["tags"],
-            serde_json::json!(["mq9-address:a.b"])
-        );
-        let other = auth
-            .mailbox_credentials("other", &grant(&topics, None))
-            .unwrap();
-        assert_ne!(jwt_claims(&other.jwt)["iss"], claims["iss"]);
-        let push = auth.account_push_credentials();
-        let push_claims = jwt_claims(auth::creds_jwt(&push).unwrap());
-        assert_eq!(push_claims["iss"], auth.keys.system_account_public_key());
-    }
-
-    #[test]
-    fn the_users_of_the_single_account_design_are_replaced_and_revoked() {
-        let broker = builders::tests::broker(serde_json::json!({}));
-        let mut secret = new_auth_secret(&broker);
-        let auth = BrokerAuth::from_secret(&secret).unwrap();
-        let everything = Permissions {
-            publish_allow: vec![">".into()],
-            subscribe_allow: vec![">".into()],
-            ..Permissions::default()
-        };
-        let old = broker_account_user(&auth.keys, "b1/broker", &everything);
-        let data = secret.data.as_mut().unwrap();
-        data.insert(BROKER_CREDS_KEY.into(), ByteString(old.into_bytes()));
-        let old_operator = auth.operator_credentials().to_owned();
-        assert!(broker_creds_outdated(&secret));
-        let now = Timestamp::now().as_second() as u64;
-        reissue_broker_account_users(&mut secret, &auth.keys, "b1", now);
-        assert!(!broker_creds_outdated(&secret), "re-minted once");
-        let reissued = BrokerAuth::from_secret(&secret).unwrap();
-        assert_eq!(reissued.broker_users_revoked_at, Some(now - 1));
-        assert_ne!(reissued.operator_credentials(), old_operator);
-        for creds in [
-            secret_text(&secret, BROKER_CREDS_KEY),
-            reissued.operator_credentials().to_owned(),
-        ] {
-            let claims = jwt_claims(auth::creds_jwt(&creds).unwrap());
-            assert_eq!(claims["iss"], auth.keys.account_public_key());
-            assert!(
-                claims["iat"].as_u64().unwrap() > now - 1,
-                "the new users outlive the revocation"
-            );
-        }
-        let broker_creds = secret_text(&secret, BROKER_CREDS_KEY);
-        let jwt = auth::creds_jwt(&broker_creds).unwrap();
-        assert!(auth::carries_permissions(jwt, &auth::broker_permissions()));
-    }
-
-    fn secret_text(secret: &Secret, key: &str) -> String {
-        String::from_utf8(secret.data.as_ref().unwrap()[key].0.clone()).unwrap()
-    }
-
-    fn jwt_claims(jwt: &str) -> serde_json::Value {
-        let payload = jwt.split('.').nth(1).unwrap();
-        serde_json::from_slice(
-            &data_encoding::BASE64URL_NOPAD
-                .decode(payload.as_bytes())
-                .unwrap(),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn a_secret_without_keys_is_a_clear_error() {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some("b1-auth".into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let error = BrokerAuth::from_secret(&secret).err().unwrap().to_string();
-        assert!(
-            error.contains("b1-auth") && error.contains(SIGNING_KEYS_KEY),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn grant_hash_follows_permissions_and_expiry() {
-        let none = BTreeSet::new();
-        let one: BTreeSet<String> = ["task.*".to_owned()].into();
-        let base = grant_hash(&grant(&none, None));
-        assert_eq!(base, grant_hash(&grant(&none, None)));
-        assert_ne!(base, grant_hash(&grant(&one, None)));
-        assert_ne!(base, grant_hash(&grant(&none, Some(Timestamp::UNIX_EPOCH))));
-        assert!(!base.contains("a.b"));
-    }
-}
+#[path = "credentials_tests.rs"]
+mod tests;

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -16,9 +15,9 @@ use kube::runtime::{watcher, Controller};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{json, Value};
 
-use super::context::{error_policy, Context};
+use super::context::{drive, Context};
 use super::error::Result;
-use super::webhook::inject::{INJECTED_ANNOTATION, POD_MAILBOX_LABEL};
+use super::names::{INJECTED_ANNOTATION, POD_MAILBOX_LABEL};
 use crate::crd::Mailbox;
 
 const CONTROLLER: &str = "pod";
@@ -28,16 +27,14 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let pods = Api::<Pod>::all(ctx.client.clone());
-    Controller::new(
-        pods,
-        watcher::Config::default().labels(&format!("{POD_MAILBOX_LABEL}=true")),
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|_| async {})
-    .await;
+    let labelled = watcher::Config::default().labels(&format!("{POD_MAILBOX_LABEL}=true"));
+    drive(Controller::new(pods, labelled), reconcile, ctx, shutdown).await;
 }
 
+#[tracing::instrument(skip_all, fields(
+    namespace = pod.namespace().unwrap_or_default(),
+    name = pod.name_any(),
+))]
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action> {
     ctx.measured(CONTROLLER, adopt(&pod, &ctx)).await
 }

@@ -9,16 +9,14 @@
 //! never hold it. A Secret deleted by hand is made again with a new password; the pod template's
 //! checksum covers the password, so the pods roll onto it.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::ByteString;
 use kube::ResourceExt;
 use rand::Rng;
 
+use super::apply::secret_text;
 use super::builders::{self, ROUTE_PASSWORD_KEY};
 use super::context::Context;
-use super::error::{Error, Result};
+use super::error::{Result, StoredError};
 use crate::crd::Broker;
 
 /// Letters in a route password: 55 × log2(26) ≈ 258 bits, more than 32 random bytes.
@@ -36,16 +34,8 @@ pub fn new_password() -> String {
 
 /// The Secret `<broker>-routes` holding `password`, owned by the Broker.
 pub fn routes_secret(broker: &Broker, password: &str) -> Secret {
-    let data = BTreeMap::from([(
-        ROUTE_PASSWORD_KEY.to_owned(),
-        ByteString(password.as_bytes().to_vec()),
-    )]);
-    Secret {
-        metadata: builders::metadata(broker, builders::routes_secret_name(broker)),
-        type_: Some("Opaque".into()),
-        data: Some(data),
-        ..Secret::default()
-    }
+    let name = builders::routes_secret_name(broker);
+    builders::opaque_secret(broker, name, [(ROUTE_PASSWORD_KEY, password.to_owned())])
 }
 
 /// The route password of `broker`, creating its Secret on first use.
@@ -61,19 +51,15 @@ pub async fn ensure_password(ctx: &Context, broker: &Broker) -> Result<String> {
 
 /// The password held by a routes Secret.
 fn password(secret: &Secret) -> Result<String> {
-    let missing = || {
-        let name = secret.name_any();
-        Error::Credentials(format!("Secret {name} has no UTF-8 {ROUTE_PASSWORD_KEY}"))
-    };
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(ROUTE_PASSWORD_KEY))
-        .ok_or_else(missing)?;
-    String::from_utf8(bytes.0.clone())
-        .ok()
-        .filter(|p| !p.is_empty())
-        .ok_or_else(missing)
+    let password = secret_text(secret, ROUTE_PASSWORD_KEY)?;
+    match password.is_empty() {
+        false => Ok(password),
+        true => Err(StoredError::MissingKey {
+            object: format!("Secret {}", secret.name_any()),
+            key: ROUTE_PASSWORD_KEY.to_owned(),
+        }
+        .into()),
+    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ use super::admin_client::AdminError;
 use super::builders;
 use super::context::Context;
 use super::credentials::BrokerAuth;
-use super::error::{Error, Result};
+use super::error::{Result, StoredError};
 use crate::auth::Tenant;
 use crate::crd::Broker;
 
@@ -146,9 +146,11 @@ pub async fn record(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Error::Credentials(format!(
-        "ConfigMap {name}: {WRITE_ATTEMPTS} concurrent writes in a row; retrying later"
-    )))
+    Err(StoredError::Contended {
+        object: format!("ConfigMap {name}"),
+        attempts: WRITE_ATTEMPTS,
+    }
+    .into())
 }
 
 /// Every tenant of `broker` and its account state, for pushing them all.
@@ -207,10 +209,8 @@ fn entry(map: &ConfigMap, namespace: &str) -> Result<Option<Record>> {
         return Ok(None);
     };
     serde_json::from_str(text).map(Some).map_err(|e| {
-        Error::Credentials(format!(
-            "ConfigMap {}: the entry of namespace {namespace} is not a tenant record: {e}",
-            map.name_any()
-        ))
+        let object = format!("ConfigMap {}", map.name_any());
+        StoredError::unparsable(&object, namespace, e).into()
     })
 }
 

@@ -81,10 +81,23 @@ impl fmt::Display for Priority {
     }
 }
 
-/// The two mailbox types of the original design.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The two mailbox types of the original design; also the Mailbox CRD's `spec.type` (hence the
+/// schema and the lowercase spelling, the wire's).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum MailboxType {
     /// Keeps every message.
+    #[default]
     Standard,
     /// Keeps only the newest message: status, heartbeats, capability declarations.
     Latest,

@@ -4,7 +4,7 @@
 //! `mq9 broker` connecting with `broker.creds`.
 
 use mq9::natsd::{NatsServer, NatsServerOptions};
-use mq9::operator::builders::RESOLVER_DIR;
+use mq9::operator::names::RESOLVER_DIR;
 use tempfile::TempDir;
 
 use super::apiserver::FakeApiServer;

@@ -1,20 +1,20 @@
-//! The Broker controller: dereference (the running StatefulSet, the signing keys, the route
-//! password) → validate (storage changes) → build ([`builders`](crate::operator::builders), pure) → apply (server-side
-//! apply, one field manager) → status from the StatefulSet.
+//! The Broker controller. One pass: observe (the running StatefulSet; the signing keys and the
+//! route password, made once when missing) → [`plan::desired`] (every object, built by
+//! [`builders`](crate::operator::builders), and what a storage change keeps) → apply
+//! (server-side apply, one field manager) → push the tenant accounts → the status from the
+//! StatefulSet, written once when it changed, with an Event per flipped condition.
 
 pub mod plan;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::{watcher, Controller};
@@ -22,9 +22,10 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::apply::apply;
 use super::builders;
-use super::context::{error_policy, Context};
+use super::context::{drive, Context};
 use super::credentials::{self, BrokerAuth};
 use super::error::Result;
+use super::names;
 use super::routes;
 use super::tenants;
 use crate::crd::{AuthMode, Broker, BrokerStatus};
@@ -43,11 +44,11 @@ pub async fn run(
     let owned = || {
         watcher::Config::default().labels(&format!(
             "{}={}",
-            builders::MANAGED_BY_LABEL,
-            builders::MANAGED_BY
+            names::MANAGED_BY_LABEL,
+            names::MANAGED_BY
         ))
     };
-    Controller::new(
+    let controller = Controller::new(
         Api::<Broker>::all(client.clone()),
         watcher::Config::default(),
     )
@@ -55,13 +56,15 @@ pub async fn run(
     .owns(Api::<Service>::all(client.clone()), owned())
     .owns(Api::<ConfigMap>::all(client.clone()), owned())
     .owns(Api::<NetworkPolicy>::all(client.clone()), owned())
-    .owns(Api::<PodDisruptionBudget>::all(client), owned())
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|_| async {})
-    .await;
+    .owns(Api::<PodDisruptionBudget>::all(client), owned());
+    drive(controller, reconcile, ctx, shutdown).await;
 }
 
+#[tracing::instrument(skip_all, fields(
+    namespace = broker.namespace().unwrap_or_default(),
+    name = broker.name_any(),
+    generation = broker.metadata.generation.unwrap_or_default(),
+))]
 async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action> {
     ctx.measured(CONTROLLER, reconcile_broker(&broker, &ctx))
         .await
@@ -86,35 +89,22 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
             true => Some(routes::ensure_password(ctx, broker).await?),
             false => None,
         };
-        let auth_block = auth.as_ref().map(credentials::BrokerAuth::server_config);
-        let config_map = builders::config_map(
+        let auth_config = auth.as_ref().map(BrokerAuth::server_config);
+        let plan = plan::desired(&plan::Observed {
             broker,
-            builders::nats_server_config(broker, auth_block.as_deref()),
-        );
-        let checksum = pod_config_checksum(&config_map, route_password.as_deref());
-        let auth_secret = auth.as_ref().map(|_| builders::auth_secret_name(broker));
-        let mut statefulset = builders::statefulset(broker, &checksum, auth_secret.as_deref());
-        if let plan::Storage::KeepCurrent {
-            current,
-            refused: why,
-        } = plan::storage(broker, existing.as_ref())
-        {
-            set_storage(&mut statefulset, current);
-            refused = why;
-        }
-        apply(&ctx.client, &config_map).await?;
-        apply(&ctx.client, &builders::headless_service(broker)).await?;
-        apply(&ctx.client, &builders::client_service(broker)).await?;
-        let operator_namespace = &ctx.settings.operator_namespace;
-        apply(
-            &ctx.client,
-            &builders::network_policy(broker, operator_namespace),
-        )
-        .await?;
-        apply(&ctx.client, &statefulset).await?;
+            existing: existing.as_ref(),
+            auth_config: auth_config.as_deref(),
+            route_password: route_password.as_deref(),
+            operator_namespace: &ctx.settings.operator_namespace,
+        });
+        apply(&ctx.client, &plan.config_map).await?;
+        apply(&ctx.client, &plan.headless_service).await?;
+        apply(&ctx.client, &plan.client_service).await?;
+        apply(&ctx.client, &plan.network_policy).await?;
+        apply(&ctx.client, &plan.statefulset).await?;
         let pdbs = Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &namespace);
-        match builders::pod_disruption_budget(broker) {
-            Some(pdb) => drop(apply(&ctx.client, &pdb).await?),
+        match &plan.pod_disruption_budget {
+            Some(pdb) => drop(apply(&ctx.client, pdb).await?),
             None => {
                 if pdbs.get_opt(&broker.name_any()).await?.is_some() {
                     pdbs.delete(&broker.name_any(), &DeleteParams::default())
@@ -122,6 +112,7 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
                 }
             }
         }
+        refused = plan.refused;
         if let Some(auth) = &auth {
             if !push_tenants(broker, ctx, auth).await? {
                 next = Action::requeue(RETRY_PUSH);
@@ -171,96 +162,13 @@ async fn push_tenants(broker: &Broker, ctx: &Context, auth: &BrokerAuth) -> Resu
     Ok(true)
 }
 
-/// The pod template's checksum: over the ConfigMap and, with routes, over the route password
-/// (which the ConfigMap only references), so that a new password — its Secret deleted by hand
-/// and made again — rolls the pods onto it instead of leaving old pods unable to route to new
-/// ones. Only a SHA-256 digest of it reaches the annotation.
-fn pod_config_checksum(config_map: &ConfigMap, route_password: Option<&str>) -> String {
-    let mut inputs = config_map.data.clone().unwrap_or_default();
-    if let Some(password) = route_password {
-        inputs.insert(builders::ROUTE_PASSWORD_ENV.to_owned(), password.to_owned());
-    }
-    builders::config_checksum(&inputs)
-}
-
-/// Keeps the volume size the StatefulSet already has (claim templates are immutable).
-fn set_storage(statefulset: &mut StatefulSet, size: String) {
-    let templates = statefulset
-        .spec
-        .as_mut()
-        .and_then(|s| s.volume_claim_templates.as_mut());
-    for template in templates.into_iter().flatten() {
-        if let Some(requests) = template
-            .spec
-            .as_mut()
-            .and_then(|s| s.resources.as_mut())
-            .and_then(|r| r.requests.as_mut())
-        {
-            requests.insert("storage".into(), Quantity(size.clone()));
-        }
-    }
-}
-
-/// Writes the status when it changed and records an Event for each condition that flipped.
+/// Writes the status when it changed, then an Event for each condition that flipped.
 async fn write_status(broker: &Broker, ctx: &Context, status: BrokerStatus) -> Result<()> {
     let before = broker.status.clone().unwrap_or_default();
     if before == status {
         return Ok(());
     }
-    let api =
-        Api::<Broker>::namespaced(ctx.client.clone(), &broker.namespace().unwrap_or_default());
-    // A merge patch of the status alone: this controller is its only writer, so there is no
-    // lost update to guard against with a resourceVersion (the cached object may lag).
-    let patch = serde_json::json!({"status": status});
-    api.patch_status(
-        &broker.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    for condition in &status.conditions {
-        let previous = super::conditions::find(&before.conditions, &condition.type_);
-        if previous.map(|p| (&p.status, &p.reason)) != Some((&condition.status, &condition.reason))
-        {
-            let type_ = if (condition.type_ == "Degraded") == (condition.status == "True") {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            };
-            let reason = format!(
-                "{}{}",
-                condition.type_,
-                if condition.status == "True" {
-                    ""
-                } else {
-                    "False"
-                }
-            );
-            ctx.event(
-                &broker.object_ref(&()),
-                type_,
-                &reason,
-                format!("{}: {}", condition.reason, condition.message),
-            )
-            .await;
-        }
-    }
+    ctx.patch_status(broker, &status).await?;
+    ctx.emit(broker, plan::status_notes(&before, &status)).await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pod_checksum_follows_the_route_password() {
-        let broker = builders::tests::broker(serde_json::json!({"replicas": 3}));
-        let config_map = builders::config_map(&broker, "listen: 0.0.0.0:4222\n".into());
-        let without = pod_config_checksum(&config_map, None);
-        let with_one = pod_config_checksum(&config_map, Some("one"));
-        assert_ne!(without, with_one);
-        assert_eq!(with_one, pod_config_checksum(&config_map, Some("one")));
-        assert_ne!(with_one, pod_config_checksum(&config_map, Some("two")));
-        assert!(!with_one.contains("one"));
-    }
 }

@@ -1,11 +1,128 @@
-//! The Broker controller's decisions: what to do with a storage change, and the status that
-//! follows from the StatefulSet.
+//! The Broker controller's decisions, as pure functions of what it observed: the objects to
+//! apply ([`desired`], with what to do about a storage change), the status that follows from
+//! the StatefulSet ([`next_status`]) and the Events that tell its changes ([`status_notes`]).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::crd::{Broker, BrokerStatus};
+use crate::operator::builders;
 use crate::operator::conditions;
+use crate::operator::context::Note;
+
+/// What a pass observed of a Broker that is not paused (its keys and route password are made
+/// once, before the plan, since they are generated).
+pub struct Observed<'a> {
+    pub broker: &'a Broker,
+    /// The StatefulSet as it runs, if any.
+    pub existing: Option<&'a StatefulSet>,
+    /// With JWT auth, nats-server's block for the operator's trust and the account resolver.
+    pub auth_config: Option<&'a str>,
+    /// With more than one replica, the cluster routes' password.
+    pub route_password: Option<&'a str>,
+    /// The operator's namespace, admitted by the NetworkPolicy (its admin connection).
+    pub operator_namespace: &'a str,
+}
+
+/// Every object a pass applies, in this order, and the change it refuses.
+pub struct Plan {
+    pub config_map: ConfigMap,
+    pub headless_service: Service,
+    pub client_service: Service,
+    pub network_policy: NetworkPolicy,
+    pub statefulset: StatefulSet,
+    /// `None` with a single replica: an existing budget is deleted.
+    pub pod_disruption_budget: Option<PodDisruptionBudget>,
+    /// Why `spec.storage.size` was not applied, if it was not.
+    pub refused: Option<String>,
+}
+
+/// The objects of the Broker as observed.
+pub fn desired(observed: &Observed<'_>) -> Plan {
+    let broker = observed.broker;
+    let config_map = builders::config_map(
+        broker,
+        builders::nats_server_config(broker, observed.auth_config),
+    );
+    let checksum = pod_config_checksum(&config_map, observed.route_password);
+    let auth_secret = observed
+        .auth_config
+        .map(|_| builders::auth_secret_name(broker));
+    let mut statefulset = builders::statefulset(broker, &checksum, auth_secret.as_deref());
+    let refused = match storage(broker, observed.existing) {
+        Storage::AsSpecified => None,
+        Storage::KeepCurrent { current, refused } => {
+            set_storage(&mut statefulset, current);
+            refused
+        }
+    };
+    Plan {
+        config_map,
+        headless_service: builders::headless_service(broker),
+        client_service: builders::client_service(broker),
+        network_policy: builders::network_policy(broker, observed.operator_namespace),
+        statefulset,
+        pod_disruption_budget: builders::pod_disruption_budget(broker),
+        refused,
+    }
+}
+
+/// The pod template's checksum: over the ConfigMap and, with routes, over the route password
+/// (which the ConfigMap only references), so that a new password — its Secret deleted by hand
+/// and made again — rolls the pods onto it instead of leaving old pods unable to route to new
+/// ones. Only a SHA-256 digest of it reaches the annotation.
+fn pod_config_checksum(config_map: &ConfigMap, route_password: Option<&str>) -> String {
+    let mut inputs = config_map.data.clone().unwrap_or_default();
+    if let Some(password) = route_password {
+        inputs.insert(builders::ROUTE_PASSWORD_ENV.to_owned(), password.to_owned());
+    }
+    builders::config_checksum(&inputs)
+}
+
+/// Keeps the volume size the StatefulSet already has (claim templates are immutable).
+fn set_storage(statefulset: &mut StatefulSet, size: String) {
+    let templates = statefulset
+        .spec
+        .as_mut()
+        .and_then(|s| s.volume_claim_templates.as_mut());
+    for template in templates.into_iter().flatten() {
+        if let Some(requests) = template
+            .spec
+            .as_mut()
+            .and_then(|s| s.resources.as_mut())
+            .and_then(|r| r.requests.as_mut())
+        {
+            requests.insert("storage".into(), Quantity(size.clone()));
+        }
+    }
+}
+
+/// An Event for each condition that flipped between `before` and `after`: `<Type>` when it
+/// became True, `<Type>False` when it became False; a Warning when the Broker got worse
+/// (Degraded True, or Available/Progressing False).
+pub fn status_notes(before: &BrokerStatus, after: &BrokerStatus) -> Vec<Note> {
+    let mut notes = Vec::new();
+    for condition in &after.conditions {
+        let previous = conditions::find(&before.conditions, &condition.type_);
+        if previous.map(|p| (&p.status, &p.reason)) == Some((&condition.status, &condition.reason))
+        {
+            continue;
+        }
+        let is_true = condition.status == "True";
+        let suffix = if is_true { "" } else { "False" };
+        let reason = format!("{}{suffix}", condition.type_);
+        let message = format!("{}: {}", condition.reason, condition.message);
+        notes.push(match (condition.type_ == "Degraded") == is_true {
+            true => Note::warning(&reason, message),
+            false => Note::normal(&reason, message),
+        });
+    }
+    notes
+}
 
 /// What happens to `spec.storage.size` against the running StatefulSet. A StatefulSet's volume
 /// claim templates cannot change, so any other size keeps the current one and is reported
@@ -49,7 +166,7 @@ pub fn storage(broker: &Broker, existing: Option<&StatefulSet>) -> Storage {
     if current == *desired {
         return Storage::AsSpecified;
     }
-    let refused = if crate::operator::builders::storage_shrink(&current, desired) {
+    let refused = if builders::storage_shrink(&current, desired) {
         format!("storage.size {desired} is smaller than the volumes' {current}: shrinking would lose mailboxes, so it is refused")
     } else {
         format!("storage.size {desired} differs from the volumes' {current}: volume claim templates are immutable, so resize the PersistentVolumeClaims by hand; the StatefulSet keeps {current}")
@@ -163,91 +280,5 @@ pub fn next_status(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::apps::v1::StatefulSetStatus;
-
-    fn broker(replicas: i32, size: &str) -> Broker {
-        crate::operator::builders::tests::broker(
-            serde_json::json!({"replicas": replicas, "storage": {"size": size}}),
-        )
-    }
-
-    fn sts(ready: i32, updated: i32, size: &str) -> StatefulSet {
-        let broker = broker(3, size);
-        let mut sts = crate::operator::builders::statefulset(&broker, "sum", None);
-        sts.status = Some(StatefulSetStatus {
-            ready_replicas: Some(ready),
-            updated_replicas: Some(updated),
-            replicas: 3,
-            ..Default::default()
-        });
-        sts
-    }
-
-    #[test]
-    fn storage_never_shrinks_or_changes_in_place() {
-        assert_eq!(storage(&broker(1, "1Gi"), None), Storage::AsSpecified);
-        assert_eq!(
-            storage(&broker(1, "1Gi"), Some(&sts(1, 1, "1Gi"))),
-            Storage::AsSpecified
-        );
-        let Storage::KeepCurrent { current, refused } =
-            storage(&broker(1, "1Gi"), Some(&sts(1, 1, "10Gi")))
-        else {
-            panic!()
-        };
-        assert_eq!(current, "10Gi");
-        assert!(refused.unwrap().contains("refused"));
-        let Storage::KeepCurrent { refused, .. } =
-            storage(&broker(1, "20Gi"), Some(&sts(1, 1, "10Gi")))
-        else {
-            panic!()
-        };
-        assert!(
-            refused.unwrap().contains("by hand"),
-            "growth is reported, not silently ignored"
-        );
-    }
-
-    #[test]
-    fn conditions_follow_the_statefulset() {
-        let now = Timestamp::UNIX_EPOCH;
-        let broker = broker(3, "1Gi");
-        let rolling = next_status(
-            &broker,
-            Some(&sts(1, 3, "1Gi")),
-            None,
-            "nats://b.ns.svc:4222".into(),
-            now,
-        );
-        assert!(
-            conditions::is_true(&rolling.conditions, "Available")
-                && conditions::is_true(&rolling.conditions, "Progressing")
-        );
-        assert_eq!(rolling.ready_replicas, 1);
-        let done = next_status(&broker, Some(&sts(3, 3, "1Gi")), None, "u".into(), now);
-        assert!(
-            !conditions::is_true(&done.conditions, "Progressing")
-                && !conditions::is_true(&done.conditions, "Degraded")
-        );
-        let refused = next_status(
-            &broker,
-            Some(&sts(3, 3, "1Gi")),
-            Some("no"),
-            "u".into(),
-            now,
-        );
-        assert_eq!(
-            conditions::find(&refused.conditions, "Degraded")
-                .unwrap()
-                .reason,
-            "StorageChangeRefused"
-        );
-        let starting = next_status(&broker, None, None, "u".into(), now);
-        assert!(
-            !conditions::is_true(&starting.conditions, "Available")
-                && !conditions::is_true(&starting.conditions, "Degraded")
-        );
-    }
-}
+#[path = "plan_tests.rs"]
+mod tests;

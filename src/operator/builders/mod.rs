@@ -1,5 +1,5 @@
-//! The Kubernetes objects of a [`Broker`], built as values: pure functions of the Broker (and of
-//! what the controller looked up for them), with no API calls and no I/O, so every field the
+//! The Kubernetes objects of a [`Broker`] (and a Mailbox's [`secret`]), built as values: pure
+//! functions of their owner (and of what the controller looked up for them), with no API calls and no I/O, so every field the
 //! operator writes is pinned by a unit test.
 //!
 //! Every object comes out complete for server-side apply: `apiVersion` and `kind` (the
@@ -22,19 +22,26 @@
 //! | Secret with the route password (built elsewhere) | `<b>-routes` |
 //! | ConfigMap of the tenant accounts' revocations (written elsewhere) | `<b>-tenants` |
 
+mod containers;
 mod nats_config;
 mod network_policy;
 mod pdb;
 mod quantity;
+pub mod secret;
 mod services;
 mod statefulset;
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::ByteString;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::Broker;
+use crate::operator::names::{
+    COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL,
+};
 
 pub use nats_config::{config_checksum, config_map, nats_server_config, route_urls, CONFIG_KEY};
 pub use nats_config::{ROUTES_ENV, ROUTE_PASSWORD_ENV, ROUTE_USER};
@@ -42,24 +49,7 @@ pub use network_policy::network_policy;
 pub use pdb::pod_disruption_budget;
 pub use quantity::storage_shrink;
 pub use services::{client_service, headless_service};
-pub use statefulset::{
-    statefulset, BROKER_CREDS_KEY, CONFIG_CHECKSUM_ANNOTATION, RESOLVER_DIR, ROUTE_PASSWORD_KEY,
-};
-
-/// The field manager of every server-side apply: one name, so the operator owns (and may
-/// remove) exactly the fields it wrote.
-pub const FIELD_MANAGER: &str = "mq9-operator";
-
-/// Recommended label: the application.
-pub const NAME_LABEL: &str = "app.kubernetes.io/name";
-/// Recommended label: which Broker the object belongs to.
-pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
-/// Recommended label: the part of the application.
-pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
-/// Recommended label: who writes the object. The controller watches owned objects through it.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// The value of [`MANAGED_BY_LABEL`].
-pub const MANAGED_BY: &str = "mq9-operator";
+pub use statefulset::{statefulset, BROKER_CREDS_KEY, ROUTE_PASSWORD_KEY};
 
 /// NATS clients (agents, the broker container, the operator's admin connection).
 pub const CLIENT_PORT: u16 = 4222;
@@ -108,6 +98,25 @@ pub(crate) fn metadata(broker: &Broker, name: String) -> ObjectMeta {
         labels: Some(broker_labels(&broker.name_any())),
         owner_references: Some(vec![owner_reference(broker)]),
         ..ObjectMeta::default()
+    }
+}
+
+/// An Opaque Secret named `name` that belongs to `broker`, holding generated key material or
+/// passwords as text under each key.
+pub fn opaque_secret<'a>(
+    broker: &Broker,
+    name: String,
+    data: impl IntoIterator<Item = (&'a str, String)>,
+) -> Secret {
+    let data = data.into_iter();
+    Secret {
+        metadata: metadata(broker, name),
+        type_: Some("Opaque".into()),
+        data: Some(
+            data.map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes())))
+                .collect(),
+        ),
+        ..Secret::default()
     }
 }
 

@@ -15,13 +15,10 @@ use sha2::{Digest, Sha256};
 use super::{config_map_name, headless_service_name, metadata, namespace, CLUSTER_PORT};
 use super::{CLIENT_PORT, MONITOR_PORT};
 use crate::crd::Broker;
+use crate::operator::names::PID_FILE;
 
 /// The key of the ConfigMap that holds `nats-server.conf` (mounted at `/etc/nats`).
 pub const CONFIG_KEY: &str = "nats-server.conf";
-
-/// Where nats-server writes its pid: the preStop hook reads it to signal lame-duck mode. A
-/// writable emptyDir, since the root filesystem is read-only.
-pub(super) const PID_FILE: &str = "/var/run/nats/nats.pid";
 
 /// nats-server.conf for `broker`.
 ///

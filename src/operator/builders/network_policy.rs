@@ -13,9 +13,7 @@ use kube::ResourceExt;
 use super::{broker_labels, metadata, namespace, network_policy_name};
 use super::{BROKER_HTTP_PORT, CLIENT_PORT, CLUSTER_PORT};
 use crate::crd::{Broker, ANY_NAMESPACE};
-
-/// The label every namespace carries with its own name (set by Kubernetes since 1.21).
-const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+use crate::operator::names::NAMESPACE_NAME_LABEL;
 
 /// Ingress to the Broker's pods, and nothing else (egress is not restricted):
 ///

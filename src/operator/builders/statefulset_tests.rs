@@ -1,5 +1,14 @@
+//! The StatefulSet checked against what reads it: the broker's own flag parser, the Services
+//! that route to its ports, nats-server's configuration, the volumes it mounts.
+
 use super::*;
+use crate::config::BrokerConfig;
 use crate::operator::builders::tests::{assert_applyable, broker};
+use crate::operator::builders::{client_service, headless_service, nats_server_config, route_urls};
+use crate::operator::names::RESOLVER_DIR;
+use k8s_openapi::api::core::v1::{Container, EnvVar, Probe};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
 fn pod_spec(sts: &StatefulSet) -> &PodSpec {
@@ -14,8 +23,30 @@ fn container<'a>(sts: &'a StatefulSet, name: &str) -> &'a Container {
         .unwrap()
 }
 
-fn args(container: &Container) -> String {
-    container.args.as_ref().unwrap().join(" ")
+/// The broker container's arguments, parsed by `mq9 broker`'s own clap definition.
+fn broker_flags(sts: &StatefulSet) -> BrokerConfig {
+    #[derive(clap::Parser)]
+    struct BrokerCli {
+        #[command(flatten)]
+        config: BrokerConfig,
+        /// The binary's global flag (`main.rs`).
+        #[arg(long)]
+        log_format: String,
+    }
+    let args = container(sts, "broker").args.clone().unwrap();
+    assert_eq!(args[0], "broker");
+    let parsed = <BrokerCli as clap::Parser>::try_parse_from(
+        std::iter::once("mq9-broker").chain(args[1..].iter().map(String::as_str)),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    parsed.config
+}
+
+/// Where `container` mounts `volume`.
+fn mount_path(container: &Container, volume: &str) -> std::path::PathBuf {
+    let mounts = container.volume_mounts.iter().flatten();
+    let mount = mounts.into_iter().find(|m| m.name == volume).unwrap();
+    mount.mount_path.clone().into()
 }
 
 #[test]
@@ -76,7 +107,11 @@ fn config_checksum_rolls_the_pods() {
             .unwrap()[CONFIG_CHECKSUM_ANNOTATION]
             .clone()
     };
-    assert_eq!(annotations("a"), "a");
+    assert_eq!(
+        annotations("a"),
+        annotations("a"),
+        "the same configuration rolls nothing"
+    );
     assert_ne!(annotations("a"), annotations("b"));
 }
 
@@ -103,15 +138,32 @@ fn probes_and_lame_duck() {
             .port
             .clone()
     };
-    assert_eq!(tcp_port(&nats.readiness_probe), IntOrString::Int(4222));
-    assert_eq!(tcp_port(&nats.liveness_probe), IntOrString::Int(4222));
-    let ports: Vec<i32> = nats
-        .ports
-        .iter()
-        .flatten()
-        .map(|p| p.container_port)
-        .collect();
-    assert_eq!(ports, [4222, 6222], "monitoring is not a container port");
+    // Every port a Service routes to is a port of the nats container, and the probes check
+    // the one clients use; monitoring is no container port.
+    let container_port = |name: &str| {
+        let ports = nats.ports.iter().flatten();
+        let port = ports.into_iter().find(|p| p.name.as_deref() == Some(name));
+        port.map(|p| p.container_port)
+    };
+    let b = broker(json!({}));
+    let mut client_port = None;
+    for service in [client_service(&b), headless_service(&b)] {
+        for port in service.spec.unwrap().ports.unwrap() {
+            let Some(IntOrString::String(target)) = &port.target_port else {
+                panic!("{port:?} targets a named port");
+            };
+            assert_eq!(container_port(target), Some(port.port), "{target}");
+            client_port.get_or_insert(port.port);
+        }
+    }
+    let client_port = IntOrString::Int(client_port.unwrap());
+    assert_eq!(tcp_port(&nats.readiness_probe), client_port);
+    assert_eq!(tcp_port(&nats.liveness_probe), client_port);
+    assert_eq!(
+        nats.ports.as_ref().unwrap().len(),
+        2,
+        "monitoring is not a container port"
+    );
     let pre_stop = nats.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
     let command = pre_stop
         .exec
@@ -121,7 +173,12 @@ fn probes_and_lame_duck() {
         .as_ref()
         .unwrap()
         .join(" ");
-    assert!(command.contains("--signal ldm="), "{command}");
+    let config = nats_server_config(&b, None);
+    let pid_file = command.split("ldm=").nth(1).expect("lame duck by signal");
+    assert!(
+        config.contains(&format!("pid_file: \"{pid_file}\"")),
+        "the preStop hook signals the pid nats-server writes: {command}"
+    );
     let broker_container = container(&sts, "broker");
     assert_eq!(probe_path(&broker_container.readiness_probe), "/readyz");
     assert_eq!(probe_path(&broker_container.liveness_probe), "/healthz");
@@ -189,26 +246,47 @@ fn broker_flags_follow_the_spec() {
         "maxWaiters": 80, "maxScan": 90}}),
     );
     let sts = statefulset(&b, "sum", None);
-    let line = args(container(&sts, "broker"));
-    for expected in [
-        "--nats-url nats://127.0.0.1:4222",
-        "--data-dir /data",
-        "--default-mailbox-ttl 3600",
-        "--dedup-window 90",
-        "--max-mailboxes 10",
-        "--max-messages-per-mailbox 20",
-        "--max-bytes-per-mailbox 30",
-        "--max-delayed-per-mailbox 40",
-        "--max-delay 50",
-        "--max-groups-per-mailbox 60",
-        "--max-waiters-per-mailbox 70",
-        "--max-waiters 80",
-        "--max-scan 90",
-    ] {
-        assert!(line.contains(expected), "{expected} in {line}");
-    }
-    assert!(!line.contains("--nats-creds") && !line.contains("--trust-request-info"));
-    assert!(!line.contains("--active-pod"), "a single pod always serves");
+    let flags = broker_flags(&sts);
+    let nats_url = flags.nats.nats_url.clone();
+    let nats_port = nats_url
+        .strip_prefix("nats://127.0.0.1:")
+        .expect("its own pod's server");
+    let nats = container(&sts, "nats");
+    assert!(nats
+        .ports
+        .iter()
+        .flatten()
+        .any(|p| p.container_port.to_string() == nats_port));
+    let broker_container = container(&sts, "broker");
+    assert_eq!(flags.data_dir, mount_path(broker_container, "data"));
+    let http_port = flags.http_addr.port();
+    let probe = broker_container.readiness_probe.as_ref().unwrap();
+    let probe_port = &probe.http_get.as_ref().unwrap().port;
+    assert_eq!(*probe_port, IntOrString::Int(i32::from(http_port)));
+    assert_eq!((flags.default_mailbox_ttl, flags.dedup_window), (3600, 90));
+    let l = flags.limits;
+    assert_eq!(
+        [
+            l.max_mailboxes,
+            l.max_messages_per_mailbox,
+            l.max_bytes_per_mailbox
+        ],
+        [10, 20, 30]
+    );
+    assert_eq!(
+        [
+            l.max_delayed_per_mailbox,
+            l.max_delay,
+            l.max_groups_per_mailbox
+        ],
+        [40, 50, 60]
+    );
+    assert_eq!(
+        [l.max_waiters_per_mailbox, l.max_waiters, l.max_scan],
+        [70, 80, 90]
+    );
+    assert!(flags.nats.nats_creds.is_none() && !flags.security.trust_request_info);
+    assert_eq!(flags.active_pod, None, "a single pod always serves");
     let nats_mounts = container(&sts, "nats").volume_mounts.as_ref().unwrap();
     assert!(!nats_mounts.iter().any(|m| m.name == "data"));
 }
@@ -217,24 +295,9 @@ fn broker_flags_follow_the_spec() {
 /// clap definition, they carry the spec's limits.
 #[test]
 fn broker_args_parse_as_broker_flags() {
-    #[derive(clap::Parser)]
-    struct BrokerCli {
-        #[command(flatten)]
-        config: crate::config::BrokerConfig,
-        /// The binary's global flag (`main.rs`).
-        #[arg(long)]
-        log_format: String,
-    }
     let b = broker(json!({"limits": {"maxAgents": 7, "maxAgentsPerIdentity": 3,
         "maxCardBytes": 999, "maxBytesPerMailbox": 30}}));
-    let sts = statefulset(&b, "sum", Some("b1-auth"));
-    let args = container(&sts, "broker").args.clone().unwrap();
-    assert_eq!(args[0], "broker");
-    let parsed = <BrokerCli as clap::Parser>::try_parse_from(
-        std::iter::once("mq9-broker").chain(args[1..].iter().map(String::as_str)),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let limits = parsed.config.limits;
+    let limits = broker_flags(&statefulset(&b, "sum", Some("b1-auth"))).limits;
     assert_eq!(
         (
             limits.max_agents,
@@ -249,14 +312,17 @@ fn broker_args_parse_as_broker_flags() {
 #[test]
 fn only_pod_zero_serves_mailboxes_in_a_cluster() {
     let sts = statefulset(&broker(json!({"replicas": 3})), "sum", None);
-    assert!(args(container(&sts, "broker")).contains("--active-pod b1-0"));
+    let pod_zero = format!("{}-0", sts.metadata.name.as_deref().unwrap());
+    assert_eq!(broker_flags(&sts).active_pod, Some(pod_zero));
 }
 
 #[test]
 fn jwt_auth_mounts_only_the_broker_credentials() {
     let sts = statefulset(&broker(json!({})), "sum", Some("b1-auth"));
-    let line = args(container(&sts, "broker"));
-    assert!(line.contains("--nats-creds /etc/mq9/auth/broker.creds --trust-request-info"));
+    let flags = broker_flags(&sts);
+    assert!(flags.security.trust_request_info);
+    let creds = mount_path(container(&sts, "broker"), "auth").join(BROKER_CREDS_KEY);
+    assert_eq!(flags.nats.nats_creds, Some(creds), "the projected key");
     let nats_mounts = container(&sts, "nats").volume_mounts.as_ref().unwrap();
     let data = nats_mounts.iter().find(|m| m.name == "data").unwrap();
     assert!(

@@ -7,12 +7,13 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
-use super::dereference;
-use super::plan::{self, BrokerState, Finalize, Outcome, Reason};
-use super::secret;
+use super::observe;
+use super::outcome::{BrokerState, Reason, Settle};
+use super::plan::{self, Finalize};
 use super::status::settle;
 use crate::crd::{ExpirationPolicy, Mailbox};
 use crate::operator::admin_client::Admin;
+use crate::operator::builders::secret;
 use crate::operator::context::Context;
 use crate::operator::credentials;
 use crate::operator::error::{Error, Result};
@@ -34,11 +35,7 @@ pub async fn expire(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
     }
     let message =
         "the mailbox reached its TTL and the broker removed it; its Secret was deleted".to_owned();
-    let outcome = Outcome::NotReady {
-        reason: Reason::Expired,
-        message,
-    };
-    let action = settle(mailbox, ctx, outcome, Action::await_change()).await?;
+    let action = settle(mailbox, ctx, Settle::not_ready(Reason::Expired, message)).await?;
     if mailbox.spec.expiration_policy == ExpirationPolicy::Delete
         && mailbox.metadata.deletion_timestamp.is_none()
     {
@@ -59,7 +56,7 @@ pub async fn cleanup(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
     let reference = mailbox.object_ref(&());
     if let Err(why) = revoke_credentials(mailbox, ctx).await? {
         if !plan::release_due(mailbox, Timestamp::now()) {
-            return Err(Error::BrokerUnreachable(why));
+            return Err(why);
         }
         let note = format!(
             "the revocation of the credentials is recorded but nats-server did not take it ({why}); \
@@ -68,7 +65,7 @@ pub async fn cleanup(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
         ctx.event(&reference, EventType::Warning, "RevocationPending", note)
             .await;
     }
-    let (state, admin) = match dereference::connect(mailbox, ctx).await? {
+    let (state, admin) = match observe::connect(mailbox, ctx).await? {
         Ok(connected) => (BrokerState::Ready, Some(connected.admin)),
         Err(state) => (state, None),
     };
@@ -85,8 +82,7 @@ pub async fn cleanup(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
                 .await
         }
         (Finalize::RetryLater | Finalize::DeleteOnBroker, _) => {
-            let why = "the Broker is unreachable; the finalizer retries";
-            return Err(Error::BrokerUnreachable(why.into()));
+            return Err(Error::BrokerUnreachable);
         }
     }
     if let Some(uid) = &mailbox.metadata.uid {
@@ -98,12 +94,12 @@ pub async fn cleanup(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
 /// Revokes the user recorded on the Mailbox ([`plan::issued_user_key`]) in its namespace's
 /// tenant account and pushes the account to nats-server. Nothing to do without such a user, or
 /// when the Broker is gone (its accounts went with it). `Ok(Err(why))`: recorded but not
-/// pushed; the record does not depend on the Mailbox's Secret, which may already be gone.
-async fn revoke_credentials(mailbox: &Mailbox, ctx: &Context) -> Result<Result<(), String>> {
+/// pushed (or the Broker's keys cannot be read); the record does not depend on the Mailbox's Secret, which may already be gone.
+async fn revoke_credentials(mailbox: &Mailbox, ctx: &Context) -> Result<Result<(), Error>> {
     let Some(user_key) = plan::issued_user_key(mailbox) else {
         return Ok(Ok(()));
     };
-    let (state, broker) = dereference::broker_state(mailbox, ctx).await?;
+    let (state, broker) = observe::broker_state(mailbox, ctx).await?;
     let broker = match (state, broker) {
         (BrokerState::Missing | BrokerState::Deleting, _) | (_, None) => return Ok(Ok(())),
         (_, Some(broker)) => broker,
@@ -111,7 +107,7 @@ async fn revoke_credentials(mailbox: &Mailbox, ctx: &Context) -> Result<Result<(
     let auth = match credentials::load(ctx, &broker).await {
         Ok(Some(auth)) => auth,
         Ok(None) => return Ok(Ok(())),
-        Err(e) => return Ok(Err(e.to_string())),
+        Err(e) => return Ok(Err(e)),
     };
     let namespace = mailbox.namespace().unwrap_or_default();
     let revocation = Revocation {
@@ -119,7 +115,7 @@ async fn revoke_credentials(mailbox: &Mailbox, ctx: &Context) -> Result<Result<(
         expires_at: plan::recorded_expiry(mailbox.status.as_ref()),
     };
     let published = tenants::publish(ctx, &broker, &auth, &namespace, Some(revocation)).await?;
-    Ok(published.map_err(|e| e.to_string()))
+    Ok(published.map_err(Error::from))
 }
 
 /// Deletes the mailbox on the broker if this object owns it there; whether it did.
@@ -138,12 +134,10 @@ async fn delete_on_broker(mailbox: &Mailbox, ctx: &Context, admin: &Admin) -> Re
     let Some(address) = address else {
         return Ok(false);
     };
-    let unreachable =
-        |e: crate::operator::admin_client::AdminError| Error::BrokerUnreachable(e.to_string());
-    let info = admin.info(&address).await.map_err(unreachable)?;
+    let info = admin.info(&address).await?;
     if info.is_none_or(|info| info.owner != mailbox.metadata.uid) {
         return Ok(false);
     }
-    admin.delete(&address).await.map_err(unreachable)?;
+    admin.delete(&address).await?;
     Ok(true)
 }

@@ -1,29 +1,30 @@
-//! The Mailbox controller's decisions, as pure functions of what it observed: validation,
-//! expiry, the finalizer's fate, the next status, and which broadcast topics the mailbox must
-//! hold. The reconcile loop (`super`) only gathers facts, calls these, and applies the result.
+//! The Mailbox controller's decisions, as pure functions of what it observed: what a pass
+//! does ([`without_broker`], then [`desired`] once the Broker side is observed), the next
+//! status, and the finalizer's fate. The reconcile loop (`super`) only gathers facts, calls
+//! these, and carries the result out.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
 use kube::ResourceExt;
 
+use super::membership::{desired_topics, is_publisher};
+use super::outcome::{BrokerState, Outcome, Reason, Settle};
 use crate::crd::{duration, Broadcast, Broker, DeletionPolicy, Mailbox, MailboxStatus};
-use crate::operator::conditions;
+use crate::operator::admin_client::Admin;
+use crate::operator::builders::secret;
+use crate::operator::credentials::{self, BrokerAuth, Grant};
+use crate::operator::names::USER_KEY_ANNOTATION;
 use crate::protocol::{address, subject};
 
-/// The finalizer that deletes the mailbox on the broker when the object goes.
-pub const FINALIZER: &str = "mq9.io/mailbox";
+/// How soon a Mailbox whose address is taken by another owner is checked again.
+pub const RECHECK_CONFLICT: Duration = Duration::from_secs(300);
 
 /// How long a finalizer keeps trying an unreachable broker before it lets the object go.
 pub const RELEASE_AFTER: Duration = Duration::from_secs(300);
-
-/// Annotation on the Mailbox naming the NATS user (public key) of the credentials last written
-/// to its Secret: what must be revoked when the credentials are re-minted or the Mailbox is
-/// deleted. On the Mailbox rather than the Secret, because a foreground deletion may remove
-/// the Secret before the finalizer runs. A public key: nothing secret, no address.
-pub const USER_KEY_ANNOTATION: &str = "mq9.io/user-key";
 
 /// The user key recorded by [`USER_KEY_ANNOTATION`], if any.
 pub fn issued_user_key(mailbox: &Mailbox) -> Option<&str> {
@@ -32,44 +33,6 @@ pub fn issued_user_key(mailbox: &Mailbox) -> Option<&str> {
         .get(USER_KEY_ANNOTATION)
         .map(String::as_str)
         .filter(|key| key.starts_with('U'))
-}
-
-/// The reasons of the `Ready` condition (operator.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Created,
-    BrokerNotFound,
-    BrokerNotReady,
-    AddressConflict,
-    Expired,
-    Invalid,
-    NamespaceNotAllowed,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Created => "Created",
-            Reason::BrokerNotFound => "BrokerNotFound",
-            Reason::BrokerNotReady => "BrokerNotReady",
-            Reason::AddressConflict => "AddressConflict",
-            Reason::Expired => "Expired",
-            Reason::Invalid => "Invalid",
-            Reason::NamespaceNotAllowed => "NamespaceNotAllowed",
-        }
-    }
-}
-
-/// What the controller learned about the mailbox's Broker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BrokerState {
-    /// No such Broker.
-    Missing,
-    /// The Broker is being deleted.
-    Deleting,
-    /// The Broker exists but is not Available (or its NATS cannot be reached).
-    NotReady(String),
-    Ready,
 }
 
 /// Checks what the schema cannot: broadcast topics and sendTo patterns.
@@ -193,139 +156,174 @@ pub fn release_due(mailbox: &Mailbox, now: Timestamp) -> bool {
     waited >= RELEASE_AFTER.as_secs() as i64
 }
 
-/// The result of one pass, as the status will tell it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The mailbox exists on the broker and its Secret is written.
-    Ready {
-        created_at: Timestamp,
-        expires_at: Option<Timestamp>,
-        secret_name: String,
-    },
-    NotReady {
-        reason: Reason,
-        message: String,
-    },
+/// What one pass does.
+pub enum Plan<'a, A = Admin> {
+    /// Nothing to do on the broker or in the Secret: write the status and wait.
+    Settle(Settle),
+    /// The TTL passed: delete the Secret, say Expired, apply `expirationPolicy`.
+    Expire,
+    /// Bring the mailbox, its Secret and its subscriptions to what the spec says, with the
+    /// Broker found connected.
+    Provision(Box<Provision>, &'a Facts<A>),
 }
 
-/// The next status. `createdAt` and `expiresAt` are written once and never moved; a condition's
-/// transition time moves only when its status changes; nothing depends on the clock otherwise,
-/// so an unchanged world yields an identical status (and no write).
-pub fn next_status(mailbox: &Mailbox, outcome: &Outcome, now: Timestamp) -> MailboxStatus {
-    let mut status = mailbox.status.clone().unwrap_or_default();
-    let generation = mailbox.metadata.generation;
-    status.observed_generation = generation;
-    match outcome {
-        Outcome::Ready {
-            created_at,
-            expires_at,
-            secret_name,
-        } => {
-            status
-                .created_at
-                .get_or_insert_with(|| created_at.to_string());
-            if status.expires_at.is_none() {
-                status.expires_at = expires_at.map(|t| t.to_string());
-            }
-            status.secret_name = Some(secret_name.clone());
-            status.binding = Some(crate::crd::Binding {
-                name: secret_name.clone(),
+/// The decisions that need no look at the Broker: an invalid spec, a passed expiry.
+pub fn without_broker<A>(mailbox: &Mailbox, now: Timestamp) -> Option<Plan<'static, A>> {
+    if let Err(message) = validate(mailbox) {
+        return Some(Plan::Settle(Settle::not_ready(Reason::Invalid, message)));
+    }
+    is_expired(mailbox.status.as_ref(), now).then_some(Plan::Expire)
+}
+
+/// What a pass observed on the Broker's side.
+pub enum Observed<A = Admin> {
+    /// The Broker is missing, going, not Available, or could not be connected to.
+    Unusable(BrokerState),
+    /// The Broker does not admit the Mailbox's namespace (the message says so).
+    Refused(String),
+    Connected(Box<Facts<A>>),
+}
+
+/// What a pass found once connected to the Broker. `A`: the admin connection, which the plan
+/// never uses (its tests put `()` there).
+pub struct Facts<A = Admin> {
+    pub admin: A,
+    pub broker: Broker,
+    pub auth: Option<BrokerAuth>,
+    /// The Mailbox's Secret (by name), whoever owns it.
+    pub secret: Option<Secret>,
+    /// The Broadcasts of the Mailbox's namespace.
+    pub broadcasts: Vec<Broadcast>,
+    /// A newly generated address, used when neither the spec nor the Secret has one (made
+    /// before the plan: plans hold no randomness).
+    pub fresh_address: String,
+}
+
+/// Everything a pass does for a Mailbox that can be Ready, in this order: publish the tenant
+/// account (JWT auth), write the Secret (when its credentials do not match the grant), ensure
+/// the mailbox on the broker, sync its subscriptions; then settle as [`Provision::ready`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provision {
+    pub address: String,
+    /// `namespace/name`: the credentials' user name.
+    pub user: String,
+    pub send_to: Vec<String>,
+    pub topics: BTreeSet<String>,
+    pub publish: Vec<String>,
+    pub expires_at: Option<Timestamp>,
+    pub permissions_hash: String,
+    /// Whether the Secret is to be (re)written, and why (`None`: it carries this grant).
+    pub secret: Option<SecretWrite>,
+    /// Whether the mailbox was created before (a creation now is a re-creation).
+    pub created_before: bool,
+    pub ready: Settle,
+}
+
+/// Why the Secret is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretWrite {
+    /// There is none yet.
+    New,
+    /// Its credentials carry other permissions than the grant.
+    Reissue,
+}
+
+impl Provision {
+    /// The credentials' grant.
+    pub fn grant(&self) -> Grant<'_> {
+        Grant {
+            user: &self.user,
+            address: &self.address,
+            send_to: &self.send_to,
+            subscribe: &self.topics,
+            publish: &self.publish,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// The pass for a valid, unexpired Mailbox, given what was observed of its Broker.
+pub fn desired<'a, A>(
+    mailbox: &Mailbox,
+    observed: &'a Observed<A>,
+    now: Timestamp,
+    resync: Duration,
+) -> Plan<'a, A> {
+    let facts = match observed {
+        Observed::Unusable(state) => return Plan::Settle(Settle::broker_not_ready(mailbox, state)),
+        // Back when the Broker changes (watched), and every resync interval so that a frozen
+        // mailbox's expiry is still noticed.
+        Observed::Refused(message) => {
+            let outcome = Outcome::NotReady {
+                reason: Reason::NamespaceNotAllowed,
+                message: message.clone(),
+            };
+            return Plan::Settle(Settle {
+                outcome,
+                next: Action::requeue(resync),
             });
-            conditions::set(
-                &mut status.conditions,
-                "Ready",
-                true,
-                Reason::Created.as_str(),
-                "the mailbox exists on the broker; its address and credentials are in the Secret",
-                generation,
-                now,
-            );
         }
-        Outcome::NotReady { reason, message } => {
-            if *reason == Reason::Expired {
-                status.secret_name = None;
-                status.binding = None;
-            }
-            conditions::set(
-                &mut status.conditions,
-                "Ready",
-                false,
-                reason.as_str(),
-                message.clone(),
-                generation,
-                now,
-            );
-        }
+        Observed::Connected(facts) => facts,
+    };
+    let secret_name = secret::secret_name(mailbox);
+    let existing = facts.secret.as_ref();
+    if existing.is_some_and(|s| !secret::is_owned_by(s, mailbox)) {
+        let message = format!("Secret {secret_name} exists and is not managed by this Mailbox");
+        return Plan::Settle(Settle::not_ready(Reason::Invalid, message));
     }
-    status
-}
-
-/// Every broadcast topic the mailbox must hold: its own `subscriptions` plus the topic of every
-/// Broadcast (same namespace, same Broker) it is a member of.
-pub fn desired_topics(mailbox: &Mailbox, broadcasts: &[Broadcast]) -> BTreeSet<String> {
-    let namespace = mailbox.namespace().unwrap_or_default();
-    let broker = mailbox.spec.broker_ref.namespace_or(&namespace);
-    let mut topics: BTreeSet<String> = mailbox.spec.subscriptions.iter().cloned().collect();
-    for broadcast in broadcasts {
-        let same_broker = broadcast.spec.broker_ref.name == mailbox.spec.broker_ref.name
-            && broadcast.spec.broker_ref.namespace_or(&namespace) == broker;
-        if same_broker
-            && broadcast.metadata.deletion_timestamp.is_none()
-            && is_member(broadcast, mailbox)
-        {
-            topics.insert(broadcast.spec.topic.clone());
+    // The address: explicit, else the one already handed out, else a fresh one.
+    let address = mailbox
+        .spec
+        .address
+        .clone()
+        .or_else(|| existing.and_then(secret::recorded_address))
+        .unwrap_or_else(|| facts.fresh_address.clone());
+    let recorded_creation = mailbox
+        .status
+        .as_ref()
+        .and_then(|s| s.created_at.as_deref());
+    let created_at = recorded_creation
+        .and_then(|at| at.parse().ok())
+        .unwrap_or(now);
+    let expires_at =
+        recorded_expiry(mailbox.status.as_ref()).or_else(|| expiry(created_at, ttl_secs(mailbox)));
+    let publish = facts.broadcasts.iter().filter(|b| is_publisher(b, mailbox));
+    let mut provision = Provision {
+        address,
+        user: format!(
+            "{}/{}",
+            mailbox.namespace().unwrap_or_default(),
+            mailbox.name_any()
+        ),
+        send_to: mailbox.spec.send_to.clone(),
+        topics: desired_topics(mailbox, &facts.broadcasts),
+        publish: publish.map(|b| b.spec.topic.clone()).collect(),
+        expires_at,
+        permissions_hash: String::new(),
+        secret: None,
+        created_before: recorded_creation.is_some(),
+        ready: Settle {
+            outcome: Outcome::Ready {
+                created_at,
+                expires_at,
+                secret_name,
+            },
+            // Back at expiry, and every resync interval to repair drift.
+            next: Action::requeue(expires_at.map_or(resync, |at| {
+                let secs = (at.as_second() - now.as_second()).max(0) as u64;
+                Duration::from_secs(secs).min(resync)
+            })),
+        },
+    };
+    provision.permissions_hash = credentials::grant_hash(&provision.grant());
+    provision.secret = match existing.map(secret::recorded_permissions) {
+        None => Some(SecretWrite::New),
+        Some(recorded) if recorded != Some(provision.permissions_hash.as_str()) => {
+            Some(SecretWrite::Reissue)
         }
-    }
-    topics
-}
-
-/// Whether a Broadcast (of the same namespace) counts the mailbox among its members.
-pub fn is_member(broadcast: &Broadcast, mailbox: &Mailbox) -> bool {
-    if broadcast.namespace() != mailbox.namespace() {
-        return false;
-    }
-    let members = &broadcast.spec.members;
-    members
-        .mailbox_refs
-        .iter()
-        .any(|name| *name == mailbox.name_any())
-        || members
-            .mailbox_selector
-            .as_ref()
-            .is_some_and(|s| selects(s, mailbox))
-}
-
-/// Whether the credentials of this mailbox may publish on the Broadcast's topic.
-pub fn is_publisher(broadcast: &Broadcast, mailbox: &Mailbox) -> bool {
-    broadcast.namespace() == mailbox.namespace()
-        && broadcast
-            .spec
-            .publishers
-            .iter()
-            .any(|n| *n == mailbox.name_any())
-}
-
-/// Label-selector matching (`matchLabels` and `matchExpressions`). An empty selector selects
-/// everything, as in Kubernetes.
-pub fn selects(selector: &LabelSelector, mailbox: &Mailbox) -> bool {
-    let labels = mailbox.labels();
-    let labels_ok = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let expressions_ok = selector.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key);
-        let values = e.values.as_deref().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    labels_ok && expressions_ok
+        Some(_) => None,
+    };
+    Plan::Provision(Box::new(provision), facts)
 }
 
 #[cfg(test)]

@@ -1,7 +1,11 @@
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, Time,
+};
 
 use super::*;
 use crate::crd::{BroadcastMembers, BroadcastSpec, BrokerRef, MailboxSpec};
+use crate::operator::conditions;
+use crate::operator::mailbox::outcome::next_status;
 
 fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(secs).unwrap()
@@ -103,20 +107,23 @@ fn expiry_comes_from_ttl_and_is_recorded_once() {
     );
 }
 
-#[test]
-fn expired_status_drops_the_secret_and_says_why() {
+/// The status of a mailbox Ready at second 1 (expiring at `expires_at`) that is not Ready for
+/// `reason` at second 2.
+fn ready_then_not(expires_at: Option<Timestamp>, reason: Reason) -> MailboxStatus {
     let mut mailbox = mailbox(spec());
     let ready = Outcome::Ready {
         created_at: at(1),
-        expires_at: Some(at(2)),
+        expires_at,
         secret_name: "inbox-mq9".into(),
     };
     mailbox.status = Some(next_status(&mailbox, &ready, at(1)));
-    let expired = Outcome::NotReady {
-        reason: Reason::Expired,
-        message: "expired".into(),
-    };
-    let status = next_status(&mailbox, &expired, at(2));
+    let message = "why".to_owned();
+    next_status(&mailbox, &Outcome::NotReady { reason, message }, at(2))
+}
+
+#[test]
+fn expired_status_drops_the_secret_and_says_why() {
+    let status = ready_then_not(Some(at(2)), Reason::Expired);
     let ready = conditions::find(&status.conditions, "Ready").unwrap();
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
@@ -242,18 +249,7 @@ fn a_broker_admits_its_own_namespace_the_listed_ones_or_all_with_a_star() {
 
 #[test]
 fn a_refused_mailbox_keeps_its_recorded_secret_and_says_why() {
-    let mut mailbox = mailbox(spec());
-    let ready = Outcome::Ready {
-        created_at: at(1),
-        expires_at: None,
-        secret_name: "inbox-mq9".into(),
-    };
-    mailbox.status = Some(next_status(&mailbox, &ready, at(1)));
-    let refused = Outcome::NotReady {
-        reason: Reason::NamespaceNotAllowed,
-        message: "not allowed".into(),
-    };
-    let status = next_status(&mailbox, &refused, at(2));
+    let status = ready_then_not(None, Reason::NamespaceNotAllowed);
     let ready = conditions::find(&status.conditions, "Ready").unwrap();
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
@@ -263,5 +259,141 @@ fn a_refused_mailbox_keeps_its_recorded_secret_and_says_why() {
         status.secret_name.as_deref(),
         Some("inbox-mq9"),
         "frozen, not destroyed"
+    );
+}
+
+/// What a pass observes once connected to Broker `b` of `team`, with no auth.
+fn connected(secret: Option<Secret>, broadcasts: Vec<Broadcast>) -> Observed<()> {
+    Observed::Connected(Box::new(Facts {
+        admin: (),
+        broker: broker_in("team", &[]),
+        auth: None,
+        secret,
+        broadcasts,
+        fresh_address: "fresh.one".into(),
+    }))
+}
+
+const RESYNC: Duration = Duration::from_secs(120);
+
+fn provision(mailbox: &Mailbox, observed: &Observed<()>, now: Timestamp) -> Provision {
+    match desired(mailbox, observed, now, RESYNC) {
+        Plan::Provision(provision, _) => *provision,
+        _ => panic!("a connected, valid Mailbox is provisioned"),
+    }
+}
+
+fn settled(plan: Plan<'_, ()>) -> (Reason, Action) {
+    match plan {
+        Plan::Settle(Settle {
+            outcome: Outcome::NotReady { reason, .. },
+            next,
+        }) => (reason, next),
+        _ => panic!("expected a settled, not Ready pass"),
+    }
+}
+
+#[test]
+fn invalid_or_expired_mailboxes_need_no_broker() {
+    let invalid = mailbox(MailboxSpec {
+        subscriptions: vec!["a..b".into()],
+        ..spec()
+    });
+    let plan = without_broker::<()>(&invalid, at(1)).expect("decided");
+    assert_eq!(settled(plan), (Reason::Invalid, Action::await_change()));
+    let mut expired = mailbox(spec());
+    expired.status = Some(MailboxStatus {
+        expires_at: Some(at(5).to_string()),
+        ..Default::default()
+    });
+    assert!(matches!(
+        without_broker::<()>(&expired, at(5)),
+        Some(Plan::Expire)
+    ));
+    assert!(without_broker::<()>(&expired, at(4)).is_none(), "not yet");
+}
+
+#[test]
+fn a_broker_that_cannot_serve_settles_the_pass() {
+    let mailbox = mailbox(spec());
+    let missing = Observed::<()>::Unusable(BrokerState::Missing);
+    let (reason, next) = settled(desired(&mailbox, &missing, at(1), RESYNC));
+    assert_eq!(reason, Reason::BrokerNotFound);
+    assert_ne!(
+        next,
+        Action::await_change(),
+        "waiting for a Broker retries by itself"
+    );
+    let refused = Observed::<()>::Refused("no".into());
+    let (reason, next) = settled(desired(&mailbox, &refused, at(1), RESYNC));
+    assert_eq!(
+        (reason, next),
+        (Reason::NamespaceNotAllowed, Action::requeue(RESYNC))
+    );
+}
+
+#[test]
+fn a_new_mailbox_gets_a_fresh_address_a_secret_and_a_check_at_expiry() {
+    let mailbox = mailbox(MailboxSpec {
+        ttl: Some("60s".into()),
+        ..spec()
+    });
+    let observed = connected(None, vec![]);
+    let plan = provision(&mailbox, &observed, at(1000));
+    assert_eq!(plan.address, "fresh.one");
+    assert_eq!(plan.secret, Some(SecretWrite::New));
+    assert!(!plan.created_before);
+    assert_eq!(plan.expires_at, Some(at(1060)));
+    assert_eq!(plan.ready.next, Action::requeue(Duration::from_secs(60)));
+    assert_eq!(
+        plan.permissions_hash,
+        credentials::grant_hash(&plan.grant())
+    );
+}
+
+#[test]
+fn an_existing_secret_keeps_its_address_and_is_rewritten_only_for_new_permissions() {
+    let mut mailbox = mailbox(spec());
+    mailbox.metadata.uid = Some("uid-1".into());
+    let first = provision(&mailbox, &connected(None, vec![]), at(1));
+    let binding = secret::Binding {
+        host: "h",
+        port: 1,
+        address: &first.address,
+        expires_at: None,
+        creds: None,
+        permissions_hash: &first.permissions_hash,
+    };
+    let written = secret::secret(&mailbox, &binding);
+    let mut observed = connected(Some(written.clone()), vec![]);
+    if let Observed::Connected(facts) = &mut observed {
+        facts.fresh_address = "another.one".into();
+    }
+    let again = provision(&mailbox, &observed, at(2));
+    assert_eq!(again.address, first.address, "the address handed out stays");
+    assert_eq!(again.secret, None, "same permissions: nothing to write");
+    let members = BroadcastMembers {
+        mailbox_selector: None,
+        mailbox_refs: vec!["inbox".into()],
+    };
+    let joined = connected(Some(written.clone()), vec![broadcast("news", members)]);
+    let plan = provision(&mailbox, &joined, at(3));
+    assert_eq!(
+        plan.secret,
+        Some(SecretWrite::Reissue),
+        "a new topic, new permissions"
+    );
+    let mut foreign = written;
+    foreign.metadata.owner_references = None;
+    let (reason, _) = settled(desired(
+        &mailbox,
+        &connected(Some(foreign), vec![]),
+        at(4),
+        RESYNC,
+    ));
+    assert_eq!(
+        reason,
+        Reason::Invalid,
+        "someone else's Secret is never overwritten"
     );
 }

@@ -1,7 +1,5 @@
-//! The status step: write the next status when it changed, with an Event when the Ready
-//! reason changed.
-
-use std::time::Duration;
+//! The status step, the one place a pass writes the Mailbox's status: the next status when it
+//! changed, with an Event when the Ready reason changed.
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
@@ -9,24 +7,17 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
-use super::plan::{self, BrokerState, Outcome, Reason};
+use super::outcome::{next_status, Outcome, Reason, Settle};
 use crate::crd::{Mailbox, MailboxStatus};
 use crate::operator::conditions;
 use crate::operator::context::Context;
 use crate::operator::error::Result;
 
-/// How soon a Mailbox waiting for its Broker is tried again.
-const WAIT_FOR_BROKER: Duration = Duration::from_secs(15);
-
-/// Writes the status for `outcome` when it changed, records an Event when the Ready reason
-/// changed to a failure, and returns `action`.
-pub async fn settle(
-    mailbox: &Mailbox,
-    ctx: &Context,
-    outcome: Outcome,
-    action: Action,
-) -> Result<Action> {
-    let status = plan::next_status(mailbox, &outcome, Timestamp::now());
+/// Writes the status for `settle.outcome` when it changed, records an Event when the Ready
+/// reason changed to a failure, and returns `settle.next`.
+pub async fn settle(mailbox: &Mailbox, ctx: &Context, settle: Settle) -> Result<Action> {
+    let Settle { outcome, next } = settle;
+    let status = next_status(mailbox, &outcome, Timestamp::now());
     let reason_of = |s: Option<&MailboxStatus>| {
         s.and_then(|s| conditions::find(&s.conditions, "Ready"))
             .map(|c| c.reason.clone())
@@ -61,50 +52,5 @@ pub async fn settle(
     if let (Some(uid), Some(reason)) = (&mailbox.metadata.uid, after) {
         ctx.metrics.mailbox_reason(uid, Some(&reason));
     }
-    Ok(action)
-}
-
-/// Settles a Mailbox that is not Ready for `reason`, retried only when something changes.
-pub async fn not_ready(
-    mailbox: &Mailbox,
-    ctx: &Context,
-    reason: Reason,
-    message: String,
-) -> Result<Action> {
-    settle(
-        mailbox,
-        ctx,
-        Outcome::NotReady { reason, message },
-        Action::await_change(),
-    )
-    .await
-}
-
-/// Settles a Mailbox whose Broker cannot serve it (yet), retried soon.
-pub async fn broker_not_ready(
-    mailbox: &Mailbox,
-    ctx: &Context,
-    state: &BrokerState,
-) -> Result<Action> {
-    let broker = &mailbox.spec.broker_ref.name;
-    let (reason, message) = match state {
-        BrokerState::Missing => (
-            Reason::BrokerNotFound,
-            format!("Broker {broker} does not exist"),
-        ),
-        BrokerState::Deleting => (
-            Reason::BrokerNotFound,
-            format!("Broker {broker} is being deleted"),
-        ),
-        BrokerState::NotReady(why) => (
-            Reason::BrokerNotReady,
-            format!("Broker {broker} is not ready: {why}"),
-        ),
-        BrokerState::Ready => (
-            Reason::BrokerNotReady,
-            format!("Broker {broker} is not ready"),
-        ),
-    };
-    let outcome = Outcome::NotReady { reason, message };
-    settle(mailbox, ctx, outcome, Action::requeue(WAIT_FOR_BROKER)).await
+    Ok(next)
 }

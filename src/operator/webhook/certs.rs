@@ -24,15 +24,15 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 
-use crate::operator::builders::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::operator::names::{
+    DNS_NAMES_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, NOT_AFTER_ANNOTATION,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// How long a generated certificate is valid.
 pub const VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// A certificate with less than this left is replaced.
 pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
-const NOT_AFTER_ANNOTATION: &str = "mq9.io/not-after";
-const DNS_NAMES_ANNOTATION: &str = "mq9.io/dns-names";
 
 /// A CA and a serving certificate signed by it, in PEM.
 #[derive(Clone, PartialEq, Eq)]

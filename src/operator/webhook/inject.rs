@@ -13,19 +13,11 @@ use kube::ResourceExt;
 use serde_json::{json, Value};
 
 use crate::crd::{duration, BrokerRef, ExpirationPolicy, Mailbox, MailboxSpec};
-use crate::operator::mailbox::secret::{ENV_CREDS, ENV_KEYS, MOUNT_PATH};
+use crate::operator::names::{
+    BROKER_ANNOTATION, ENV_CREDS, ENV_KEYS, INJECTED_ANNOTATION, MAILBOX_ANNOTATION, MOUNT_PATH,
+    POD_MAILBOX_LABEL, TTL_ANNOTATION,
+};
 
-/// `mq9.io/mailbox: <Mailbox name>` or `auto`: the opt-in.
-pub const MAILBOX_ANNOTATION: &str = "mq9.io/mailbox";
-/// With `auto`: the Broker of the new mailbox (default: the namespace's only Broker).
-pub const BROKER_ANNOTATION: &str = "mq9.io/broker";
-/// With `auto`: the new mailbox's TTL (default [`DEFAULT_AUTO_TTL`]).
-pub const TTL_ANNOTATION: &str = "mq9.io/ttl";
-/// Set on an injected pod: the name of the Mailbox whose Secret it received.
-pub const INJECTED_ANNOTATION: &str = "mq9.io/injected";
-/// On pods given an `auto` mailbox and on those Mailboxes: the operator watches such pods to
-/// make each one the owner of its Mailbox, so the Mailbox goes when the pod goes.
-pub const POD_MAILBOX_LABEL: &str = "mq9.io/pod-mailbox";
 /// The TTL of an `auto` mailbox without `mq9.io/ttl`. It bounds the life of a mailbox whose pod
 /// never came to exist (the API server refused it after this webhook ran).
 pub const DEFAULT_AUTO_TTL: &str = "24h";

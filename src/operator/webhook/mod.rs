@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 
 use self::inject::Request;
 use crate::crd::{Broker, Mailbox};
-use crate::operator::mailbox::secret;
+use crate::operator::builders::secret;
 
 /// How often a replica checks the certificate Secret for a renewal.
 const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
@@ -289,7 +289,7 @@ async fn only_broker(client: &Client, namespace: &str) -> Result<String, String>
         found => Err(format!(
             "mq9: {} Brokers in {namespace}; set the annotation {} to choose one",
             found.len(),
-            inject::BROKER_ANNOTATION
+            crate::operator::names::BROKER_ANNOTATION
         )),
     }
 }

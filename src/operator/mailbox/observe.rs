@@ -1,10 +1,14 @@
-//! Dereference: from `spec.brokerRef` to a connection to that Broker's admin API.
+//! Observe: from `spec.brokerRef` to a connection to that Broker's admin API, and what a pass
+//! needs to know once connected (the Secret, the namespace's Broadcasts).
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 
-use super::plan::BrokerState;
-use crate::crd::{Broker, Mailbox};
+use super::outcome::BrokerState;
+use super::plan::{self, Facts, Observed};
+use crate::crd::{Broadcast, Broker, Mailbox};
 use crate::operator::admin_client::Admin;
+use crate::operator::builders::secret;
 use crate::operator::conditions;
 use crate::operator::context::Context;
 use crate::operator::credentials::{self, BrokerAuth};
@@ -72,4 +76,35 @@ pub async fn connect_to(
         }),
         Err(e) => Err(BrokerState::NotReady(e.to_string())),
     }
+}
+
+/// What a pass of a valid, unexpired Mailbox observes of its Broker: it stops at the first fact
+/// that settles the pass (a Broker that cannot serve, a namespace it does not admit), and
+/// otherwise connects and reads the Secret and the Broadcasts.
+pub async fn observe(mailbox: &Mailbox, ctx: &Context) -> Result<Observed> {
+    let (state, broker) = broker_state(mailbox, ctx).await?;
+    if let Some(Err(message)) = broker.as_ref().map(|b| plan::admission(mailbox, b)) {
+        return Ok(Observed::Refused(message));
+    }
+    let connected = match connect_to(ctx, state, broker).await {
+        Ok(connected) => connected,
+        Err(state) => return Ok(Observed::Unusable(state)),
+    };
+    let namespace = mailbox.namespace().unwrap_or_default();
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(&secret::secret_name(mailbox))
+        .await?;
+    let broadcasts = Api::<Broadcast>::namespaced(ctx.client.clone(), &namespace)
+        .list(&Default::default())
+        .await?
+        .items;
+    let facts = Facts {
+        admin: connected.admin,
+        broker: connected.broker,
+        auth: connected.auth,
+        secret,
+        broadcasts,
+        fresh_address: crate::protocol::address::generate(),
+    };
+    Ok(Observed::Connected(Box::new(facts)))
 }

@@ -1,0 +1,122 @@
+//! Deletion: finalizers and owner references (garbage collection).
+
+use super::*;
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() {
+    let server = FakeApiServer::start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(server.client());
+    create(&cms, &config_map("f", &[], &[])).await;
+    let pp = PatchParams::default();
+    // What kube::runtime::finalizer sends to add the first finalizer and to remove it.
+    let add = json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                     {"op": "add", "path": "/metadata/finalizers", "value": ["mq9.io/cleanup"]}]);
+    let with = cms
+        .patch(
+            "f",
+            &pp,
+            &Patch::Json::<()>(serde_json::from_value(add).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(with.finalizers(), ["mq9.io/cleanup"]);
+    let bad = json!([{"op": "test", "path": "/metadata/finalizers/0", "value": "other"}]);
+    assert_eq!(
+        api_code(
+            cms.patch(
+                "f",
+                &pp,
+                &Patch::Json::<()>(serde_json::from_value(bad).unwrap())
+            )
+            .await
+        )
+        .0,
+        422
+    );
+
+    let deleting = cms
+        .delete("f", &DeleteParams::default())
+        .await
+        .unwrap()
+        .left()
+        .expect("the object, still there");
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    assert!(cms
+        .get("f")
+        .await
+        .unwrap()
+        .metadata
+        .deletion_timestamp
+        .is_some());
+
+    let remove = json!([{"op": "test", "path": "/metadata/finalizers/0", "value": "mq9.io/cleanup"},
+                        {"op": "remove", "path": "/metadata/finalizers/0"}]);
+    cms.patch(
+        "f",
+        &pp,
+        &Patch::Json::<()>(serde_json::from_value(remove).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert!(cms.get_opt("f").await.unwrap().is_none());
+
+    create(&cms, &config_map("g", &[], &[])).await;
+    cms.delete("g", &DeleteParams::default()).await.unwrap();
+    assert!(
+        cms.get_opt("g").await.unwrap().is_none(),
+        "no finalizers: removed at once"
+    );
+}
+
+#[tokio::test]
+async fn owned_objects_are_deleted_with_their_owner() {
+    let server = FakeApiServer::start().await;
+    let client = server.client();
+    let (secrets, cms): (Api<Secret>, Api<ConfigMap>) = (
+        Api::default_namespaced(client.clone()),
+        Api::default_namespaced(client),
+    );
+    let secret = |name| Secret {
+        metadata: meta(name, &[]),
+        ..Default::default()
+    };
+    let owner = create(&secrets, &secret("owner")).await;
+    let other = create(&secrets, &secret("other")).await;
+    let mut child = config_map("child", &[], &[]);
+    child.metadata.owner_references = Some(vec![owned_by(&owner)]);
+    let child = create(&cms, &child).await;
+    let mut grandchild = config_map("grandchild", &[], &[]);
+    grandchild.metadata.owner_references = Some(vec![owned_by(&child)]);
+    grandchild.metadata.finalizers = Some(vec!["mq9.io/hold".into()]);
+    create(&cms, &grandchild).await;
+    let mut shared = config_map("shared", &[], &[]);
+    shared.metadata.owner_references = Some(vec![owned_by(&owner), owned_by(&other)]);
+    create(&cms, &shared).await;
+    create(&cms, &config_map("unrelated", &[], &[])).await;
+
+    secrets
+        .delete("owner", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(cms.get_opt("child").await.unwrap().is_none());
+    let held = cms.get("grandchild").await.unwrap();
+    assert!(
+        held.metadata.deletion_timestamp.is_some(),
+        "the cascade honours finalizers"
+    );
+    assert!(
+        cms.get_opt("shared").await.unwrap().is_some(),
+        "another owner still exists"
+    );
+    assert!(cms.get_opt("unrelated").await.unwrap().is_some());
+
+    merge(
+        &cms,
+        "grandchild",
+        json!({"metadata": {"finalizers": null}}),
+    )
+    .await;
+    assert!(cms.get_opt("grandchild").await.unwrap().is_none());
+    server.delete("v1/secrets", "default", "other").unwrap();
+    assert!(server.get("v1/configmaps", "default", "shared").is_none());
+}
