@@ -10,6 +10,8 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::broker::Health;
+use crate::protocol::encode::subjects;
+use crate::protocol::subject::{DeleteTarget, AI_PREFIX};
 
 /// The address every request below names: it must never reach the logs.
 const SECRET: &str = "secret.mailbox7";
@@ -66,21 +68,21 @@ async fn each_request_logs_its_command_and_outcome_and_never_an_address() {
         replies: ReplyPolicy::default(),
         trust_request_info: true,
     };
-    let send = format!("$mq9.AI.MSG.SEND.{SECRET}");
+    let send = subjects::send(SECRET);
     let body = format!(r#"{{"reply_to":"{SECRET}"}}"#);
     let info = format!(r#"{{"acc":"ATENANT","user":"UAGENT","tags":["mq9-address:{SECRET}"]}}"#);
     let requests = [
         message(&send, "_INBOX.1", &[("Nats-Request-Info", &info)], &body),
+        message(&subjects::fetch(SECRET), "_INBOX.2", &[], &body[1..]),
+        message(&format!("{AI_PREFIX}NOPE.{SECRET}"), "_INBOX.3", &[], &body),
         message(
-            &format!("$mq9.AI.MSG.FETCH.{SECRET}"),
-            "_INBOX.2",
+            &send,
+            &subjects::delete(SECRET, DeleteTarget::Message(1)),
             &[],
-            &body[1..],
+            &body,
         ),
-        message(&format!("$mq9.AI.NOPE.{SECRET}"), "_INBOX.3", &[], &body),
-        message(&send, &format!("$mq9.AI.MSG.DELETE.{SECRET}.1"), &[], &body),
         message(
-            "$mq9.AI.BROADCAST.news",
+            &subjects::broadcast("news"),
             "_INBOX.4",
             &[("mq9-ttl", SECRET)],
             &body,
