@@ -203,6 +203,17 @@ mod tests {
         }
     }
 
+    /// One message as `encode_item` writes it.
+    fn item_bytes(message: &MessageView) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_item(&mut out, message);
+        out
+    }
+
+    fn as_json(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).expect("valid JSON")
+    }
+
     #[test]
     fn a_pending_delayed_message_has_no_msg_id_but_a_delay_id() {
         let message = MessageView {
@@ -212,11 +223,8 @@ mod tests {
             }),
             ..view(b"x")
         };
-        let mut out = Vec::new();
-        encode_item(&mut out, &message);
-        let item: Value = serde_json::from_slice(&out).expect("valid JSON");
         assert_eq!(
-            item,
+            as_json(&item_bytes(&message)),
             json!({"msg_id":-1,"payload":"eA==","priority":"urgent","create_time":1_700_000_000u64,
                 "delivery_count":1,"headers":{},"delay_id":12,"visible_at":1_700_000_100u64})
         );
@@ -245,11 +253,9 @@ mod tests {
             tags: &tags,
             ..view(b"x")
         };
-        let mut out = Vec::new();
-        encode_item(&mut out, &message);
-        let item: Value = serde_json::from_slice(&out).expect("valid JSON");
+        let out = item_bytes(&message);
         assert_eq!(
-            item,
+            as_json(&out),
             json!({"msg_id":3,"payload":"eA==","priority":"urgent","create_time":1_700_000_000u64,
                 "delivery_count":1,"headers":{"x-note":"say \"hi\"\n\\ ü"},"key":"k\u{1}ey","tags":["a\"b","eu"]})
         );
