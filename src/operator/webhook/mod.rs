@@ -36,8 +36,13 @@ use self::inject::Request;
 use crate::crd::{Broker, Mailbox};
 use crate::operator::builders::secret;
 
-/// How often a replica checks the certificate Secret for a renewal.
-const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+/// How often a replica reads the certificate Secret (to follow a renewal by another replica)
+/// and checks the configuration's `caBundle` (to restore it on a re-created configuration).
+const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(600);
+/// The first and the longest wait before trying again when the certificate cannot be kept
+/// current, e.g. while the MutatingWebhookConfiguration does not exist yet.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// Where and as what the webhook serves.
 #[derive(Debug, Clone)]
@@ -72,7 +77,6 @@ pub async fn serve(
         &settings.dns_names,
     )
     .await?;
-    certs::publish_ca_bundle(&client, &settings.configuration, &cert.ca_pem).await?;
     let tls = Arc::new(RwLock::new(certs::tls_config(&cert)?));
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
@@ -125,44 +129,56 @@ pub async fn serve(
     Ok(())
 }
 
-/// Follows renewals of the certificate (by this replica or another) and republishes the CA.
+/// Publishes the CA bundle, then follows renewals of the certificate (by this replica or
+/// another) and keeps the bundle published. The operator does not wait for its configuration:
+/// Helm creates webhook configurations last, and until one exists no API server calls the
+/// webhook, so nothing is lost while this retries.
 async fn keep_certificate_current(
     client: Client,
     settings: WebhookSettings,
     mut current: certs::ServingCert,
     tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
 ) {
+    let mut retry = RETRY_FIRST;
     loop {
-        tokio::time::sleep(CERT_CHECK_INTERVAL).await;
-        let renewed = certs::ensure(
-            &client,
-            &settings.namespace,
-            &settings.cert_secret,
-            &settings.dns_names,
-        )
-        .await;
-        let cert = match renewed {
-            Ok(cert) if cert != current => cert,
-            Ok(_) => continue,
+        let wait = match refresh(&client, &settings, &mut current, &tls).await {
+            Ok(()) => {
+                retry = RETRY_FIRST;
+                CERT_CHECK_INTERVAL
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot check the webhook certificate");
-                continue;
+                tracing::warn!(error = %e, retry_in = ?retry, "cannot keep the webhook certificate current");
+                let wait = retry;
+                retry = (retry * 2).min(RETRY_MAX);
+                wait
             }
         };
-        let swapped = certs::publish_ca_bundle(&client, &settings.configuration, &cert.ca_pem)
-            .await
-            .and_then(|()| certs::tls_config(&cert));
-        match swapped {
-            Ok(config) => {
-                *tls.write().expect("the TLS lock is never poisoned") = config;
-                current = cert;
-                tracing::info!(not_after = %current.not_after, "webhook serves its renewed certificate");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot switch to the renewed webhook certificate")
-            }
-        }
+        tokio::time::sleep(wait).await;
     }
+}
+
+/// One check: the Secret's certificate (renewed if due), its CA bundle published, then served.
+/// The bundle goes first so that the API server never meets a certificate it cannot verify.
+async fn refresh(
+    client: &Client,
+    settings: &WebhookSettings,
+    current: &mut certs::ServingCert,
+    tls: &RwLock<Arc<rustls::ServerConfig>>,
+) -> anyhow::Result<()> {
+    let cert = certs::ensure(
+        client,
+        &settings.namespace,
+        &settings.cert_secret,
+        &settings.dns_names,
+    )
+    .await?;
+    certs::publish_ca_bundle(client, &settings.configuration, &cert.ca_bundle).await?;
+    if cert != *current {
+        *tls.write().expect("the TLS lock is never poisoned") = certs::tls_config(&cert)?;
+        tracing::info!(?cert, "webhook serves its renewed certificate");
+        *current = cert;
+    }
+    Ok(())
 }
 
 /// The answer to the API server (`admission.k8s.io/v1` AdmissionReview). Written here rather
