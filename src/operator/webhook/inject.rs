@@ -25,8 +25,7 @@ use crate::operator::names::{
     MOUNT_PATH, POD_MAILBOX_LABEL, TTL_ANNOTATION,
 };
 
-/// The TTL of an `auto` mailbox without `mq9.io/ttl`. It bounds the life of a mailbox whose pod
-/// never came to exist (the API server refused it after this webhook ran).
+/// The TTL of an `auto` mailbox without `mq9.io/ttl`.
 pub const DEFAULT_AUTO_TTL: &str = "24h";
 /// Namespaces never injected, whatever their pods say.
 pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];

@@ -2,11 +2,15 @@
 //! admission webhook served over HTTPS by every operator replica (it is stateless, so it needs
 //! no leadership).
 //!
-//! - `mq9.io/mailbox: <name>`: the pod gets that Mailbox's Secret as environment and as a
-//!   read-only mount at `/var/run/secrets/mq9`.
+//! A pod opts in with the label `mq9.io/inject: "true"` (what the configuration's
+//! `objectSelector` selects) *and* the annotation `mq9.io/mailbox` ([`inject`] says why both):
+//!
+//! - `mq9.io/mailbox: <name>`: the pod gets that Mailbox's `MQ9_*` keys as environment and the
+//!   whole Secret (`user.creds`, the NATS seed, only ever as this file) as a read-only mount at
+//!   `/var/run/secrets/mq9`.
 //! - `mq9.io/mailbox: auto` (optional `mq9.io/broker`, `mq9.io/ttl`): a Mailbox is created for
 //!   the pod and wired the same way; [`crate::operator::pods`] makes the pod its owner, so it is
-//!   deleted with the pod.
+//!   deleted with the pod (or, when the pod never comes to exist, deletes it as an orphan).
 //!
 //! The webhook never refuses a pod (the configuration says `failurePolicy: Ignore` too): when it
 //! cannot inject, the pod is admitted unchanged with a warning saying why, which `kubectl`
@@ -158,7 +162,8 @@ async fn keep_certificate_current(
 }
 
 /// One check: the Secret's certificate (renewed if due), its CA bundle published, then served.
-/// The bundle goes first so that the API server never meets a certificate it cannot verify.
+/// The bundle goes first so that a renewal never serves a certificate the API server was not
+/// told to trust (and under one CA, the bundle rarely changes at all: see [`certs`]).
 async fn refresh(
     client: &Client,
     settings: &WebhookSettings,
