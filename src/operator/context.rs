@@ -28,6 +28,8 @@ pub struct Settings {
     pub nats_url_override: Option<String>,
     /// The operator's own namespace: each Broker's NetworkPolicy admits its admin connection.
     pub operator_namespace: String,
+    /// How long an `auto` Mailbox may wait for its pod before it is deleted as an orphan.
+    pub auto_mailbox_grace: Duration,
 }
 
 pub struct Context {

@@ -57,7 +57,10 @@ pub const ENV_KEYS: [&str; 3] = [ENV_URL, ENV_MAIL_ADDRESS, ENV_CREDS];
 
 // --- Pod injection ------------------------------------------------------------------------
 
-/// `mq9.io/mailbox: <Mailbox name>` or `auto`: the opt-in.
+/// `mq9.io/inject: "true"`: the opt-in, as a label so that the webhook's `objectSelector`
+/// keeps every other pod creation from calling the webhook at all.
+pub const INJECT_LABEL: &str = "mq9.io/inject";
+/// `mq9.io/mailbox: <Mailbox name>` or `auto`: what an opted-in pod gets.
 pub const MAILBOX_ANNOTATION: &str = "mq9.io/mailbox";
 /// With `auto`: the Broker of the new mailbox (default: the namespace's only Broker).
 pub const BROKER_ANNOTATION: &str = "mq9.io/broker";
@@ -68,8 +71,10 @@ pub const INJECTED_ANNOTATION: &str = "mq9.io/injected";
 /// On pods given an `auto` mailbox and on those Mailboxes: the operator watches such pods to
 /// make each one the owner of its Mailbox, so the Mailbox goes when the pod goes.
 pub const POD_MAILBOX_LABEL: &str = "mq9.io/pod-mailbox";
-/// On the webhook's certificate Secret: when the certificate ends, and for which names.
+/// On the webhook's certificate Secret: when the serving certificate ends, when its CA ends,
+/// and for which names.
 pub const NOT_AFTER_ANNOTATION: &str = "mq9.io/not-after";
+pub const CA_NOT_AFTER_ANNOTATION: &str = "mq9.io/ca-not-after";
 pub const DNS_NAMES_ANNOTATION: &str = "mq9.io/dns-names";
 
 // --- Broker pods ----------------------------------------------------------------------------

@@ -7,10 +7,13 @@
 //! (`expirationPolicy: Delete`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{json, Value};
@@ -79,6 +82,67 @@ pub fn owner_patch(pod: &Pod, mailbox: &Mailbox) -> Option<Value> {
     Some(json!({"metadata": {"ownerReferences": all}}))
 }
 
+/// Deletes `mailbox` if it is an `auto` Mailbox whose pod never came to exist (see the module
+/// doc); whether it did.
+pub async fn delete_if_orphaned(mailbox: &Mailbox, ctx: &Context, now: Timestamp) -> Result<bool> {
+    if !awaits_its_pod(mailbox, now, ctx.settings.auto_mailbox_grace) {
+        return Ok(false);
+    }
+    let namespace = mailbox.namespace().unwrap_or_default();
+    let labelled = ListParams::default().labels(&format!("{POD_MAILBOX_LABEL}=true"));
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
+        .list(&labelled)
+        .await?;
+    if claimed(&pods.items, &mailbox.name_any()) {
+        // Its pod exists and is about to adopt it.
+        return Ok(false);
+    }
+    // The uid precondition: never a Mailbox of the same name created since.
+    let only_this = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: mailbox.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    Api::<Mailbox>::namespaced(ctx.client.clone(), &namespace)
+        .delete(&mailbox.name_any(), &only_this)
+        .await?;
+    let grace = ctx.settings.auto_mailbox_grace.as_secs();
+    let note = format!("no pod came to exist for this auto Mailbox within {grace}s: deleted");
+    ctx.event(
+        &mailbox.object_ref(&()),
+        EventType::Normal,
+        "Orphaned",
+        note,
+    )
+    .await;
+    Ok(true)
+}
+
+/// Whether `mailbox` is an `auto` Mailbox that no pod owns yet although it is older than
+/// `grace`: the one case where its pod must be looked for.
+pub fn awaits_its_pod(mailbox: &Mailbox, now: Timestamp, grace: Duration) -> bool {
+    let auto = mailbox.labels().get(POD_MAILBOX_LABEL).map(String::as_str) == Some("true");
+    let owned_by_pod = mailbox.owner_references().iter().any(|o| o.kind == "Pod");
+    let old_enough = mailbox
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .is_some_and(|created| now.as_second() - created.0.as_second() >= grace.as_secs() as i64);
+    auto && !owned_by_pod && old_enough && mailbox.metadata.deletion_timestamp.is_none()
+}
+
+/// Whether one of `pods` was given the Mailbox `name` by the webhook.
+pub fn claimed(pods: &[Pod], name: &str) -> bool {
+    pods.iter().any(|pod| {
+        pod.annotations()
+            .get(INJECTED_ANNOTATION)
+            .map(String::as_str)
+            == Some(name)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +168,48 @@ mod tests {
         mailbox.metadata.owner_references =
             serde_json::from_value(patch["metadata"]["ownerReferences"].clone()).unwrap();
         assert_eq!(owner_patch(&pod(), &mailbox), None, "already owned");
+    }
+
+    #[test]
+    fn only_an_unowned_auto_mailbox_past_its_grace_is_looked_after() {
+        let grace = Duration::from_secs(300);
+        let mut mailbox = auto_mailbox(&pod(), "apps", "abc123", "agents", "1h");
+        let created = Timestamp::from_second(1_000_000).unwrap();
+        mailbox.metadata.creation_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(created),
+        );
+        let at = |secs: i64| Timestamp::from_second(created.as_second() + secs).unwrap();
+        assert!(
+            !awaits_its_pod(&mailbox, at(299), grace),
+            "still being admitted"
+        );
+        assert!(awaits_its_pod(&mailbox, at(300), grace));
+        let mut owned = mailbox.clone();
+        owned.metadata.owner_references = serde_json::from_value(
+            owner_patch(&pod(), &mailbox).unwrap()["metadata"]["ownerReferences"].clone(),
+        )
+        .unwrap();
+        assert!(!awaits_its_pod(&owned, at(3600), grace), "its pod owns it");
+        let mut hand_made = mailbox.clone();
+        hand_made.metadata.labels = None;
+        assert!(
+            !awaits_its_pod(&hand_made, at(3600), grace),
+            "not the webhook's"
+        );
+    }
+
+    #[test]
+    fn a_mailbox_is_claimed_only_by_a_pod_naming_it() {
+        let injected = |name: &str| -> Pod {
+            serde_json::from_value(
+                json!({"metadata": {"name": "p", "annotations": {INJECTED_ANNOTATION: name}}}),
+            )
+            .unwrap()
+        };
+        let pods = [pod(), injected("web-1-aaaaaa")];
+        assert!(claimed(&pods, "web-1-aaaaaa"));
+        assert!(!claimed(&pods, "web-1-bbbbbb"));
+        assert!(!claimed(&[], "web-1-aaaaaa"));
     }
 
     #[test]

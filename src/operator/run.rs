@@ -54,6 +54,10 @@ pub struct OperatorArgs {
     /// The Secret in --namespace that holds the webhook's certificate.
     #[arg(long, default_value = "mq9-operator-webhook-tls")]
     pub webhook_cert_secret: String,
+    /// Seconds an `auto` Mailbox waits for the pod it was made for; a Mailbox whose pod never
+    /// came to exist (refused after the webhook ran) is deleted after that.
+    #[arg(long, default_value_t = 300)]
+    pub auto_mailbox_grace: u64,
     /// Kubernetes API server URL (default: in-cluster config or KUBECONFIG).
     #[arg(long, env = "MQ9_KUBE_API")]
     pub api_server: Option<String>,
@@ -138,6 +142,7 @@ pub async fn run(
         resync: Duration::from_secs(args.resync_interval),
         nats_url_override: args.nats_url_override.clone(),
         operator_namespace: args.namespace.clone(),
+        auto_mailbox_grace: Duration::from_secs(args.auto_mailbox_grace),
     };
     let ctx = Arc::new(Context::new(client, metrics, settings));
     let controllers = futures::future::join4(

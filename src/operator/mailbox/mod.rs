@@ -108,6 +108,10 @@ async fn reconcile(mailbox: Arc<Mailbox>, ctx: Arc<Context>) -> Result<Action> {
 /// observe → plan → carry out → the status, written once.
 async fn pass(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
     let now = Timestamp::now();
+    // An `auto` Mailbox whose pod never came to exist goes (its finalizer ends the pass).
+    if super::pods::delete_if_orphaned(mailbox, ctx, now).await? {
+        return Ok(Action::await_change());
+    }
     let observed;
     let plan = match plan::without_broker(mailbox, now) {
         Some(plan) => plan,

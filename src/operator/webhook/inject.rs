@@ -3,9 +3,16 @@
 //! ([`auto_mailbox`]), and the JSON patch that wires a Mailbox's Secret into the pod
 //! ([`patch`]).
 //!
-//! Opt-in only: nothing happens to a pod without the `mq9.io/mailbox` annotation. Idempotent: an
-//! injected pod carries `mq9.io/injected` and is never injected again (the API server may call
-//! a webhook twice for one pod).
+//! Opt-in only, and the opt-in takes two keys: the label `mq9.io/inject: "true"` (what the
+//! webhook configuration's `objectSelector` selects, so that no other pod creation in the
+//! cluster calls the webhook) and the annotation `mq9.io/mailbox` (which Mailbox). A pod with
+//! only one of them reaches the webhook only through a selector that was widened or changed by
+//! hand; it is admitted unchanged, with a warning naming the missing key. Injecting it anyway
+//! would make what a pod gets depend on how the webhook happens to be configured, and the label
+//! would stop being a true list of injected pods (`kubectl get pods -l mq9.io/inject=true`).
+//!
+//! Idempotent: an injected pod carries `mq9.io/injected` and is never injected again (the API
+//! server may call a webhook twice for one pod).
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -14,12 +21,11 @@ use serde_json::{json, Value};
 
 use crate::crd::{duration, BrokerRef, ExpirationPolicy, Mailbox, MailboxSpec};
 use crate::operator::names::{
-    BROKER_ANNOTATION, ENV_CREDS, ENV_KEYS, INJECTED_ANNOTATION, MAILBOX_ANNOTATION, MOUNT_PATH,
-    POD_MAILBOX_LABEL, TTL_ANNOTATION,
+    BROKER_ANNOTATION, ENV_CREDS, ENV_KEYS, INJECTED_ANNOTATION, INJECT_LABEL, MAILBOX_ANNOTATION,
+    MOUNT_PATH, POD_MAILBOX_LABEL, TTL_ANNOTATION,
 };
 
-/// The TTL of an `auto` mailbox without `mq9.io/ttl`. It bounds the life of a mailbox whose pod
-/// never came to exist (the API server refused it after this webhook ran).
+/// The TTL of an `auto` mailbox without `mq9.io/ttl`.
 pub const DEFAULT_AUTO_TTL: &str = "24h";
 /// Namespaces never injected, whatever their pods say.
 pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
@@ -37,19 +43,33 @@ pub enum Request {
     Auto { broker: Option<String>, ttl: String },
 }
 
-/// Reads the pod's annotations. `Err` names what is wrong with them (the pod is admitted
-/// anyway, with the message as a warning).
+/// Reads the pod's opt-in label and annotations. `Err` names what is wrong with them (the pod
+/// is admitted anyway, with the message as a warning).
 pub fn request(pod: &Pod, namespace: &str, operator_namespace: &str) -> Result<Request, String> {
-    let annotations = pod.annotations();
-    let Some(wanted) = annotations.get(MAILBOX_ANNOTATION) else {
-        return Ok(Request::Skip("not annotated"));
-    };
     if SYSTEM_NAMESPACES.contains(&namespace) || namespace == operator_namespace {
         return Ok(Request::Skip("system namespace"));
     }
+    let annotations = pod.annotations();
     if annotations.contains_key(INJECTED_ANNOTATION) {
         return Ok(Request::Skip("already injected"));
     }
+    let opted_in = pod.labels().get(INJECT_LABEL).map(String::as_str) == Some("true");
+    let wanted = match (annotations.get(MAILBOX_ANNOTATION), opted_in) {
+        (None, false) => return Ok(Request::Skip("not opted in")),
+        (None, true) => {
+            return Err(format!(
+                "mq9: the pod has the label {INJECT_LABEL}=true but no annotation \
+                 {MAILBOX_ANNOTATION} naming its Mailbox (or `auto`); it gets no mq9 credentials"
+            ))
+        }
+        (Some(_), false) => {
+            return Err(format!(
+                "mq9: the pod has the annotation {MAILBOX_ANNOTATION} but not the label \
+                 {INJECT_LABEL}=true, which injection also needs; it gets no mq9 credentials"
+            ))
+        }
+        (Some(wanted), true) => wanted,
+    };
     if wanted != "auto" {
         if !is_dns_subdomain(wanted) {
             return Err(format!(

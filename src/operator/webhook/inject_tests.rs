@@ -4,9 +4,10 @@ fn pod(value: Value) -> Pod {
     serde_json::from_value(value).unwrap()
 }
 
+/// A pod with the opt-in label and `annotations`.
 fn annotated(annotations: Value) -> Pod {
     pod(
-        json!({"metadata": {"name": "web-1", "annotations": annotations},
+        json!({"metadata": {"name": "web-1", "labels": {INJECT_LABEL: "true"}, "annotations": annotations},
         "spec": {"containers": [{"name": "app", "image": "agent"}]}}),
     )
 }
@@ -23,7 +24,7 @@ fn only_annotated_pods_outside_system_namespaces() {
     let plain = pod(json!({"metadata": {"name": "p"}}));
     assert_eq!(
         request(&plain, "apps", "mq9-system"),
-        Ok(Request::Skip("not annotated"))
+        Ok(Request::Skip("not opted in"))
     );
     let named = annotated(json!({MAILBOX_ANNOTATION: "inbox"}));
     assert_eq!(
@@ -36,6 +37,22 @@ fn only_annotated_pods_outside_system_namespaces() {
             Ok(Request::Skip("system namespace"))
         );
     }
+}
+
+#[test]
+fn the_label_and_the_annotation_are_both_needed() {
+    let annotation_only =
+        pod(json!({"metadata": {"name": "p", "annotations": {MAILBOX_ANNOTATION: "inbox"}}}));
+    let warning = request(&annotation_only, "apps", "mq9-system").unwrap_err();
+    assert!(warning.contains(INJECT_LABEL), "{warning}");
+    let label_only = annotated(json!({}));
+    let warning = request(&label_only, "apps", "mq9-system").unwrap_err();
+    assert!(warning.contains(MAILBOX_ANNOTATION), "{warning}");
+    let wrong_value = pod(
+        json!({"metadata": {"name": "p", "labels": {INJECT_LABEL: "yes"},
+        "annotations": {MAILBOX_ANNOTATION: "inbox"}}}),
+    );
+    assert!(request(&wrong_value, "apps", "mq9-system").is_err());
 }
 
 #[test]

@@ -2,11 +2,15 @@
 //! admission webhook served over HTTPS by every operator replica (it is stateless, so it needs
 //! no leadership).
 //!
-//! - `mq9.io/mailbox: <name>`: the pod gets that Mailbox's Secret as environment and as a
-//!   read-only mount at `/var/run/secrets/mq9`.
+//! A pod opts in with the label `mq9.io/inject: "true"` (what the configuration's
+//! `objectSelector` selects) *and* the annotation `mq9.io/mailbox` ([`inject`] says why both):
+//!
+//! - `mq9.io/mailbox: <name>`: the pod gets that Mailbox's `MQ9_*` keys as environment and the
+//!   whole Secret (`user.creds`, the NATS seed, only ever as this file) as a read-only mount at
+//!   `/var/run/secrets/mq9`.
 //! - `mq9.io/mailbox: auto` (optional `mq9.io/broker`, `mq9.io/ttl`): a Mailbox is created for
 //!   the pod and wired the same way; [`crate::operator::pods`] makes the pod its owner, so it is
-//!   deleted with the pod.
+//!   deleted with the pod (or, when the pod never comes to exist, deletes it as an orphan).
 //!
 //! The webhook never refuses a pod (the configuration says `failurePolicy: Ignore` too): when it
 //! cannot inject, the pod is admitted unchanged with a warning saying why, which `kubectl`
@@ -36,8 +40,13 @@ use self::inject::Request;
 use crate::crd::{Broker, Mailbox};
 use crate::operator::builders::secret;
 
-/// How often a replica checks the certificate Secret for a renewal.
-const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+/// How often a replica reads the certificate Secret (to follow a renewal by another replica)
+/// and checks the configuration's `caBundle` (to restore it on a re-created configuration).
+const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(600);
+/// The first and the longest wait before trying again when the certificate cannot be kept
+/// current, e.g. while the MutatingWebhookConfiguration does not exist yet.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// Where and as what the webhook serves.
 #[derive(Debug, Clone)]
@@ -72,7 +81,6 @@ pub async fn serve(
         &settings.dns_names,
     )
     .await?;
-    certs::publish_ca_bundle(&client, &settings.configuration, &cert.ca_pem).await?;
     let tls = Arc::new(RwLock::new(certs::tls_config(&cert)?));
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
@@ -125,44 +133,57 @@ pub async fn serve(
     Ok(())
 }
 
-/// Follows renewals of the certificate (by this replica or another) and republishes the CA.
+/// Publishes the CA bundle, then follows renewals of the certificate (by this replica or
+/// another) and keeps the bundle published. The operator does not wait for its configuration:
+/// Helm creates webhook configurations last, and until one exists no API server calls the
+/// webhook, so nothing is lost while this retries.
 async fn keep_certificate_current(
     client: Client,
     settings: WebhookSettings,
     mut current: certs::ServingCert,
     tls: Arc<RwLock<Arc<rustls::ServerConfig>>>,
 ) {
+    let mut retry = RETRY_FIRST;
     loop {
-        tokio::time::sleep(CERT_CHECK_INTERVAL).await;
-        let renewed = certs::ensure(
-            &client,
-            &settings.namespace,
-            &settings.cert_secret,
-            &settings.dns_names,
-        )
-        .await;
-        let cert = match renewed {
-            Ok(cert) if cert != current => cert,
-            Ok(_) => continue,
+        let wait = match refresh(&client, &settings, &mut current, &tls).await {
+            Ok(()) => {
+                retry = RETRY_FIRST;
+                CERT_CHECK_INTERVAL
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot check the webhook certificate");
-                continue;
+                tracing::warn!(error = %e, retry_in = ?retry, "cannot keep the webhook certificate current");
+                let wait = retry;
+                retry = (retry * 2).min(RETRY_MAX);
+                wait
             }
         };
-        let swapped = certs::publish_ca_bundle(&client, &settings.configuration, &cert.ca_pem)
-            .await
-            .and_then(|()| certs::tls_config(&cert));
-        match swapped {
-            Ok(config) => {
-                *tls.write().expect("the TLS lock is never poisoned") = config;
-                current = cert;
-                tracing::info!(not_after = %current.not_after, "webhook serves its renewed certificate");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot switch to the renewed webhook certificate")
-            }
-        }
+        tokio::time::sleep(wait).await;
     }
+}
+
+/// One check: the Secret's certificate (renewed if due), its CA bundle published, then served.
+/// The bundle goes first so that a renewal never serves a certificate the API server was not
+/// told to trust (and under one CA, the bundle rarely changes at all: see [`certs`]).
+async fn refresh(
+    client: &Client,
+    settings: &WebhookSettings,
+    current: &mut certs::ServingCert,
+    tls: &RwLock<Arc<rustls::ServerConfig>>,
+) -> anyhow::Result<()> {
+    let cert = certs::ensure(
+        client,
+        &settings.namespace,
+        &settings.cert_secret,
+        &settings.dns_names,
+    )
+    .await?;
+    certs::publish_ca_bundle(client, &settings.configuration, &cert.ca_bundle).await?;
+    if cert != *current {
+        *tls.write().expect("the TLS lock is never poisoned") = certs::tls_config(&cert)?;
+        tracing::info!(?cert, "webhook serves its renewed certificate");
+        *current = cert;
+    }
+    Ok(())
 }
 
 /// The answer to the API server (`admission.k8s.io/v1` AdmissionReview). Written here rather
