@@ -269,3 +269,96 @@ async fn a_mailbox_without_its_broker_says_so() {
     cluster.ready_broker("later").await;
     cluster.wait_reason("early", "Created").await;
 }
+
+/// The addresses of the broker's live mailboxes owned by `uid` (LIST by owner, one page: the
+/// test broker holds few).
+async fn owned_on_broker(cluster: &Cluster, uid: &serde_json::Value) -> Vec<String> {
+    let body = json!({"owner": uid, "limit": 1000}).to_string();
+    let reply = cluster.env.request("$mq9.ADMIN.MAILBOX.LIST", &body).await;
+    assert_eq!(reply["more"], false, "{reply}");
+    let mailboxes = reply["mailboxes"].as_array().expect("a LIST reply");
+    mailboxes
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Foreground deletion (`kubectl delete --cascade=foreground`, Argo CD's prune) lets the garbage
+/// collector delete the Mailbox's Secret before the finalizer runs: the Secret goes first, then
+/// the Mailbox. The finalizer finds the mailbox by owner on the broker and deletes it
+/// (deletionPolicy Delete) or keeps it (Retain). Reading the address from the Secret, it would
+/// release the finalizer and leak the mailbox; should the operator write the Secret again in
+/// between, it must be with the same address, or the first mailbox leaks just the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn deletion_finds_the_mailbox_by_owner_when_its_secret_went_first() {
+    let cluster = Cluster::start().await;
+    cluster.ready_broker("agents").await;
+    cluster.create_mailbox("doomed", json!({}), json!({}));
+    cluster.create_mailbox("kept", json!({}), json!({"deletionPolicy": "Retain"}));
+    let mut owners = Vec::new();
+    for name in ["doomed", "kept"] {
+        let mailbox = cluster.wait_reason(name, "Created").await;
+        let address = cluster.address(&format!("{name}-mq9"));
+        let uid = mailbox["metadata"]["uid"].clone();
+        assert_eq!(owned_on_broker(&cluster, &uid).await, [address.as_str()]);
+        owners.push((name, address, uid));
+    }
+    for (name, _, _) in &owners {
+        cluster.api.delete(SECRETS, NS, &format!("{name}-mq9"));
+        cluster.api.delete(MAILBOXES, NS, name);
+    }
+    for (name, _, _) in &owners {
+        cluster.wait_gone(MAILBOXES, name).await;
+    }
+    let (_, doomed, doomed_uid) = &owners[0];
+    assert_eq!(cluster.info(doomed).await["exists"], false, "deleted");
+    assert!(owned_on_broker(&cluster, doomed_uid).await.is_empty());
+    assert!(cluster
+        .event_reasons("doomed")
+        .contains(&"DeletedOnBroker".to_owned()));
+    let (_, kept, kept_uid) = &owners[1];
+    assert_eq!(owned_on_broker(&cluster, kept_uid).await, [kept.as_str()]);
+    for (_, address, _) in &owners {
+        cluster.assert_address_never_shown(address);
+    }
+}
+
+/// A Secret deleted by hand is written again with the address of the mailbox the Mailbox owns
+/// on the broker, found by owner: agents keep their address and their messages, no second
+/// mailbox is made, and no Event claims that the broker lost the mailbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_secret_is_written_again_with_the_same_address() {
+    let cluster = Cluster::start().await;
+    cluster.ready_broker("agents").await;
+    cluster.create_mailbox("inbox", json!({}), json!({}));
+    let mailbox = cluster.wait_reason("inbox", "Created").await;
+    let uid = &mailbox["metadata"]["uid"];
+    let address = cluster.address("inbox-mq9");
+    cluster.env.send_ok(&address, b"kept", &[]).await;
+    let deleted = cluster
+        .api
+        .delete(SECRETS, NS, "inbox-mq9")
+        .expect("deleted");
+    let what = cluster.operator.waiting_for("the Secret written again");
+    let written = cluster
+        .api
+        .wait_for(&what, |api| api.get(SECRETS, NS, "inbox-mq9"))
+        .await;
+    assert_ne!(written["metadata"]["uid"], deleted["metadata"]["uid"]);
+    assert_eq!(
+        secret_text(&written, "mail_address").as_deref(),
+        Some(address.as_str()),
+        "the same address"
+    );
+    assert_eq!(owned_on_broker(&cluster, uid).await, [address.as_str()]);
+    assert_eq!(
+        cluster.env.query_ids(&address).await.len(),
+        1,
+        "messages kept"
+    );
+    let reasons = cluster.event_reasons("inbox");
+    assert!(reasons.contains(&"SecretWritten".to_owned()), "{reasons:?}");
+    assert!(!reasons.contains(&"Recreated".to_owned()), "{reasons:?}");
+    cluster.wait_reason("inbox", "Created").await;
+    cluster.assert_address_never_shown(&address);
+}
