@@ -284,14 +284,14 @@ async fn owned_on_broker(cluster: &Cluster, uid: &serde_json::Value) -> Vec<Stri
 }
 
 /// Foreground deletion (`kubectl delete --cascade=foreground`, Argo CD's prune) lets the garbage
-/// collector delete the Mailbox's Secret before the finalizer runs: the Secret goes first, then
-/// the Mailbox. The finalizer finds the mailbox by owner on the broker and deletes it
-/// (deletionPolicy Delete) or keeps it (Retain). Reading the address from the Secret, it would
-/// release the finalizer and leak the mailbox; should the operator write the Secret again in
-/// between, it must be with the same address, or the first mailbox leaks just the same.
+/// collector delete the Mailbox's Secret before the finalizer runs. The operator is stopped
+/// while the Secret and then the Mailbox are deleted, so that it wakes up to exactly that
+/// state (a running one could write the Secret again in between). The finalizer finds the
+/// mailbox by owner on the broker and deletes it (deletionPolicy Delete) or keeps it (Retain);
+/// reading the address from the Secret, it would release the finalizer and leak the mailbox.
 #[tokio::test(flavor = "multi_thread")]
 async fn deletion_finds_the_mailbox_by_owner_when_its_secret_went_first() {
-    let cluster = Cluster::start().await;
+    let mut cluster = Cluster::start().await;
     cluster.ready_broker("agents").await;
     cluster.create_mailbox("doomed", json!({}), json!({}));
     cluster.create_mailbox("kept", json!({}), json!({"deletionPolicy": "Retain"}));
@@ -303,10 +303,13 @@ async fn deletion_finds_the_mailbox_by_owner_when_its_secret_went_first() {
         assert_eq!(owned_on_broker(&cluster, &uid).await, [address.as_str()]);
         owners.push((name, address, uid));
     }
+    cluster.operator.stop();
     for (name, _, _) in &owners {
         cluster.api.delete(SECRETS, NS, &format!("{name}-mq9"));
-        cluster.api.delete(MAILBOXES, NS, name);
+        let deleting = cluster.api.delete(MAILBOXES, NS, name).expect("deleted");
+        assert!(deleting["metadata"]["deletionTimestamp"].is_string());
     }
+    cluster.operator = Operator::start(&cluster.api, cluster.env.nats.url(), 2);
     for (name, _, _) in &owners {
         cluster.wait_gone(MAILBOXES, name).await;
     }
