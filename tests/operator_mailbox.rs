@@ -6,6 +6,7 @@ mod support;
 
 use serde_json::json;
 use support::cluster::*;
+use support::data_plane::DataPlane;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mailbox_gets_its_secret_and_goes_with_its_finalizer() {
@@ -364,4 +365,66 @@ async fn a_deleted_secret_is_written_again_with_the_same_address() {
     assert!(!reasons.contains(&"Recreated".to_owned()), "{reasons:?}");
     cluster.wait_reason("inbox", "Created").await;
     cluster.assert_address_never_shown(&address);
+}
+
+/// A Broker deleted and re-created gets new signing keys. Its Mailboxes outlive it: each one's
+/// `user.creds` must be re-minted under the new keys, since the new nats-server refuses
+/// credentials signed by the old ones (the attack: keep using them).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recreated_broker_remints_every_mailboxs_credentials() {
+    let api = support::apiserver::FakeApiServer::start().await;
+    let port = support::free_port().port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let operator = Operator::start(&api, &url, 2);
+    let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
+        "metadata": {"name": "agents", "namespace": NS}, "spec": {}});
+    let mailbox = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Mailbox",
+        "metadata": {"name": "inbox", "namespace": NS},
+        "spec": {"brokerRef": {"name": "agents"}, "address": "team.inbox"}});
+    let connect = |creds: String| {
+        let options = async_nats::ConnectOptions::with_credentials(&creds).unwrap();
+        options.connect(url.clone())
+    };
+    let mut minted: Vec<String> = Vec::new();
+    for life in ["first", "re-created"] {
+        api.create(BROKERS, broker.clone());
+        let data_plane = DataPlane::start(&api, &operator, NS, "agents", port).await;
+        broker_pods_ready(&api, NS, "agents", 1).await;
+        if minted.is_empty() {
+            api.create(MAILBOXES, mailbox.clone());
+        }
+        let what = operator.waiting_for(format!("credentials of the {life} Broker"));
+        let creds = api
+            .wait_for(&what, |api| {
+                let secret = api.get(SECRETS, NS, "inbox-mq9")?;
+                let creds = secret_text(&secret, "user.creds")?;
+                let ready = api
+                    .get(MAILBOXES, NS, "inbox")
+                    .and_then(|m| condition(&m, "Ready").filter(|c| c["reason"] == "Created"));
+                (ready.is_some() && !minted.contains(&creds)).then_some(creds)
+            })
+            .await;
+        let agent = connect(creds.clone())
+            .await
+            .unwrap_or_else(|e| panic!("the {life} Broker's credentials log in: {e}"));
+        let fetch = agent.request("$mq9.AI.MSG.FETCH.team.inbox", "{}".into());
+        let reply = serde_json::from_slice::<serde_json::Value>(&fetch.await.unwrap().payload);
+        assert_eq!(reply.unwrap()["error"], "", "its own mailbox answers");
+        for old in &minted {
+            assert!(
+                connect(old.clone()).await.is_err(),
+                "the old keys' credentials are refused"
+            );
+        }
+        minted.push(creds);
+        api.delete(BROKERS, NS, "agents");
+        let what = operator.waiting_for("the Broker and its keys gone");
+        api.wait_for(&what, |api| {
+            let gone = api.get(BROKERS, NS, "agents").is_none()
+                && api.get(SECRETS, NS, "agents-auth").is_none();
+            gone.then_some(())
+        })
+        .await;
+        drop(data_plane);
+    }
 }
