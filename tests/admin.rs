@@ -296,3 +296,63 @@ async fn stats_count_what_was_created_and_sent() {
         .await;
     assert_eq!(stats().await, expect(2, 2, 3, 1, 2));
 }
+
+/// Every mailbox of `owner`, following LIST's `next_after` cursor to the end.
+async fn owned(env: &Env, owner: &str) -> Vec<String> {
+    let (mut names, mut after) = (Vec::new(), String::new());
+    loop {
+        let reply = admin(env, "MAILBOX.LIST", json!({"owner": owner, "after": after})).await;
+        assert_eq!(reply["error"], "", "{reply}");
+        let page = reply["mailboxes"].as_array().expect("mailboxes array");
+        names.extend(page.iter().map(|m| {
+            assert_eq!(m["owner"], owner, "{reply}");
+            m["name"].as_str().unwrap().to_owned()
+        }));
+        match reply["next_after"].as_str() {
+            Some(next) if reply["more"] == true => after = next.to_owned(),
+            _ => return names,
+        }
+    }
+}
+
+/// The operator finds a Mailbox's mailboxes by its uid when no Secret records the address:
+/// LIST by owner returns those and only those, a page of at most `--max-scan` examined records
+/// at a time, and an empty owner is refused rather than read as "every mailbox".
+#[tokio::test]
+async fn list_by_owner_finds_what_ensure_recorded_and_nothing_else() {
+    let env = Env::start_with(&["--max-scan", "3"]).await;
+    for (name, owner) in [
+        ("a.1", "uid-1"),
+        ("b.1", "uid-2"),
+        ("c.1", "uid-1"),
+        ("e.1", "uid-1"),
+        ("e.2", "uid-10"),
+    ] {
+        let reply = ensure(&env, json!({"name": name, "owner": owner})).await;
+        assert_eq!(reply["created"], true, "{reply}");
+    }
+    env.create(json!({"name": "d.1", "ttl": 0})).await;
+    // The first page examines a.1, b.1 and c.1 only: the cursor says where to go on.
+    let first = admin(&env, "MAILBOX.LIST", json!({"owner": "uid-1"})).await;
+    assert_eq!(
+        (&first["more"], &first["next_after"]),
+        (&json!(true), &json!("c.1")),
+        "{first}"
+    );
+    assert_eq!(owned(&env, "uid-1").await, strings(&["a.1", "c.1", "e.1"]));
+    assert_eq!(owned(&env, "uid-2").await, strings(&["b.1"]));
+    assert_eq!(owned(&env, "uid-10").await, strings(&["e.2"]));
+    assert!(owned(&env, "uid-9").await.is_empty());
+    assert!(owned(&env, "uid").await.is_empty(), "owners match whole");
+    admin(&env, "MAILBOX.DELETE", json!({"name": "c.1"})).await;
+    assert_eq!(owned(&env, "uid-1").await, strings(&["a.1", "e.1"]));
+    for bad in [json!(""), json!(1), json!(null)] {
+        let body = json!({"owner": bad});
+        let reply = admin(&env, "MAILBOX.LIST", body.clone()).await;
+        match bad.is_null() {
+            // null is "not given", as for every optional field: no filter.
+            true => assert_eq!(reply["error"], "", "{reply}"),
+            false => assert_error_says(&reply, "bad_request", "owner"),
+        }
+    }
+}

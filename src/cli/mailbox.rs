@@ -131,6 +131,7 @@ async fn list(ctx: &Context, prefix: String, limit: u64) -> Result<Value> {
             prefix: prefix.clone(),
             after,
             limit: remaining.min(MAX_LIST_LIMIT) as usize,
+            owner: None,
         };
         let reply = ctx
             .client

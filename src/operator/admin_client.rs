@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use crate::protocol::admin::EnsureRequest;
+use crate::protocol::admin::{EnsureRequest, ListRequest, MAX_LIST_LIMIT};
 use crate::protocol::encode::{bodies, subjects};
 use crate::protocol::request::SubscribeRequest;
 use crate::protocol::subject::AdminVerb;
@@ -255,6 +255,31 @@ impl Admin {
             owner: reply["owner"].as_str().map(str::to_owned),
             subscriptions,
         }))
+    }
+
+    /// The addresses of the live mailboxes ENSUREd with `owner` (a Mailbox's uid), in name
+    /// order: `MAILBOX.LIST` filtered by owner, followed page by page (each page examines at
+    /// most the broker's `--max-scan` records) to the end. What finds a mailbox whose address
+    /// no Secret records any more.
+    pub async fn owned(&self, owner: &str) -> Result<Vec<String>, AdminError> {
+        let mut owned = Vec::new();
+        let mut request = ListRequest {
+            prefix: String::new(),
+            after: None,
+            limit: MAX_LIST_LIMIT as usize,
+            owner: Some(owner.to_owned()),
+        };
+        loop {
+            let reply = self
+                .call(subjects::admin(AdminVerb::List), request.encode())
+                .await?;
+            let page = reply["mailboxes"].as_array().into_iter().flatten();
+            owned.extend(page.filter_map(|m| m["name"].as_str().map(str::to_owned)));
+            match reply["next_after"].as_str() {
+                Some(next) if reply["more"] == true => request.after = Some(next.to_owned()),
+                _ => return Ok(owned),
+            }
+        }
     }
 
     /// `MAILBOX.SUBSCRIBE` for the publishes of `account` (`None`: every publisher);

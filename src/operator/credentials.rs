@@ -70,6 +70,11 @@ pub struct Grant<'a> {
     pub publish: &'a [String],
     /// The mailbox's expiry: the credentials end with it.
     pub expires_at: Option<Timestamp>,
+    /// The public key of the account that signs the credentials (the namespace's tenant
+    /// account, derived from the Broker's keys); `None` without auth. Hashed in so that a
+    /// Broker deleted and re-created (new keys, so a new signer) re-mints every Mailbox's
+    /// credentials: the old ones name an issuer nats-server no longer trusts.
+    pub signer: Option<&'a str>,
 }
 
 /// What kind of credentials a grant hash stands for, hashed in with the grant: changing it
@@ -79,7 +84,8 @@ pub struct Grant<'a> {
 const CREDENTIALS_KIND: &str = "tenant-account";
 
 /// A short, stable digest of a grant, recorded on the Secret so credentials are re-minted only
-/// when what they allow changes. The address is hashed in, never stored in clear here.
+/// when what they allow, or who signs them, changes. The address is hashed in, never stored in
+/// clear here.
 pub fn grant_hash(grant: &Grant<'_>) -> String {
     let mut hasher = Sha256::new();
     let mut field = |text: &str| {
@@ -99,6 +105,10 @@ pub fn grant_hash(grant: &Grant<'_>) -> String {
             .expires_at
             .map_or_else(|| "never".to_owned(), |t| t.as_second().to_string()),
     );
+    // Left out without auth, so those hashes stay what they were before the signer counted.
+    if let Some(signer) = grant.signer {
+        field(signer);
+    }
     let digest = hasher.finalize();
     data_encoding::HEXLOWER.encode(&digest[..16])
 }

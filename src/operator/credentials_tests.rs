@@ -8,6 +8,7 @@ fn grant<'a>(subscribe: &'a BTreeSet<String>, expires_at: Option<Timestamp>) -> 
         subscribe,
         publish: &[],
         expires_at,
+        signer: None,
     }
 }
 
@@ -127,6 +128,28 @@ fn a_secret_without_keys_is_a_clear_error() {
         error.contains("b1-auth") && error.contains(SIGNING_KEYS_KEY),
         "{error}"
     );
+}
+
+/// A Broker deleted and re-created gets new keys: the same grant signed by its new tenant
+/// account hashes apart, so every Mailbox's Secret is re-minted.
+#[test]
+fn grant_hash_follows_the_signer_of_a_recreated_broker() {
+    let broker = builders::tests::broker(serde_json::json!({}));
+    let signer = |auth: &BrokerAuth| auth.tenant_account_public_key("ns");
+    let before = signer(&BrokerAuth::from_secret(&new_auth_secret(&broker)).unwrap());
+    let after = signer(&BrokerAuth::from_secret(&new_auth_secret(&broker)).unwrap());
+    assert_ne!(before, after, "new keys, a new signer");
+    let topics = BTreeSet::new();
+    let signed_by = |signer: Option<&str>| {
+        grant_hash(&Grant {
+            signer,
+            ..grant(&topics, None)
+        })
+    };
+    let hash = signed_by(Some(&before));
+    assert_eq!(hash, signed_by(Some(&before)));
+    assert_ne!(hash, signed_by(Some(&after)));
+    assert_ne!(hash, signed_by(None));
 }
 
 #[test]

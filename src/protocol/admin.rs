@@ -51,12 +51,21 @@ pub fn name(body: &Body) -> Result<String, ProtoError> {
     Ok(name.to_owned())
 }
 
-/// `MAILBOX.LIST`: names in byte order, after `after`, starting with `prefix`.
+/// `MAILBOX.LIST`: names in byte order, after `after`, starting with `prefix`, and, with
+/// `owner`, only the mailboxes ENSUREd with that owner.
+///
+/// The owner filter is how the operator finds the mailboxes a Mailbox object holds when
+/// nothing else records the address (its Secret deleted, by hand or by a foreground
+/// deletion's garbage collector). The broker keeps no index by owner: a filtered LIST scans
+/// names like any LIST, `--max-scan` records per request, and says `next_after` to go on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ListRequest {
     pub prefix: String,
     pub after: Option<String>,
     pub limit: usize,
+    /// Only mailboxes of this owner. Never empty: an empty owner is refused rather than read as
+    /// "no filter", so a caller with a missing uid cannot be handed (and delete) every mailbox.
+    pub owner: Option<String>,
 }
 
 impl ListRequest {
@@ -70,6 +79,14 @@ impl ListRequest {
             limit: body
                 .opt_u64_in(field::LIMIT, 1..=MAX_LIST_LIMIT)?
                 .unwrap_or(DEFAULT_LIST_LIMIT) as usize,
+            owner: match body.opt_str(field::OWNER)? {
+                Some("") => {
+                    return Err(ProtoError::bad_request(
+                        "field `owner` must not be empty: leave it out to list every owner",
+                    ))
+                }
+                owner => owner.map(str::to_owned),
+            },
         })
     }
 }

@@ -118,10 +118,18 @@ impl std::fmt::Display for Waiting<'_> {
     }
 }
 
-impl Drop for Operator {
-    fn drop(&mut self) {
+impl Operator {
+    /// Kills the operator process: nothing reacts to what the test does next until a new
+    /// operator is started (so several changes land as one step, as a garbage collector's do).
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

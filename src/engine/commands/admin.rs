@@ -74,10 +74,10 @@ impl Engine {
         })
     }
 
-    /// Live mailboxes in name order, from the store (which keeps them sorted), within
-    /// `max_payload`. Examines at most `--max-scan` records: with `"more": true` the reply says
-    /// `"next_after"`, the name to pass as `after` to continue (past the expired mailboxes it
-    /// skipped too).
+    /// Live mailboxes in name order (of `request.owner` only, when given), from the store
+    /// (which keeps them sorted), within `max_payload`. Examines at most `--max-scan` records:
+    /// with `"more": true` the reply says `"next_after"`, the name to pass as `after` to
+    /// continue (past the expired and other owners' mailboxes it skipped too).
     pub(in crate::engine) fn list(&mut self, request: &ListRequest) -> Result<Bytes, ProtoError> {
         self.flush();
         let now = now_ms();
@@ -112,7 +112,11 @@ impl Engine {
                         return false;
                     }
                     let name = String::from_utf8_lossy(key);
-                    if !record.is_expired(now) {
+                    let wanted = request
+                        .owner
+                        .as_ref()
+                        .is_none_or(|owner| record.owner.as_deref() == Some(owner.as_str()));
+                    if wanted && !record.is_expired(now) {
                         let item = json!({
                             "name": name,
                             "type": record.kind.as_str(),

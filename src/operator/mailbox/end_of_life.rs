@@ -71,7 +71,7 @@ pub async fn cleanup(mailbox: &Mailbox, ctx: &Context) -> Result<Action> {
     };
     match (plan::finalize(mailbox, &state, Timestamp::now()), admin) {
         (Finalize::DeleteOnBroker, Some(admin)) => {
-            if delete_on_broker(mailbox, ctx, &admin).await? {
+            if delete_on_broker(mailbox, &admin).await? {
                 let note = "deleted the mailbox on the broker".to_owned();
                 ctx.event(&reference, EventType::Normal, "DeletedOnBroker", note)
                     .await;
@@ -118,26 +118,16 @@ async fn revoke_credentials(mailbox: &Mailbox, ctx: &Context) -> Result<Result<(
     Ok(published.map_err(Error::from))
 }
 
-/// Deletes the mailbox on the broker if this object owns it there; whether it did.
-async fn delete_on_broker(mailbox: &Mailbox, ctx: &Context, admin: &Admin) -> Result<bool> {
-    let secrets =
-        Api::<Secret>::namespaced(ctx.client.clone(), &mailbox.namespace().unwrap_or_default());
-    let recorded = secrets
-        .get_opt(&secret::secret_name(mailbox))
-        .await?
-        .filter(|s| secret::is_owned_by(s, mailbox));
-    let address = mailbox
-        .spec
-        .address
-        .clone()
-        .or_else(|| recorded.as_ref().and_then(secret::recorded_address));
-    let Some(address) = address else {
-        return Ok(false);
-    };
-    let info = admin.info(&address).await?;
-    if info.is_none_or(|info| info.owner != mailbox.metadata.uid) {
-        return Ok(false);
+/// Deletes every mailbox this object owns on the broker, found by its uid (the owner ENSURE
+/// recorded), not by the address in its Secret: under foreground deletion (`kubectl delete
+/// --cascade=foreground`, Argo CD's prune) the garbage collector may delete the Secret before
+/// this finalizer runs, and a Secret deleted by hand is gone just the same; reading the address
+/// from it would leak the mailbox. Whether any was deleted.
+async fn delete_on_broker(mailbox: &Mailbox, admin: &Admin) -> Result<bool> {
+    let uid = mailbox.metadata.uid.as_deref().unwrap_or_default();
+    let owned = admin.owned(uid).await?;
+    for address in &owned {
+        admin.delete(address).await?;
     }
-    admin.delete(&address).await?;
-    Ok(true)
+    Ok(!owned.is_empty())
 }

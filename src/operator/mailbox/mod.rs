@@ -9,7 +9,9 @@
 //!
 //! Order matters for "nothing half-written": the address is generated and written to the
 //! Secret *before* the mailbox is created on the broker, so a crash between the two steps never
-//! leaves a mailbox whose address nobody knows.
+//! leaves a mailbox whose address nobody knows. The broker remembers the owner too: with the
+//! Secret gone (by hand, or by a foreground deletion's garbage collector), the address is found
+//! again by owner uid (`MAILBOX.LIST {owner}`), to write the Secret again or to delete.
 //!
 //! With JWT auth, the namespace's tenant account is recorded and pushed to nats-server before
 //! any credentials of it are written (they would not log in otherwise), and credentials are

@@ -98,12 +98,22 @@ pub async fn observe(mailbox: &Mailbox, ctx: &Context) -> Result<Observed> {
         .list(&Default::default())
         .await?
         .items;
+    let mut owned_address = None;
+    if plan::needs_owned_address(mailbox, secret.as_ref()) {
+        let uid = mailbox.metadata.uid.as_deref().unwrap_or_default();
+        // The first by name, should there be several.
+        match connected.admin.owned(uid).await {
+            Ok(owned) => owned_address = owned.into_iter().next(),
+            Err(e) => return Ok(Observed::Unusable(BrokerState::NotReady(e.to_string()))),
+        }
+    }
     let facts = Facts {
         admin: connected.admin,
         broker: connected.broker,
         auth: connected.auth,
         secret,
         broadcasts,
+        owned_address,
         fresh_address: crate::protocol::address::generate(),
     };
     Ok(Observed::Connected(Box::new(facts)))

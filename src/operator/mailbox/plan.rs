@@ -194,9 +194,28 @@ pub struct Facts<A = Admin> {
     pub secret: Option<Secret>,
     /// The Broadcasts of the Mailbox's namespace.
     pub broadcasts: Vec<Broadcast>,
-    /// A newly generated address, used when neither the spec nor the Secret has one (made
-    /// before the plan: plans hold no randomness).
+    /// The address of the mailbox this Mailbox owns on the broker (found by its uid), looked
+    /// up only when neither the spec nor the Secret tells the address of a Mailbox created
+    /// before (see [`needs_owned_address`]).
+    pub owned_address: Option<String>,
+    /// A newly generated address, used when neither the spec, the Secret nor the broker has
+    /// one (made before the plan: plans hold no randomness).
     pub fresh_address: String,
+}
+
+/// Whether a pass must ask the broker which mailbox this Mailbox owns: no address in the spec
+/// or in `secret`, although the mailbox was created before (`status.createdAt`), so the
+/// Secret that recorded its address was deleted. A Mailbox never created skips the question
+/// (a new Mailbox costs no scan of the broker); one deleted before its first status write
+/// gets a fresh address, and the finalizer, which deletes by owner, still finds the first.
+pub fn needs_owned_address(mailbox: &Mailbox, secret: Option<&Secret>) -> bool {
+    let created_before = mailbox
+        .status
+        .as_ref()
+        .is_some_and(|s| s.created_at.is_some());
+    created_before
+        && mailbox.spec.address.is_none()
+        && secret.and_then(secret::recorded_address).is_none()
 }
 
 /// Everything a pass does for a Mailbox that can be Ready, in this order: publish the tenant
@@ -212,6 +231,8 @@ pub struct Provision {
     pub publish: Vec<String>,
     pub expires_at: Option<Timestamp>,
     pub permissions_hash: String,
+    /// Who signs the credentials (see [`Grant::signer`]).
+    pub signer: Option<String>,
     /// Whether the Secret is to be (re)written, and why (`None`: it carries this grant).
     pub secret: Option<SecretWrite>,
     /// Whether the mailbox was created before (a creation now is a re-creation).
@@ -224,6 +245,9 @@ pub struct Provision {
 pub enum SecretWrite {
     /// There is none yet.
     New,
+    /// It was deleted (by hand, or by a foreground deletion's garbage collector) while the
+    /// mailbox lives on the broker: written again with the mailbox's address, found by owner.
+    Restore,
     /// Its credentials carry other permissions than the grant.
     Reissue,
 }
@@ -238,6 +262,7 @@ impl Provision {
             subscribe: &self.topics,
             publish: &self.publish,
             expires_at: self.expires_at,
+            signer: self.signer.as_deref(),
         }
     }
 }
@@ -271,12 +296,19 @@ pub fn desired<'a, A>(
         let message = format!("Secret {secret_name} exists and is not managed by this Mailbox");
         return Plan::Settle(Settle::not_ready(Reason::Invalid, message));
     }
-    // The address: explicit, else the one already handed out, else a fresh one.
-    let address = mailbox
+    // The address: explicit, else the one already handed out (in the Secret, or, the Secret
+    // gone, the mailbox this object owns on the broker), else a fresh one.
+    let recorded = mailbox
         .spec
         .address
         .clone()
-        .or_else(|| existing.and_then(secret::recorded_address))
+        .or_else(|| existing.and_then(secret::recorded_address));
+    let restored = match recorded {
+        None => facts.owned_address.clone(),
+        Some(_) => None,
+    };
+    let address = recorded
+        .or_else(|| restored.clone())
         .unwrap_or_else(|| facts.fresh_address.clone());
     let recorded_creation = mailbox
         .status
@@ -288,18 +320,19 @@ pub fn desired<'a, A>(
     let expires_at =
         recorded_expiry(mailbox.status.as_ref()).or_else(|| expiry(created_at, ttl_secs(mailbox)));
     let publish = facts.broadcasts.iter().filter(|b| is_publisher(b, mailbox));
+    let namespace = mailbox.namespace().unwrap_or_default();
     let mut provision = Provision {
         address,
-        user: format!(
-            "{}/{}",
-            mailbox.namespace().unwrap_or_default(),
-            mailbox.name_any()
-        ),
+        user: format!("{namespace}/{}", mailbox.name_any()),
         send_to: mailbox.spec.send_to.clone(),
         topics: desired_topics(mailbox, &facts.broadcasts),
         publish: publish.map(|b| b.spec.topic.clone()).collect(),
         expires_at,
         permissions_hash: String::new(),
+        signer: facts
+            .auth
+            .as_ref()
+            .map(|auth| auth.tenant_account_public_key(&namespace)),
         secret: None,
         created_before: recorded_creation.is_some(),
         ready: Settle {
@@ -317,6 +350,7 @@ pub fn desired<'a, A>(
     };
     provision.permissions_hash = credentials::grant_hash(&provision.grant());
     provision.secret = match existing.map(secret::recorded_permissions) {
+        None if restored.is_some() => Some(SecretWrite::Restore),
         None => Some(SecretWrite::New),
         Some(recorded) if recorded != Some(provision.permissions_hash.as_str()) => {
             Some(SecretWrite::Reissue)

@@ -270,6 +270,7 @@ fn connected(secret: Option<Secret>, broadcasts: Vec<Broadcast>) -> Observed<()>
         auth: None,
         secret,
         broadcasts,
+        owned_address: None,
         fresh_address: "fresh.one".into(),
     }))
 }
@@ -396,4 +397,67 @@ fn an_existing_secret_keeps_its_address_and_is_rewritten_only_for_new_permission
         Reason::Invalid,
         "someone else's Secret is never overwritten"
     );
+}
+
+/// A Mailbox created before whose Secret was deleted takes back the address of the mailbox it
+/// owns on the broker (a restore, not a new mailbox); the spec's address or one in a Secret
+/// wins over it, and a Mailbox never created asks nothing.
+#[test]
+fn a_deleted_secret_is_restored_with_the_address_owned_on_the_broker() {
+    let mut created = mailbox(spec());
+    assert!(!needs_owned_address(&created, None), "never created");
+    created.status = Some(MailboxStatus {
+        created_at: Some(at(1).to_string()),
+        ..Default::default()
+    });
+    assert!(needs_owned_address(&created, None));
+    let mut observed = connected(None, vec![]);
+    if let Observed::Connected(facts) = &mut observed {
+        facts.owned_address = Some("owned.one".into());
+    }
+    let plan = provision(&created, &observed, at(2));
+    assert_eq!(plan.address, "owned.one");
+    assert_eq!(plan.secret, Some(SecretWrite::Restore));
+    let explicit = mailbox(MailboxSpec {
+        address: Some("team.inbox".into()),
+        ..spec()
+    });
+    assert!(!needs_owned_address(&explicit, None));
+    let plan = provision(&explicit, &observed, at(2));
+    assert_eq!(
+        (plan.address.as_str(), plan.secret),
+        ("team.inbox", Some(SecretWrite::New))
+    );
+}
+
+/// Credentials signed by a Broker's keys carry its tenant account as signer: the same Mailbox
+/// against a re-created Broker (new keys) plans a re-issued Secret.
+#[test]
+fn a_recreated_broker_reissues_the_credentials() {
+    let mut mailbox = mailbox(spec());
+    mailbox.metadata.uid = Some("uid-1".into());
+    let broker = crate::operator::builders::tests::broker(serde_json::json!({}));
+    let signed_by = |secret: Option<Secret>| {
+        let auth = BrokerAuth::from_secret(&credentials::new_auth_secret(&broker)).unwrap();
+        let mut observed = connected(secret, vec![]);
+        if let Observed::Connected(facts) = &mut observed {
+            facts.auth = Some(auth.clone());
+        }
+        let plan = provision(&mailbox, &observed, at(1));
+        assert_eq!(plan.signer, Some(auth.tenant_account_public_key("team")));
+        plan
+    };
+    let first = signed_by(None);
+    let binding = secret::Binding {
+        host: "h",
+        port: 1,
+        address: &first.address,
+        expires_at: None,
+        creds: Some("creds"),
+        permissions_hash: &first.permissions_hash,
+    };
+    let written = secret::secret(&mailbox, &binding);
+    let again = signed_by(Some(written));
+    assert_eq!(again.address, first.address);
+    assert_eq!(again.secret, Some(SecretWrite::Reissue));
 }

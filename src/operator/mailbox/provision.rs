@@ -108,6 +108,7 @@ async fn write_secret(
     crate::operator::apply::apply(&ctx.client, &desired).await?;
     let note = match why {
         SecretWrite::New => "wrote the mailbox's address and credentials",
+        SecretWrite::Restore => "the Secret was deleted: wrote it again with the mailbox's address",
         SecretWrite::Reissue => "re-issued the mailbox's credentials for changed permissions",
     };
     let note = format!("Secret {}: {note}", desired.name_any());

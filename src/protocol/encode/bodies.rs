@@ -135,6 +135,7 @@ impl ListRequest {
             ),
             (field::AFTER, self.after.as_deref().map(Value::from)),
             (field::LIMIT, unless(self.limit as u64, DEFAULT_LIST_LIMIT)),
+            (field::OWNER, self.owner.as_deref().map(Value::from)),
         ])
     }
 }

@@ -127,12 +127,14 @@ fn ack_query_subscribe_and_list() {
         prefix: "orders.".into(),
         after: Some("orders.a".into()),
         limit: 7,
+        owner: Some("uid-1".into()),
     };
     assert_round_trip(&list, list.encode(), ListRequest::parse);
     let defaults = ListRequest {
         prefix: String::new(),
         after: None,
         limit: DEFAULT_LIST_LIMIT as usize,
+        owner: None,
     };
     assert_eq!(defaults.encode(), b"{}");
 }
