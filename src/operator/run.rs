@@ -14,6 +14,7 @@ use kube::{Api, Client, Config};
 use super::context::{Context, Settings};
 use super::leader::LeaderElection;
 use super::metrics::OperatorMetrics;
+use super::triggers::Stores;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct OperatorArgs {
@@ -139,10 +140,11 @@ pub async fn run(
         nats_url_override: args.nats_url_override.clone(),
         operator_namespace: args.namespace.clone(),
     };
-    let ctx = Arc::new(Context::new(client, metrics, settings));
+    let (stores, writers) = Stores::new();
+    let ctx = Arc::new(Context::new(client, stores, metrics, settings));
     let controllers = futures::future::join4(
         super::broker::run(ctx.clone(), stopped(&stop)),
-        super::mailbox::run(ctx.clone(), stopped(&stop)),
+        super::mailbox::run(ctx.clone(), writers, stopped(&stop)),
         super::broadcast::run(ctx.clone(), stopped(&stop)),
         super::pods::run(ctx.clone(), stopped(&stop)),
     );
