@@ -156,6 +156,83 @@ async fn scale(mailboxes: usize, resync_secs: u64, deadline: Duration) {
     );
 }
 
+/// Status writes that change nothing a Mailbox depends on wake no Mailbox: a Broadcast's
+/// `memberCount` (written by someone else, and restored by the Broadcast controller), a Broker's
+/// `readyReplicas` moving while it stays Available. Then `Available` flipping wakes them all:
+/// the count that stood still would have moved. (No resync falls in the test: 10 minutes.)
+#[tokio::test(flavor = "multi_thread")]
+async fn status_writes_wake_no_mailbox() {
+    let mailboxes = 20;
+    let api = FakeApiServer::start().await;
+    let env = Env::start().await;
+    let operator = Operator::start(&api, env.nats.url(), 600);
+    let cluster = Cluster { api, env, operator };
+    cluster.ready_broker("agents").await;
+    let broadcast = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broadcast",
+        "metadata": {"name": "b0", "namespace": NS},
+        "spec": {"brokerRef": {"name": "agents"}, "topic": "jobs",
+            "members": {"mailboxSelector": {"matchLabels": {"group": "g"}}}}});
+    cluster.api.create(BROADCASTS, broadcast);
+    for i in 0..mailboxes {
+        cluster.create_mailbox(&format!("m{i}"), json!({"group": "g"}), json!({}));
+    }
+    for i in 0..mailboxes {
+        cluster.wait_reason(&format!("m{i}"), "Created").await;
+    }
+    let counted = cluster.operator.waiting_for("every member counted");
+    cluster
+        .api
+        .wait_for(&counted, |api| {
+            let count = &api.get(BROADCASTS, NS, "b0")?["status"]["memberCount"];
+            (count == mailboxes).then_some(())
+        })
+        .await;
+    let passes = || async {
+        let (_, metrics) = support::http_get(cluster.operator.http_addr, "/metrics").await;
+        support::metric_value(
+            &metrics,
+            r#"mq9_operator_reconciles_total{controller="mailbox"}"#,
+        )
+        .unwrap_or_default()
+    };
+    let before = passes().await;
+    cluster
+        .api
+        .patch_status(BROADCASTS, NS, "b0", json!({"memberCount": 999}));
+    let restored = cluster
+        .operator
+        .waiting_for("the Broadcast's memberCount restored");
+    cluster
+        .api
+        .wait_for(&restored, |api| {
+            let count = &api.get(BROADCASTS, NS, "b0")?["status"]["memberCount"];
+            (count != 999).then_some(())
+        })
+        .await;
+    broker_pods_ready(&cluster.api, NS, "agents", 2).await;
+    let recorded = cluster.operator.waiting_for("the Broker's readyReplicas 2");
+    cluster
+        .api
+        .wait_for(&recorded, |api| {
+            let ready = &api.get(BROKERS, NS, "agents")?["status"]["readyReplicas"];
+            (ready == 2).then_some(())
+        })
+        .await;
+    assert_eq!(passes().await, before, "status writes woke Mailboxes");
+    broker_pods_ready(&cluster.api, NS, "agents", 0).await;
+    cluster
+        .wait_condition(BROKERS, "agents", "Available", "False")
+        .await;
+    let deadline = Instant::now() + support::DEADLINE;
+    while passes().await < before + mailboxes as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "Available flipping woke not every Mailbox"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits until `done()`, checking every 200 ms, failing after `deadline`.
 async fn poll(cluster: &Cluster, deadline: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();

@@ -43,6 +43,9 @@
 //!   `ownerReferences` name its uid and none of whose owners still exist is deleted too
 //!   (recursively, honouring their finalizers), synchronously.
 //! - `/version` answers a fixed Kubernetes v1.33 (the operator checks it reaches the API).
+//! - A request counter: [`FakeApiServer::requests`] counts every request by verb (`get`,
+//!   `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`) and resource
+//!   (`/status` apart), for tests of how much API traffic the operator makes.
 //! - Errors are `Status` objects, so kube reports them as `kube::Error::Api` with the real codes
 //!   and reasons.
 //!
