@@ -82,15 +82,7 @@ async fn scale(mailboxes: usize, resync_secs: u64, deadline: Duration) {
     let all_ready = started.elapsed();
     let to_ready = difference(&before, &cluster.api.requests());
 
-    let reconciles = || async {
-        let (_, metrics) = support::http_get(cluster.operator.http_addr, "/metrics").await;
-        support::metric_value(
-            &metrics,
-            r#"mq9_operator_reconciles_total{controller="mailbox"}"#,
-        )
-        .unwrap_or_default()
-    };
-    let (passes_before, before) = (reconciles().await, cluster.api.requests());
+    let (passes_before, before) = (mailbox_passes(&cluster).await, cluster.api.requests());
     let resync_deadline = deadline + Duration::from_secs(2 * resync_secs);
     let mut passes = 0.0;
     while passes < mailboxes as f64 {
@@ -99,7 +91,7 @@ async fn scale(mailboxes: usize, resync_secs: u64, deadline: Duration) {
             "no resync of every Mailbox"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        passes = reconciles().await - passes_before;
+        passes = mailbox_passes(&cluster).await - passes_before;
     }
     let per_resync = difference(&before, &cluster.api.requests());
     let rss = rss_mib(cluster.operator.pid());
@@ -179,36 +171,12 @@ async fn status_writes_wake_no_mailbox() {
     for i in 0..mailboxes {
         cluster.wait_reason(&format!("m{i}"), "Created").await;
     }
-    let counted = cluster.operator.waiting_for("every member counted");
-    cluster
-        .api
-        .wait_for(&counted, |api| {
-            let count = &api.get(BROADCASTS, NS, "b0")?["status"]["memberCount"];
-            (count == mailboxes).then_some(())
-        })
-        .await;
-    let passes = || async {
-        let (_, metrics) = support::http_get(cluster.operator.http_addr, "/metrics").await;
-        support::metric_value(
-            &metrics,
-            r#"mq9_operator_reconciles_total{controller="mailbox"}"#,
-        )
-        .unwrap_or_default()
-    };
-    let before = passes().await;
+    wait_member_count(&cluster, "every member counted", |n| *n == mailboxes).await;
+    let before = mailbox_passes(&cluster).await;
     cluster
         .api
         .patch_status(BROADCASTS, NS, "b0", json!({"memberCount": 999}));
-    let restored = cluster
-        .operator
-        .waiting_for("the Broadcast's memberCount restored");
-    cluster
-        .api
-        .wait_for(&restored, |api| {
-            let count = &api.get(BROADCASTS, NS, "b0")?["status"]["memberCount"];
-            (count != 999).then_some(())
-        })
-        .await;
+    wait_member_count(&cluster, "the memberCount restored", |n| *n != 999).await;
     broker_pods_ready(&cluster.api, NS, "agents", 2).await;
     let recorded = cluster.operator.waiting_for("the Broker's readyReplicas 2");
     cluster
@@ -218,19 +186,45 @@ async fn status_writes_wake_no_mailbox() {
             (ready == 2).then_some(())
         })
         .await;
-    assert_eq!(passes().await, before, "status writes woke Mailboxes");
+    assert_eq!(
+        mailbox_passes(&cluster).await,
+        before,
+        "status writes woke Mailboxes"
+    );
     broker_pods_ready(&cluster.api, NS, "agents", 0).await;
     cluster
         .wait_condition(BROKERS, "agents", "Available", "False")
         .await;
     let deadline = Instant::now() + support::DEADLINE;
-    while passes().await < before + mailboxes as f64 {
+    while mailbox_passes(&cluster).await < before + mailboxes as f64 {
         assert!(
             Instant::now() < deadline,
             "Available flipping woke not every Mailbox"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// How many passes the Mailbox controller has made (its `/metrics`).
+async fn mailbox_passes(cluster: &Cluster) -> f64 {
+    let (_, metrics) = support::http_get(cluster.operator.http_addr, "/metrics").await;
+    let name = r#"mq9_operator_reconciles_total{controller="mailbox"}"#;
+    support::metric_value(&metrics, name).unwrap_or_default()
+}
+
+/// Waits until the Broadcast `b0`'s `memberCount` passes `check`.
+async fn wait_member_count(
+    cluster: &Cluster,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) {
+    let what = cluster.operator.waiting_for(what);
+    cluster
+        .api
+        .wait_for(&what, |api| {
+            check(&api.get(BROADCASTS, NS, "b0")?["status"]["memberCount"]).then_some(())
+        })
+        .await;
 }
 
 /// Waits until `done()`, checking every 200 ms, failing after `deadline`.
