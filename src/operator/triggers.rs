@@ -120,24 +120,24 @@ fn hash_of(value: impl Hash) -> u64 {
 
 /// What the Mailbox controller acts on in a Mailbox: its spec (generation), its labels
 /// (Broadcast membership), its finalizers (kube's finalizer helper waits for its own patch)
-/// and its deletion; and the reason of its `Ready` condition, so that a pass that just found
-/// its broker unreachable (a broker starting, not visible in any watch) checks once more at
-/// once before waiting for its retry. Not the rest of its status, nor its annotations, which
-/// the controller writes itself; the pass a reason change brings reads nothing from the API
-/// server (its object is the one the change came with).
+/// and its deletion; and why it is not Ready, so that a pass that just found its broker
+/// unreachable (a broker starting, not visible in any watch) checks once more at once before
+/// waiting for its retry. Not the rest of its status (turning Ready wakes nothing), nor its
+/// annotations, which the controller writes itself.
 pub fn mailbox_spec(mailbox: &Mailbox) -> u64 {
     let meta = &mailbox.metadata;
-    let reason = mailbox
+    let not_ready = mailbox
         .status
         .as_ref()
         .and_then(|s| conditions::find(&s.conditions, "Ready"))
+        .filter(|c| c.status == "False")
         .map(|c| c.reason.as_str());
     hash_of((
         meta.generation,
         &meta.labels,
         &meta.finalizers,
         meta.deletion_timestamp.is_some(),
-        reason,
+        not_ready,
     ))
 }
 

@@ -48,7 +48,7 @@ const CONCURRENCY: u16 = 16;
 /// Runs the controller until `shutdown` completes. Its watches fill the operator's
 /// [`Stores`](super::triggers::Stores) (`writers`), which every controller reads; each wakes
 /// the controller only for what a pass acts on ([`triggers`]): a Mailbox's spec, labels,
-/// finalizers, deletion or `Ready` reason (not the rest of its status); a Broadcast's spec,
+/// finalizers, deletion or why it is not Ready (not the rest of its status); a Broadcast's spec,
 /// for the Mailboxes of its namespace; a Broker's spec or `Available`, for the Mailboxes that
 /// name it; a managed Secret changed or deleted by someone else.
 pub async fn run(
