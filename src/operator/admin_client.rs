@@ -9,6 +9,7 @@
 //! status, an Event or a log line.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -70,10 +71,16 @@ enum Role {
     Accounts,
 }
 
-/// Connections to brokers, by URL and role, reused across reconciles.
+/// One broker URL and role's connection: `None` until connected. Its lock is held while
+/// connecting, so that the reconciles waiting for the same broker share one connect.
+type Slot = Arc<Mutex<Option<async_nats::Client>>>;
+
+/// Connections to brokers, by URL and role, reused across reconciles. Each URL has its own
+/// lock, held across a connect (up to [`REQUEST_TIMEOUT`]): an unreachable Broker stalls only
+/// its own reconciles, never those of the others. The map's lock is held only to find a slot.
 #[derive(Default)]
 pub struct BrokerClients {
-    connections: Mutex<HashMap<(String, Role), async_nats::Client>>,
+    connections: std::sync::Mutex<HashMap<(String, Role), Slot>>,
     /// `(url, account JWT)` → when it was last pushed there successfully.
     pushed: Mutex<HashMap<(String, String), Instant>>,
 }
@@ -110,9 +117,18 @@ impl BrokerClients {
         role: Role,
         creds: impl FnOnce() -> Option<String>,
     ) -> Result<async_nats::Client, AdminError> {
-        let mut connections = self.connections.lock().await;
-        let key = (url.to_owned(), role);
-        if let Some(client) = connections.get(&key) {
+        let slot = {
+            let mut connections = self
+                .connections
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            connections
+                .entry((url.to_owned(), role))
+                .or_default()
+                .clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some(client) = slot.as_ref() {
             if client.connection_state() == async_nats::connection::State::Connected {
                 return Ok(client.clone());
             }
@@ -129,7 +145,7 @@ impl BrokerClients {
             .connect(url)
             .await
             .map_err(|e| AdminError::Unreachable(format!("cannot connect to {url}: {e}")))?;
-        connections.insert(key, client.clone());
+        *slot = Some(client.clone());
         Ok(client)
     }
 }
@@ -310,5 +326,41 @@ impl Admin {
         self.call(subjects::unsubscribe(), request.encode())
             .await
             .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::natsd::{NatsServer, NatsServerOptions};
+
+    /// An unreachable broker (a port that accepts and never answers, so a connect waits for its
+    /// timeout) does not stall a connect to another broker.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_unreachable_broker_does_not_stall_the_others() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let nats = NatsServer::start(&NatsServerOptions::new(dir.path())).expect("nats-server");
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_url = format!("nats://{}", silent.local_addr().unwrap());
+        let clients = Arc::new(BrokerClients::default());
+        let stalled = tokio::spawn({
+            let clients = clients.clone();
+            async move { clients.admin(&silent_url, None).await.map(drop) }
+        });
+        // The stalled connect has reached the silent broker: it holds that broker's lock.
+        let (_held, _) = silent.accept().await.unwrap();
+        clients
+            .admin(nats.url(), None)
+            .await
+            .expect("the live broker connects");
+        assert!(
+            !stalled.is_finished(),
+            "the live broker was reached only after the unreachable one gave up"
+        );
+        let refused = stalled.await.unwrap();
+        assert!(
+            matches!(refused, Err(AdminError::Unreachable(_))),
+            "{refused:?}"
+        );
     }
 }

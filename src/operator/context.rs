@@ -1,13 +1,14 @@
-//! What every controller shares: the Kubernetes client, connections to brokers, the Event
-//! recorder, metrics and settings.
+//! What every controller shares: the Kubernetes client, the watch caches, connections to
+//! brokers, the Event recorder, metrics and settings.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::Controller;
@@ -17,6 +18,7 @@ use serde::de::DeserializeOwned;
 use super::admin_client::BrokerClients;
 use super::error::{Error, Result};
 use super::metrics::OperatorMetrics;
+use super::triggers::Stores;
 
 /// Operator settings that controllers read.
 #[derive(Debug, Clone)]
@@ -34,6 +36,10 @@ pub struct Settings {
 
 pub struct Context {
     pub client: Client,
+    /// The watch caches: what a pass reads instead of the API server.
+    pub stores: Stores,
+    /// The operator's own latest writes, for reading them back from the caches.
+    pub own_writes: OwnWrites,
     pub brokers: BrokerClients,
     pub recorder: Recorder,
     pub metrics: Arc<OperatorMetrics>,
@@ -41,7 +47,12 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<OperatorMetrics>, settings: Settings) -> Context {
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        metrics: Arc<OperatorMetrics>,
+        settings: Settings,
+    ) -> Context {
         let reporter = Reporter {
             controller: "mq9-operator".into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -49,6 +60,8 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            stores,
+            own_writes: OwnWrites::default(),
             brokers: BrokerClients::default(),
             metrics,
             settings,
@@ -142,6 +155,48 @@ impl Context {
             .await?;
         Ok(())
     }
+}
+
+/// The resourceVersion of the operator's latest write to each object it writes itself (by
+/// uid): a watch cache lags behind the operator's own writes, and a pass that decided on the
+/// state before its last write would decide again what it already did (a `createdAt` set
+/// once, set twice). Instead of reading every object afresh from the API server on every
+/// pass, a pass reads it afresh only when the cache has not shown the last write yet.
+#[derive(Default)]
+pub struct OwnWrites(std::sync::Mutex<HashMap<String, String>>);
+
+impl OwnWrites {
+    /// Records a write's answer (the object as written).
+    pub fn wrote<K: Resource>(&self, written: &K) {
+        let meta = written.meta();
+        if let (Some(uid), Some(version)) = (&meta.uid, &meta.resource_version) {
+            self.lock().insert(uid.clone(), version.clone());
+        }
+    }
+
+    /// Whether `cached` shows the operator's latest write to it (or there was none since the
+    /// last check). `false`: read it afresh. Either way the record is done with.
+    pub fn shown_in<K: Resource>(&self, cached: &K) -> bool {
+        let meta = cached.meta();
+        let Some(uid) = &meta.uid else { return true };
+        match self.lock().remove(uid) {
+            Some(written) => meta.resource_version.as_ref() == Some(&written),
+            None => true,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// How many passes of one controller run at once. Bounded so that a burst of thousands of
+/// objects (an operator start, a Broker turning Available) queues instead of opening thousands
+/// of requests at once; the same object is never reconciled twice at once anyway.
+pub fn bounded(concurrency: u16) -> controller::Config {
+    controller::Config::default().concurrency(concurrency)
 }
 
 /// How soon a failed reconcile pass is tried again.

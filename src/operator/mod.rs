@@ -18,6 +18,7 @@
 //! - [`admin_client`]: the operator's NATS connection to a broker's `$mq9.ADMIN.>` API;
 //! - [`apply`], [`conditions`], [`context`], [`error`], [`metrics`]: what the controllers share
 //!   (server-side apply, conditions, the client, Events, typed errors, `/metrics`);
+//! - [`triggers`]: the watch caches every controller reads, and which changes wake whom;
 //! - [`webhook`], [`pods`]: pod injection (a mutating admission webhook) and the ownership of
 //!   the Mailboxes it creates for pods;
 //! - [`leader`], [`run`]: leader election and the process around the controllers.
@@ -42,6 +43,7 @@ pub mod pods;
 pub mod routes;
 pub mod run;
 pub mod tenants;
+pub mod triggers;
 pub mod webhook;
 
 pub use run::{run, OperatorArgs};

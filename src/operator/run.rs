@@ -14,6 +14,7 @@ use kube::{Api, Client, Config};
 use super::context::{Context, Settings};
 use super::leader::LeaderElection;
 use super::metrics::OperatorMetrics;
+use super::triggers::Stores;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct OperatorArgs {
@@ -144,10 +145,11 @@ pub async fn run(
         operator_namespace: args.namespace.clone(),
         auto_mailbox_grace: Duration::from_secs(args.auto_mailbox_grace),
     };
-    let ctx = Arc::new(Context::new(client, metrics, settings));
+    let (stores, writers) = Stores::new();
+    let ctx = Arc::new(Context::new(client, stores, metrics, settings));
     let controllers = futures::future::join4(
         super::broker::run(ctx.clone(), stopped(&stop)),
-        super::mailbox::run(ctx.clone(), stopped(&stop)),
+        super::mailbox::run(ctx.clone(), writers, stopped(&stop)),
         super::broadcast::run(ctx.clone(), stopped(&stop)),
         super::pods::run(ctx.clone(), stopped(&stop)),
     );

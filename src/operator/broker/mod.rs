@@ -22,7 +22,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::apply::apply;
 use super::builders;
-use super::context::{drive, Context};
+use super::context::{bounded, drive, Context};
 use super::credentials::{self, BrokerAuth};
 use super::error::Result;
 use super::names;
@@ -31,6 +31,8 @@ use super::tenants;
 use crate::crd::{AuthMode, Broker, BrokerStatus};
 
 const CONTROLLER: &str = "broker";
+/// How many Brokers are reconciled at once.
+const CONCURRENCY: u16 = 4;
 /// How often a Broker is reconciled when nothing changes (status, tenant accounts).
 const RESYNC: Duration = Duration::from_secs(60);
 /// How soon a Broker whose tenant accounts could not be pushed is tried again.
@@ -56,7 +58,8 @@ pub async fn run(
     .owns(Api::<Service>::all(client.clone()), owned())
     .owns(Api::<ConfigMap>::all(client.clone()), owned())
     .owns(Api::<NetworkPolicy>::all(client.clone()), owned())
-    .owns(Api::<PodDisruptionBudget>::all(client), owned());
+    .owns(Api::<PodDisruptionBudget>::all(client), owned())
+    .with_config(bounded(CONCURRENCY));
     drive(controller, reconcile, ctx, shutdown).await;
 }
 

@@ -33,56 +33,80 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
-use kube::runtime::{watcher, Controller};
+use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
 use kube::{Api, ResourceExt};
 
 use self::plan::Plan;
-use super::context::{drive, selected, Context};
+use super::context::{bounded, drive, selected, Context};
 use super::error::{Error, Result};
 use super::names;
+use super::triggers::{self, OnFirstSight, Writers};
 use crate::crd::{Broadcast, Broker, Mailbox};
 
 const CONTROLLER: &str = "mailbox";
+/// How many Mailboxes are reconciled at once.
+const CONCURRENCY: u16 = 16;
 
-/// Runs the controller until `shutdown` completes.
+/// Runs the controller until `shutdown` completes. Its watches fill the operator's
+/// [`Stores`](super::triggers::Stores) (`writers`), which every controller reads; each wakes
+/// the controller only for what a pass acts on ([`triggers`]): a Mailbox's spec, labels,
+/// finalizers, deletion or why it is not Ready (not the rest of its status); a Broadcast's spec,
+/// for the Mailboxes of its namespace; a Broker's spec or `Available`, for the Mailboxes that
+/// name it; a managed Secret changed or deleted by someone else.
 pub async fn run(
     ctx: Arc<Context>,
+    writers: Writers,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let mailboxes = Api::<Mailbox>::all(client.clone());
-    let controller = Controller::new(mailboxes, watcher::Config::default());
+    let mailboxes = watcher(Api::<Mailbox>::all(client.clone()), Default::default());
+    let mailboxes = triggers::changes(
+        reflector(writers.mailboxes, mailboxes.default_backoff()),
+        triggers::mailbox_spec,
+        OnFirstSight::Trigger,
+    );
+    let managed = watcher::Config::default().labels(&format!("{}=true", names::MANAGED_LABEL));
+    let secrets = watcher(Api::<Secret>::all(client.clone()), managed).default_backoff();
+    let secrets = triggers::changes(
+        reflector(writers.secrets, secrets),
+        triggers::secret_contents,
+        OnFirstSight::Ignore,
+    );
+    let broadcasts = watcher(Api::<Broadcast>::all(client.clone()), Default::default());
+    let broadcasts = triggers::changes(
+        reflector(writers.broadcasts, broadcasts.default_backoff()),
+        triggers::spec_of,
+        OnFirstSight::Trigger,
+    );
+    let brokers = watcher(Api::<Broker>::all(client), Default::default()).default_backoff();
+    let brokers = triggers::changes(
+        reflector(writers.brokers, brokers),
+        triggers::broker_facts,
+        OnFirstSight::Trigger,
+    );
     // The Mailboxes a change concerns: those of a Broadcast's namespace (membership), those
     // whose brokerRef names a Broker (which may be in another namespace).
-    let (store, for_broker) = (controller.store(), controller.store());
-    let managed = format!("{}=true", names::MANAGED_LABEL);
-    let controller = controller
-        .owns(
-            Api::<Secret>::all(client.clone()),
-            watcher::Config::default().labels(&managed),
-        )
-        .watches(
-            Api::<Broadcast>::all(client.clone()),
-            watcher::Config::default(),
-            move |b| selected(&store, |m| m.namespace() == b.namespace()),
-        )
-        .watches(
-            Api::<Broker>::all(client),
-            watcher::Config::default(),
-            move |b| {
-                selected(&for_broker, |m| {
-                    let own = m.namespace().unwrap_or_default();
-                    m.spec.broker_ref.refers_to(&own, &b)
-                })
-            },
-        );
+    let (store, for_broker) = (ctx.stores.mailboxes.clone(), ctx.stores.mailboxes.clone());
+    let controller = Controller::for_stream(mailboxes, ctx.stores.mailboxes.clone())
+        .with_config(bounded(CONCURRENCY))
+        .owns_stream(secrets)
+        .watches_stream(broadcasts, move |b| {
+            selected(&store, |m| m.namespace() == b.namespace())
+        })
+        .watches_stream(brokers, move |b| {
+            selected(&for_broker, |m| {
+                let own = m.namespace().unwrap_or_default();
+                m.spec.broker_ref.refers_to(&own, &b)
+            })
+        });
     drive(controller, reconcile, ctx, shutdown).await;
 }
 
-/// One pass. The object handed over comes from the controller's cache, which can lag behind
-/// the status this controller itself just wrote; decisions that rest on the status
-/// (`createdAt`, `expiresAt` set once, whether a creation is a re-creation) are therefore made
-/// on the object read afresh from the API server.
+/// One pass. The object handed over comes from the watch cache, which can lag behind what this
+/// controller itself just wrote (the status, the user key annotation); decisions that rest on
+/// those (`createdAt`, `expiresAt` set once, whether a creation is a re-creation) must not be
+/// made on a lagging copy, so the object is read afresh when the cache has not shown the last
+/// write yet ([`OwnWrites`](super::context::OwnWrites)).
 #[tracing::instrument(skip_all, fields(
     namespace = mailbox.namespace().unwrap_or_default(),
     name = mailbox.name_any(),
@@ -91,19 +115,23 @@ pub async fn run(
 async fn reconcile(mailbox: Arc<Mailbox>, ctx: Arc<Context>) -> Result<Action> {
     let api =
         Api::<Mailbox>::namespaced(ctx.client.clone(), &mailbox.namespace().unwrap_or_default());
-    let pass = finalizer(&api, names::MAILBOX_FINALIZER, mailbox, |event| async {
-        match event {
-            Finalizer::Apply(cached) => match api.get_opt(&cached.name_any()).await? {
-                Some(fresh) if fresh.metadata.deletion_timestamp.is_none() => {
-                    pass(&fresh, &ctx).await
-                }
-                // Gone or going since the cache saw it: the next event brings the cleanup.
-                _ => Ok(Action::await_change()),
+    let pass = async {
+        let mailbox = match ctx.own_writes.shown_in(&*mailbox) {
+            true => mailbox,
+            false => match api.get_opt(&mailbox.name_any()).await? {
+                Some(fresh) => Arc::new(fresh),
+                // Gone since the cache saw it: nothing left to do.
+                None => return Ok(Action::await_change()),
             },
-            Finalizer::Cleanup(mailbox) => end_of_life::cleanup(&mailbox, &ctx).await,
-        }
-    });
-    let pass = async { pass.await.map_err(|e| Error::Finalizer(Box::new(e))) };
+        };
+        let finalized = finalizer(&api, names::MAILBOX_FINALIZER, mailbox, |event| async {
+            match event {
+                Finalizer::Apply(mailbox) => pass(&mailbox, &ctx).await,
+                Finalizer::Cleanup(mailbox) => end_of_life::cleanup(&mailbox, &ctx).await,
+            }
+        });
+        finalized.await.map_err(|e| Error::Finalizer(Box::new(e)))
+    };
     ctx.measured(CONTROLLER, pass).await
 }
 

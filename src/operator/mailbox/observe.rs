@@ -6,7 +6,7 @@ use kube::{Api, ResourceExt};
 
 use super::outcome::BrokerState;
 use super::plan::{self, Facts, Observed};
-use crate::crd::{Broadcast, Broker, Mailbox};
+use crate::crd::{Broker, Mailbox};
 use crate::operator::admin_client::Admin;
 use crate::operator::builders::secret;
 use crate::operator::conditions;
@@ -28,9 +28,10 @@ pub async fn broker_state(
 ) -> Result<(BrokerState, Option<Broker>)> {
     let own = mailbox.namespace().unwrap_or_default();
     let namespace = mailbox.spec.broker_ref.namespace_or(&own);
-    let broker = Api::<Broker>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(&mailbox.spec.broker_ref.name)
-        .await?;
+    let broker = ctx
+        .stores
+        .broker(namespace, &mailbox.spec.broker_ref.name)
+        .await;
     let available = |b: &Broker| {
         b.status
             .as_ref()
@@ -91,13 +92,18 @@ pub async fn observe(mailbox: &Mailbox, ctx: &Context) -> Result<Observed> {
         Err(state) => return Ok(Observed::Unusable(state)),
     };
     let namespace = mailbox.namespace().unwrap_or_default();
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(&secret::secret_name(mailbox))
-        .await?;
-    let broadcasts = Api::<Broadcast>::namespaced(ctx.client.clone(), &namespace)
-        .list(&Default::default())
-        .await?
-        .items;
+    let name = secret::secret_name(mailbox);
+    // The cache holds only the operator's Secrets: one missing from it may still exist as
+    // someone else's, which must be seen (and not overwritten).
+    let secret = match ctx.stores.secret(&namespace, &name).await {
+        Some(secret) => Some(secret),
+        None => {
+            Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+                .get_opt(&name)
+                .await?
+        }
+    };
+    let broadcasts = ctx.stores.broadcasts_in(&namespace).await;
     let mut owned_address = None;
     if plan::needs_owned_address(mailbox, secret.as_ref()) {
         let uid = mailbox.metadata.uid.as_deref().unwrap_or_default();

@@ -131,6 +131,7 @@ async fn record_user_key(mailbox: &Mailbox, ctx: &Context, user_key: &str) -> Re
             &Patch::Merge(&patch),
         )
         .await?;
+    ctx.own_writes.wrote(&patched);
     Ok(patched)
 }
 

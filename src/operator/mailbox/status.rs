@@ -31,8 +31,10 @@ pub async fn settle(mailbox: &Mailbox, ctx: &Context, settle: Settle) -> Result<
         );
         let mut updated = mailbox.clone();
         updated.status = Some(status);
-        api.replace_status(&mailbox.name_any(), &PostParams::default(), &updated)
+        let written = api
+            .replace_status(&mailbox.name_any(), &PostParams::default(), &updated)
             .await?;
+        ctx.own_writes.wrote(&written);
     }
     if let (true, Outcome::NotReady { reason, message }) = (before != after, &outcome) {
         let type_ = if *reason == Reason::Expired {

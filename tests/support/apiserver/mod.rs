@@ -43,6 +43,9 @@
 //!   `ownerReferences` name its uid and none of whose owners still exist is deleted too
 //!   (recursively, honouring their finalizers), synchronously.
 //! - `/version` answers a fixed Kubernetes v1.33 (the operator checks it reaches the API).
+//! - A request counter: [`FakeApiServer::requests`] counts every request by verb (`get`,
+//!   `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`) and resource
+//!   (`/status` apart), for tests of how much API traffic the operator makes.
 //! - Errors are `Status` objects, so kube reports them as `kube::Error::Api` with the real codes
 //!   and reasons.
 //!
@@ -68,6 +71,7 @@ mod select;
 mod store;
 mod watches;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -90,6 +94,18 @@ struct Shared {
     changed: watch::Sender<u64>,
     /// Set when the server is dropped: ends the watch streams and the HTTP server.
     shutdown: watch::Sender<bool>,
+    /// Every request served, counted by what it did (see [`Request`]).
+    requests: Mutex<BTreeMap<Request, u64>>,
+}
+
+/// What a request did, as counted by [`FakeApiServer::requests`]: the verb as Kubernetes
+/// names it (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
+/// `deletecollection`) and the resource (`<apiVersion>/<plural>`, with `/status` for the
+/// status subresource).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Request {
+    pub verb: &'static str,
+    pub resource: String,
 }
 
 impl Shared {
@@ -97,6 +113,15 @@ impl Shared {
         self.store
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts one request (see [`Request`]).
+    fn count(&self, verb: &'static str, resource: String) {
+        let mut requests = self
+            .requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *requests.entry(Request { verb, resource }).or_default() += 1;
     }
 
     /// Runs a write on the store and wakes whoever waits for changes.
@@ -121,6 +146,7 @@ impl FakeApiServer {
             store: Mutex::default(),
             changed: watch::channel(0).0,
             shutdown: watch::channel(false).0,
+            requests: Mutex::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -224,6 +250,16 @@ impl FakeApiServer {
                     e.message
                 )
             })
+    }
+
+    /// How many requests of each kind the server has answered so far (including refused ones):
+    /// what a test of the operator's API traffic asserts on. A watch counts once, when opened.
+    pub fn requests(&self) -> BTreeMap<Request, u64> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The last resourceVersion handed out.

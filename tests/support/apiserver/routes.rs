@@ -125,6 +125,21 @@ fn preconditions(body: &[u8]) -> Result<Value, ApiError> {
         .unwrap_or(Value::Null))
 }
 
+/// The Kubernetes verb of a request (as RBAC and audit logs name it).
+fn verb(method: &Method, named: bool, watching: bool) -> &'static str {
+    match (method.as_str(), named) {
+        ("GET", _) if watching => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "other",
+    }
+}
+
 fn route(
     shared: &Arc<Shared>,
     method: &Method,
@@ -148,6 +163,12 @@ fn route(
     }
     let target = parse_path(uri.path()).ok_or_else(not_found)?;
     let query = parse_query(uri.query());
+    let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let resource = match target.part {
+        Part::Main => target.resource.clone(),
+        Part::Status => format!("{}/status", target.resource),
+    };
+    shared.count(verb(method, target.name.is_some(), watching), resource);
     let selector = || {
         Selector::parse(
             target.namespace.clone(),
@@ -157,9 +178,7 @@ fn route(
     };
     let Some(name) = &target.name else {
         return match *method {
-            Method::GET if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) => {
-                watch(shared, &target.resource, &query, selector()?)
-            }
+            Method::GET if watching => watch(shared, &target.resource, &query, selector()?),
             Method::GET => {
                 let store = shared.lock();
                 let (api_version, kind) = store.type_of(&target.resource);
