@@ -28,6 +28,8 @@ pub struct Settings {
     pub nats_url_override: Option<String>,
     /// The operator's own namespace: each Broker's NetworkPolicy admits its admin connection.
     pub operator_namespace: String,
+    /// The images of a Broker's containers when its spec names none.
+    pub images: super::builders::Images,
 }
 
 pub struct Context {
