@@ -305,3 +305,86 @@ async fn a_broker_serves_only_the_namespaces_it_allows() {
     assert_eq!(cluster.info("visitor.inbox").await["exists"], true);
     cluster.assert_address_never_shown("visitor.inbox");
 }
+
+/// Claim templates are immutable on a real API server (the fake answers its 422): a new
+/// storage class is refused loudly and never applied, every later pass still applies what may
+/// change, and a size the API server stored in another spelling is no change at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_immutable_storage_change_is_refused_without_a_422_loop() {
+    let api = support::apiserver::FakeApiServer::start().await;
+    let operator = Operator::start(&api, "nats://127.0.0.1:1", 60);
+    let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
+        "metadata": {"name": "store", "namespace": NS},
+        "spec": {"auth": {"mode": "none"},
+                 "storage": {"size": "1.5Gi", "storageClassName": "standard"}}});
+    api.create(BROKERS, broker);
+    broker_pods_ready(&api, NS, "store", 1).await;
+    let claim = |api: &support::apiserver::FakeApiServer| {
+        let sts = api.get(STATEFULSETS, NS, "store").unwrap();
+        sts["spec"]["volumeClaimTemplates"][0]["spec"].clone()
+    };
+    assert_eq!(claim(&api)["resources"]["requests"]["storage"], "1536Mi");
+    let brokers: kube::Api<mq9::crd::Broker> = kube::Api::namespaced(api.client(), NS);
+    let change = |patch: Value| {
+        let brokers = brokers.clone();
+        async move {
+            let params = kube::api::PatchParams::default();
+            let patch = kube::api::Patch::Merge(&patch);
+            brokers.patch("store", &params, &patch).await.unwrap();
+        }
+    };
+    // A pass that compares with the stored StatefulSet (generation 2): 1.5Gi asked, 1536Mi
+    // stored, the same size, so nothing is refused.
+    change(json!({"spec": {"replicas": 2}})).await;
+    let what = operator.waiting_for("generation 2 observed");
+    let observed = api
+        .wait_for(&what, |api| {
+            let broker = api.get(BROKERS, NS, "store")?;
+            (broker["status"]["observedGeneration"] == 2).then_some(broker)
+        })
+        .await;
+    let degraded = condition(&observed, "Degraded").unwrap();
+    assert_eq!(degraded["reason"], "AsExpected", "{degraded}");
+
+    change(json!({"spec": {"replicas": 3, "storage": {"storageClassName": "fast-ssd"}}})).await;
+    let what = operator.waiting_for("the storage class change refused");
+    let degraded = api
+        .wait_for(&what, |api| {
+            let broker = api.get(BROKERS, NS, "store")?;
+            condition(&broker, "Degraded").filter(|c| c["reason"] == "ImmutableFieldChanged")
+        })
+        .await;
+    assert_eq!(degraded["status"], "True");
+    let message = degraded["message"].as_str().unwrap();
+    assert!(
+        message.contains("storageClassName") && message.contains("fast-ssd"),
+        "{message}"
+    );
+    let what = operator.waiting_for("a Warning Event naming the field");
+    api.wait_for(&what, |api| {
+        let events = api.list(EVENTS, Some(NS));
+        events
+            .iter()
+            .any(|e| {
+                e["type"] == "Warning"
+                    && e["regarding"]["name"] == "store"
+                    && e["reason"] == "ImmutableFieldChanged"
+                    && e["note"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("storageClassName")
+            })
+            .then_some(())
+    })
+    .await;
+    // The rest of the pass was applied: the new replica count, the old claim template.
+    let sts = api.get(STATEFULSETS, NS, "store").unwrap();
+    assert_eq!(sts["spec"]["replicas"], 3);
+    assert_eq!(claim(&api)["storageClassName"], "standard");
+    assert_eq!(claim(&api)["resources"]["requests"]["storage"], "1536Mi");
+    assert!(
+        !operator.log_text().contains("reconcile failed"),
+        "no pass failed (no 422 retried forever):\n{}",
+        operator.log_text()
+    );
+}

@@ -7,6 +7,7 @@ mod support;
 mod coordination;
 mod lifecycle;
 mod objects;
+mod rules;
 mod watches;
 
 use std::collections::BTreeMap;

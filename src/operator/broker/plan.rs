@@ -85,8 +85,9 @@ fn pod_config_checksum(config_map: &ConfigMap, route_password: Option<&str>) -> 
 }
 
 /// An Event for each condition that flipped between `before` and `after`: `<Type>` when it
-/// became True, `<Type>False` when it became False; a Warning when the Broker got worse
-/// (Degraded True, or Available/Progressing False).
+/// became True (for `Degraded`, its reason: `ImmutableFieldChanged`, `StorageChangeRefused`,
+/// ...), `<Type>False` when it became False; a Warning when the Broker got worse (Degraded
+/// True, or Available/Progressing False).
 pub fn status_notes(before: &BrokerStatus, after: &BrokerStatus) -> Vec<Note> {
     let mut notes = Vec::new();
     for condition in &after.conditions {
@@ -97,7 +98,13 @@ pub fn status_notes(before: &BrokerStatus, after: &BrokerStatus) -> Vec<Note> {
         }
         let is_true = condition.status == "True";
         let suffix = if is_true { "" } else { "False" };
-        let reason = format!("{}{suffix}", condition.type_);
+        let reason = match condition.type_ == "Degraded" && is_true {
+            // What degraded it, as the Event's reason: kube's recorder folds Events of one
+            // reason into a series that keeps its first note, so under a shared `Degraded` a
+            // new refusal's message would never be seen.
+            true => condition.reason.clone(),
+            false => format!("{}{suffix}", condition.type_),
+        };
         let message = format!("{}: {}", condition.reason, condition.message);
         notes.push(match (condition.type_ == "Degraded") == is_true {
             true => Note::warning(&reason, message),

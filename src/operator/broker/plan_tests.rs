@@ -134,7 +134,10 @@ fn a_refused_storage_change_keeps_the_volumes_and_warns() {
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert_eq!(
         (notes[0].type_, notes[0].reason.as_str()),
-        (kube::runtime::events::EventType::Warning, "Degraded")
+        (
+            kube::runtime::events::EventType::Warning,
+            "StorageChangeRefused"
+        )
     );
     assert!(
         status_notes(&after, &after).is_empty(),
