@@ -388,3 +388,88 @@ async fn an_immutable_storage_change_is_refused_without_a_422_loop() {
         operator.log_text()
     );
 }
+
+/// An API server without CEL lets in a Broker name its objects cannot carry: the operator
+/// makes nothing and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_name_its_services_cannot_carry_is_refused() {
+    let api = support::apiserver::FakeApiServer::start().await;
+    let operator = Operator::start(&api, "nats://127.0.0.1:1", 60);
+    let long = "b".repeat(53);
+    for name in ["v2.agents", long.as_str()] {
+        let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
+            "metadata": {"name": name, "namespace": NS}, "spec": {"auth": {"mode": "none"}}});
+        api.create(BROKERS, broker);
+        let what = operator.waiting_for(format!("Broker {name} Degraded/InvalidName"));
+        let degraded = api
+            .wait_for(&what, |api| {
+                let broker = api.get(BROKERS, NS, name)?;
+                condition(&broker, "Degraded").filter(|c| c["reason"] == "InvalidName")
+            })
+            .await;
+        assert_eq!(degraded["status"], "True");
+        assert!(
+            degraded["message"].to_string().contains("DNS-1035"),
+            "{degraded}"
+        );
+        let what = operator.waiting_for("an InvalidName Warning Event");
+        api.wait_for(&what, |api| {
+            let events = api.list(EVENTS, Some(NS));
+            let warned = events.iter().any(|e| {
+                e["type"] == "Warning"
+                    && e["reason"] == "InvalidName"
+                    && e["regarding"]["name"] == name
+            });
+            warned.then_some(())
+        })
+        .await;
+        assert!(api.get(STATEFULSETS, NS, name).is_none(), "nothing is made");
+        assert!(api.get("v1/services", NS, name).is_none());
+        assert!(api
+            .get(CONFIG_MAPS, NS, &format!("{name}-config"))
+            .is_none());
+    }
+}
+
+/// An API server without CEL lets `spec.secretName` change: the operator refuses it instead of
+/// writing a new Secret with a new address and orphaning the mailbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_mailbox_secret_is_refused_and_the_address_kept() {
+    let cluster = Cluster::start().await;
+    cluster.ready_broker("agents").await;
+    cluster.create_mailbox("inbox", json!({}), json!({}));
+    cluster.wait_reason("inbox", "Created").await;
+    let address = cluster.address("inbox-mq9");
+
+    let mailboxes: kube::Api<mq9::crd::Mailbox> = kube::Api::namespaced(cluster.api.client(), NS);
+    let patch = json!({"spec": {"secretName": "elsewhere"}});
+    let params = kube::api::PatchParams::default();
+    mailboxes
+        .patch("inbox", &params, &kube::api::Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let refused = cluster.wait_reason("inbox", "Invalid").await;
+    let message = condition(&refused, "Ready").unwrap()["message"].to_string();
+    assert!(
+        message.contains("secretName is immutable") && message.contains("inbox-mq9"),
+        "{message}"
+    );
+    assert_eq!(refused["status"]["secretName"], "inbox-mq9");
+    assert!(
+        cluster.api.get(SECRETS, NS, "elsewhere").is_none(),
+        "no new Secret"
+    );
+    assert_eq!(
+        cluster.address("inbox-mq9"),
+        address,
+        "the Secret keeps its address"
+    );
+    assert_eq!(cluster.info(&address).await["exists"], true);
+    let list = cluster
+        .env
+        .request("$mq9.ADMIN.MAILBOX.LIST", &json!({}).to_string())
+        .await;
+    let names = list["mailboxes"].as_array().map(Vec::len);
+    assert_eq!(names, Some(1), "no second mailbox");
+    cluster.assert_address_never_shown(&address);
+}

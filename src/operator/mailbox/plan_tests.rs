@@ -314,6 +314,42 @@ fn invalid_or_expired_mailboxes_need_no_broker() {
 }
 
 #[test]
+fn a_renamed_secret_is_refused_and_the_recorded_one_kept() {
+    let mut renamed = mailbox(MailboxSpec {
+        secret_name: Some("elsewhere".into()),
+        ..spec()
+    });
+    assert!(
+        without_broker::<()>(&renamed, at(1)).is_none(),
+        "nothing written yet"
+    );
+    renamed.status = Some(MailboxStatus {
+        secret_name: Some("inbox-mq9".into()),
+        ..Default::default()
+    });
+    let plan = without_broker::<()>(&renamed, at(1)).expect("decided");
+    let Plan::Settle(Settle {
+        outcome: Outcome::NotReady { reason, message },
+        ..
+    }) = plan
+    else {
+        panic!("expected a refusal")
+    };
+    assert_eq!(reason, Reason::Invalid);
+    assert!(
+        message.contains("inbox-mq9") && message.contains("elsewhere"),
+        "{message}"
+    );
+    let status = next_status(&renamed, &Outcome::NotReady { reason, message }, at(1));
+    assert_eq!(status.secret_name.as_deref(), Some("inbox-mq9"));
+    renamed.spec.secret_name = None;
+    assert!(
+        without_broker::<()>(&renamed, at(1)).is_none(),
+        "reverted: fine"
+    );
+}
+
+#[test]
 fn a_broker_that_cannot_serve_settles_the_pass() {
     let mailbox = mailbox(spec());
     let missing = Observed::<()>::Unusable(BrokerState::Missing);

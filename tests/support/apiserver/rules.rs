@@ -98,24 +98,24 @@ pub fn canonical(quantity: &str) -> Option<String> {
     const DECIMAL: [&str; 8] = ["m", "", "k", "M", "G", "T", "P", "E"];
     if let Some(power) = BINARY.iter().position(|s| *s == suffix && !s.is_empty()) {
         let bytes = mantissa.checked_mul(1u128 << (10 * power))?;
-        if bytes % scale == 0 {
+        if bytes.is_multiple_of(scale) {
             let bytes = bytes / scale;
             let largest = (0..BINARY.len())
                 .rev()
-                .find(|p| bytes % (1u128 << (10 * p)) == 0)
+                .find(|p| bytes.is_multiple_of(1u128 << (10 * p)))
                 .unwrap_or(0);
             return Some(format!("{}{}", bytes >> (10 * largest), BINARY[largest]));
         }
         return decimal(
             bytes.checked_mul(1000)? / scale,
-            bytes * 1000 % scale == 0,
+            (bytes * 1000).is_multiple_of(scale),
             &DECIMAL,
         );
     }
     let power = DECIMAL.iter().position(|s| *s == suffix)?;
     // In thousandths of the unit ("m" is power 0).
     let millis = mantissa.checked_mul(1000u128.pow(power as u32))?;
-    decimal(millis / scale, millis % scale == 0, &DECIMAL)
+    decimal(millis / scale, millis.is_multiple_of(scale), &DECIMAL)
 }
 
 /// `millis` thousandths with the largest decimal suffix that keeps it whole; `None` unless
@@ -129,7 +129,7 @@ fn decimal(millis: u128, exact: bool, suffixes: &[&str; 8]) -> Option<String> {
     }
     let largest = (0..suffixes.len())
         .rev()
-        .find(|p| millis % 1000u128.pow(*p as u32) == 0)
+        .find(|p| millis.is_multiple_of(1000u128.pow(*p as u32)))
         .unwrap_or(0);
     Some(format!(
         "{}{}",

@@ -191,7 +191,7 @@ impl Store {
 
     /// Forgets the `count` oldest changes of the history.
     fn compact_to(&mut self, count: usize) {
-        if let Some(last) = self.history.drain(..count).last() {
+        if let Some(last) = self.history.drain(..count).next_back() {
             self.compacted = last.rv;
         }
     }
