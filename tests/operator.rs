@@ -306,6 +306,16 @@ async fn a_broker_serves_only_the_namespaces_it_allows() {
     cluster.assert_address_never_shown("visitor.inbox");
 }
 
+/// Merge-patches the object `name` through `api`, as `kubectl patch --type merge` does.
+async fn merge_patch<K>(api: &kube::Api<K>, name: &str, patch: Value)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = kube::api::PatchParams::default();
+    let patch = kube::api::Patch::Merge(&patch);
+    api.patch(name, &params, &patch).await.unwrap();
+}
+
 /// Claim templates are immutable on a real API server (the fake answers its 422): a new
 /// storage class is refused loudly and never applied, every later pass still applies what may
 /// change, and a size the API server stored in another spelling is no change at all.
@@ -325,14 +335,7 @@ async fn an_immutable_storage_change_is_refused_without_a_422_loop() {
     };
     assert_eq!(claim(&api)["resources"]["requests"]["storage"], "1536Mi");
     let brokers: kube::Api<mq9::crd::Broker> = kube::Api::namespaced(api.client(), NS);
-    let change = |patch: Value| {
-        let brokers = brokers.clone();
-        async move {
-            let params = kube::api::PatchParams::default();
-            let patch = kube::api::Patch::Merge(&patch);
-            brokers.patch("store", &params, &patch).await.unwrap();
-        }
-    };
+    let change = |patch: Value| merge_patch(&brokers, "store", patch);
     // A pass that compares with the stored StatefulSet (generation 2): 1.5Gi asked, 1536Mi
     // stored, the same size, so nothing is refused.
     change(json!({"spec": {"replicas": 2}})).await;
@@ -442,12 +445,12 @@ async fn a_renamed_mailbox_secret_is_refused_and_the_address_kept() {
     let address = cluster.address("inbox-mq9");
 
     let mailboxes: kube::Api<mq9::crd::Mailbox> = kube::Api::namespaced(cluster.api.client(), NS);
-    let patch = json!({"spec": {"secretName": "elsewhere"}});
-    let params = kube::api::PatchParams::default();
-    mailboxes
-        .patch("inbox", &params, &kube::api::Patch::Merge(&patch))
-        .await
-        .unwrap();
+    merge_patch(
+        &mailboxes,
+        "inbox",
+        json!({"spec": {"secretName": "elsewhere"}}),
+    )
+    .await;
     let refused = cluster.wait_reason("inbox", "Invalid").await;
     let message = condition(&refused, "Ready").unwrap()["message"].to_string();
     assert!(
@@ -471,5 +474,16 @@ async fn a_renamed_mailbox_secret_is_refused_and_the_address_kept() {
         .await;
     let names = list["mailboxes"].as_array().map(Vec::len);
     assert_eq!(names, Some(1), "no second mailbox");
+
+    // Set back, it is Ready again; a new type is refused the same way (the broker keeps the
+    // type the mailbox was created with, which the Secret records).
+    let change = |patch: Value| merge_patch(&mailboxes, "inbox", patch);
+    change(json!({"spec": {"secretName": null}})).await;
+    cluster.wait_reason("inbox", "Created").await;
+    change(json!({"spec": {"type": "latest"}})).await;
+    let refused = cluster.wait_reason("inbox", "Invalid").await;
+    let message = condition(&refused, "Ready").unwrap()["message"].to_string();
+    assert!(message.contains("spec.type is immutable"), "{message}");
+    assert_eq!(cluster.info(&address).await["type"], "standard");
     cluster.assert_address_never_shown(&address);
 }

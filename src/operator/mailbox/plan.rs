@@ -287,6 +287,18 @@ pub fn desired<'a, A>(
         let message = format!("Secret {secret_name} exists and is not managed by this Mailbox");
         return Plan::Settle(Settle::not_ready(Reason::Invalid, message));
     }
+    // `spec.type` is immutable (a CEL rule; this is the refusal without CEL): the broker keeps
+    // the type the mailbox was created with, which the Secret records.
+    let asked = mailbox.spec.kind.as_str();
+    if let Some(created) = existing.and_then(secret::recorded_type) {
+        if created != asked {
+            let message = format!(
+                "spec.type is immutable: the mailbox was created {created} and stays so on the \
+                 broker; set type back to {created}"
+            );
+            return Plan::Settle(Settle::not_ready(Reason::Invalid, message));
+        }
+    }
     // The address: explicit, else the one already handed out, else a fresh one.
     let address = mailbox
         .spec

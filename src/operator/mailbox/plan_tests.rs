@@ -407,6 +407,14 @@ fn an_existing_secret_keeps_its_address_and_is_rewritten_only_for_new_permission
     }
     let again = provision(&mailbox, &observed, at(2));
     assert_eq!(again.address, first.address, "the address handed out stays");
+    let mut retyped = mailbox.clone();
+    retyped.spec.kind = crate::protocol::MailboxType::Latest;
+    let (reason, next) = settled(desired(&retyped, &observed, at(2), RESYNC));
+    assert_eq!(
+        (reason, next),
+        (Reason::Invalid, Action::await_change()),
+        "the type the Secret records is kept"
+    );
     assert_eq!(again.secret, None, "same permissions: nothing to write");
     let members = BroadcastMembers {
         mailbox_selector: None,
