@@ -246,3 +246,75 @@ fn the_schema_rejects_what_the_api_server_would() {
         );
     }
 }
+
+/// The `x-kubernetes-validations` rules of `kind` (root and spec), as `(rule, message)`.
+fn cel_rules(kind: &str, part: Option<&str>) -> Vec<(String, String)> {
+    let schema = schema_of(kind);
+    let at = part.map_or(&schema, |p| &schema["properties"][p]);
+    at["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| (r["rule"].as_str().unwrap().into(), r["message"].to_string()))
+        .collect()
+}
+
+/// CEL cannot run here, so the Broker name rule's regular expression and length are checked
+/// against the operator's own check (which refuses names on API servers without CEL): both must
+/// accept and refuse the same names.
+#[test]
+fn the_broker_name_rule_is_the_operators_check() {
+    let rules = cel_rules("Broker", None);
+    let (rule, message) = rules
+        .iter()
+        .find(|(rule, _)| rule.contains("metadata.name"))
+        .expect("a rule on the Broker's name");
+    assert!(
+        message.contains("DNS-1035") && message.contains("52"),
+        "{message}"
+    );
+    let pattern = rule
+        .split('\'')
+        .nth(1)
+        .expect("a quoted regular expression");
+    let regex = regex::Regex::new(pattern).unwrap();
+    assert!(rule.contains("self.metadata.name.size() <= 52"), "{rule}");
+    let long = "a".repeat(52);
+    let too_long = "a".repeat(53);
+    for name in [
+        "agents",
+        "v2-agents",
+        "a",
+        &long,
+        "v2.agents",
+        "2agents",
+        "Agents",
+        "agents-",
+        &too_long,
+    ] {
+        let cel_accepts = regex.is_match(name) && name.len() <= 52;
+        let spec = serde_json::from_value(serde_json::json!({})).unwrap();
+        let broker = mq9::crd::Broker::new(name, spec);
+        let operator_accepts = broker.name_problem().is_none();
+        assert_eq!(cel_accepts, operator_accepts, "{name:?}");
+    }
+}
+
+#[test]
+fn a_mailboxs_secret_name_and_type_are_immutable() {
+    let spec_rules = cel_rules("Mailbox", Some("spec"));
+    assert!(
+        spec_rules
+            .iter()
+            .any(|(r, _)| r == "self.type == oldSelf.type"),
+        "{spec_rules:?}"
+    );
+    let root_rules = cel_rules("Mailbox", None);
+    let (rule, _) = root_rules
+        .iter()
+        .find(|(r, _)| r.contains("secretName"))
+        .expect("a secretName rule on the root (its default depends on metadata.name)");
+    for part in ["oldSelf.spec.secretName", "self.metadata.name + '-mq9'"] {
+        assert!(rule.contains(part), "{rule}");
+    }
+}

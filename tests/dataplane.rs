@@ -77,6 +77,7 @@ fn generated(broker: &Broker, route_password: Option<&str>) -> plan::Plan {
         auth_config: Some(&auth_config),
         route_password,
         operator_namespace: "mq9-system",
+        images: &builders::Images::default(),
     })
 }
 
@@ -167,7 +168,7 @@ impl Pod {
         }
         let moved = moved.join("\n");
         assert!(moved.contains("password: $ROUTE_PASSWORD"), "{moved}");
-        let sts = builders::statefulset(broker, "sum", None);
+        let sts = builders::statefulset(broker, &builders::Images::default(), "sum", None);
         let mut env = nats_env(&sts, &format!("agents-{index}"), password);
         for (name, value) in &mut env {
             if name == "ROUTES" {

@@ -305,3 +305,185 @@ async fn a_broker_serves_only_the_namespaces_it_allows() {
     assert_eq!(cluster.info("visitor.inbox").await["exists"], true);
     cluster.assert_address_never_shown("visitor.inbox");
 }
+
+/// Merge-patches the object `name` through `api`, as `kubectl patch --type merge` does.
+async fn merge_patch<K>(api: &kube::Api<K>, name: &str, patch: Value)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = kube::api::PatchParams::default();
+    let patch = kube::api::Patch::Merge(&patch);
+    api.patch(name, &params, &patch).await.unwrap();
+}
+
+/// Claim templates are immutable on a real API server (the fake answers its 422): a new
+/// storage class is refused loudly and never applied, every later pass still applies what may
+/// change, and a size the API server stored in another spelling is no change at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_immutable_storage_change_is_refused_without_a_422_loop() {
+    let api = support::apiserver::FakeApiServer::start().await;
+    let operator = Operator::start(&api, "nats://127.0.0.1:1", 60);
+    let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
+        "metadata": {"name": "store", "namespace": NS},
+        "spec": {"auth": {"mode": "none"},
+                 "storage": {"size": "1.5Gi", "storageClassName": "standard"}}});
+    api.create(BROKERS, broker);
+    broker_pods_ready(&api, NS, "store", 1).await;
+    let claim = |api: &support::apiserver::FakeApiServer| {
+        let sts = api.get(STATEFULSETS, NS, "store").unwrap();
+        sts["spec"]["volumeClaimTemplates"][0]["spec"].clone()
+    };
+    assert_eq!(claim(&api)["resources"]["requests"]["storage"], "1536Mi");
+    let brokers: kube::Api<mq9::crd::Broker> = kube::Api::namespaced(api.client(), NS);
+    let change = |patch: Value| merge_patch(&brokers, "store", patch);
+    // A pass that compares with the stored StatefulSet (generation 2): 1.5Gi asked, 1536Mi
+    // stored, the same size, so nothing is refused.
+    change(json!({"spec": {"replicas": 2}})).await;
+    let what = operator.waiting_for("generation 2 observed");
+    let observed = api
+        .wait_for(&what, |api| {
+            let broker = api.get(BROKERS, NS, "store")?;
+            (broker["status"]["observedGeneration"] == 2).then_some(broker)
+        })
+        .await;
+    let degraded = condition(&observed, "Degraded").unwrap();
+    assert_eq!(degraded["reason"], "AsExpected", "{degraded}");
+
+    change(json!({"spec": {"replicas": 3, "storage": {"storageClassName": "fast-ssd"}}})).await;
+    let what = operator.waiting_for("the storage class change refused");
+    let degraded = api
+        .wait_for(&what, |api| {
+            let broker = api.get(BROKERS, NS, "store")?;
+            condition(&broker, "Degraded").filter(|c| c["reason"] == "ImmutableFieldChanged")
+        })
+        .await;
+    assert_eq!(degraded["status"], "True");
+    let message = degraded["message"].as_str().unwrap();
+    assert!(
+        message.contains("storageClassName") && message.contains("fast-ssd"),
+        "{message}"
+    );
+    let what = operator.waiting_for("a Warning Event naming the field");
+    api.wait_for(&what, |api| {
+        let events = api.list(EVENTS, Some(NS));
+        events
+            .iter()
+            .any(|e| {
+                e["type"] == "Warning"
+                    && e["regarding"]["name"] == "store"
+                    && e["reason"] == "ImmutableFieldChanged"
+                    && e["note"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("storageClassName")
+            })
+            .then_some(())
+    })
+    .await;
+    // The rest of the pass was applied: the new replica count, the old claim template.
+    let sts = api.get(STATEFULSETS, NS, "store").unwrap();
+    assert_eq!(sts["spec"]["replicas"], 3);
+    assert_eq!(claim(&api)["storageClassName"], "standard");
+    assert_eq!(claim(&api)["resources"]["requests"]["storage"], "1536Mi");
+    assert!(
+        !operator.log_text().contains("reconcile failed"),
+        "no pass failed (no 422 retried forever):\n{}",
+        operator.log_text()
+    );
+}
+
+/// An API server without CEL lets in a Broker name its objects cannot carry: the operator
+/// makes nothing and says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_name_its_services_cannot_carry_is_refused() {
+    let api = support::apiserver::FakeApiServer::start().await;
+    let operator = Operator::start(&api, "nats://127.0.0.1:1", 60);
+    let long = "b".repeat(53);
+    for name in ["v2.agents", long.as_str()] {
+        let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
+            "metadata": {"name": name, "namespace": NS}, "spec": {"auth": {"mode": "none"}}});
+        api.create(BROKERS, broker);
+        let what = operator.waiting_for(format!("Broker {name} Degraded/InvalidName"));
+        let degraded = api
+            .wait_for(&what, |api| {
+                let broker = api.get(BROKERS, NS, name)?;
+                condition(&broker, "Degraded").filter(|c| c["reason"] == "InvalidName")
+            })
+            .await;
+        assert_eq!(degraded["status"], "True");
+        assert!(
+            degraded["message"].to_string().contains("DNS-1035"),
+            "{degraded}"
+        );
+        let what = operator.waiting_for("an InvalidName Warning Event");
+        api.wait_for(&what, |api| {
+            let events = api.list(EVENTS, Some(NS));
+            let warned = events.iter().any(|e| {
+                e["type"] == "Warning"
+                    && e["reason"] == "InvalidName"
+                    && e["regarding"]["name"] == name
+            });
+            warned.then_some(())
+        })
+        .await;
+        assert!(api.get(STATEFULSETS, NS, name).is_none(), "nothing is made");
+        assert!(api.get("v1/services", NS, name).is_none());
+        assert!(api
+            .get(CONFIG_MAPS, NS, &format!("{name}-config"))
+            .is_none());
+    }
+}
+
+/// An API server without CEL lets `spec.secretName` change: the operator refuses it instead of
+/// writing a new Secret with a new address and orphaning the mailbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_mailbox_secret_is_refused_and_the_address_kept() {
+    let cluster = Cluster::start().await;
+    cluster.ready_broker("agents").await;
+    cluster.create_mailbox("inbox", json!({}), json!({}));
+    cluster.wait_reason("inbox", "Created").await;
+    let address = cluster.address("inbox-mq9");
+
+    let mailboxes: kube::Api<mq9::crd::Mailbox> = kube::Api::namespaced(cluster.api.client(), NS);
+    merge_patch(
+        &mailboxes,
+        "inbox",
+        json!({"spec": {"secretName": "elsewhere"}}),
+    )
+    .await;
+    let refused = cluster.wait_reason("inbox", "Invalid").await;
+    let message = condition(&refused, "Ready").unwrap()["message"].to_string();
+    assert!(
+        message.contains("secretName is immutable") && message.contains("inbox-mq9"),
+        "{message}"
+    );
+    assert_eq!(refused["status"]["secretName"], "inbox-mq9");
+    assert!(
+        cluster.api.get(SECRETS, NS, "elsewhere").is_none(),
+        "no new Secret"
+    );
+    assert_eq!(
+        cluster.address("inbox-mq9"),
+        address,
+        "the Secret keeps its address"
+    );
+    assert_eq!(cluster.info(&address).await["exists"], true);
+    let list = cluster
+        .env
+        .request("$mq9.ADMIN.MAILBOX.LIST", &json!({}).to_string())
+        .await;
+    let names = list["mailboxes"].as_array().map(Vec::len);
+    assert_eq!(names, Some(1), "no second mailbox");
+
+    // Set back, it is Ready again; a new type is refused the same way (the broker keeps the
+    // type the mailbox was created with, which the Secret records).
+    let change = |patch: Value| merge_patch(&mailboxes, "inbox", patch);
+    change(json!({"spec": {"secretName": null}})).await;
+    cluster.wait_reason("inbox", "Created").await;
+    change(json!({"spec": {"type": "latest"}})).await;
+    let refused = cluster.wait_reason("inbox", "Invalid").await;
+    let message = condition(&refused, "Ready").unwrap()["message"].to_string();
+    assert!(message.contains("spec.type is immutable"), "{message}");
+    assert_eq!(cluster.info(&address).await["type"], "standard");
+    cluster.assert_address_never_shown(&address);
+}

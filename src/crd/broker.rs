@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new(BROKER_NAME_RULE).message(BROKER_NAME_MESSAGE)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BrokerSpec {
@@ -39,12 +40,21 @@ pub struct BrokerSpec {
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 9))]
     pub replicas: i32,
-    /// The mq9 container image.
-    #[serde(default = "default_image")]
-    pub image: String,
-    /// The nats-server container image (2.11 or later: per-message TTL and JWT auth).
-    #[serde(default = "default_nats_image")]
-    pub nats_image: String,
+    /// The mq9 container image. Default: the operator's own image (`--broker-image`, normally
+    /// `ghcr.io/mq9/mq9` at the operator's version), so upgrading the operator upgrades the
+    /// Brokers that do not pin one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+    /// The nats-server container image (2.11 or later: per-message TTL and JWT auth). Default:
+    /// the operator's (`--nats-image`, normally the nats-server version mq9 is tested with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub nats_image: Option<String>,
+    /// Compute resources of the nats-server container. Default: a request of 50m CPU and
+    /// 64Mi memory and a 512Mi memory limit, so a namespace ResourceQuota admits the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats_resources: Option<ResourceRequirements>,
     /// The persistent volume that holds the mailboxes.
     #[serde(default)]
     pub storage: BrokerStorage,
@@ -81,10 +91,39 @@ pub struct BrokerSpec {
     pub allowed_namespaces: Vec<String>,
 }
 
+/// A Broker's name becomes its Services' names (DNS-1035 labels: a lowercase letter first,
+/// then lowercase letters, digits and `-`, no `-` last) and its StatefulSet's; the StatefulSet
+/// controller labels each revision `<name>-<hash of up to 10 characters>`, and a label value is
+/// at most 63 characters, so the name is at most 52. The CRD's CEL rule refuses other names at
+/// admission; [`Broker::name_problem`] is the same check for API servers without CEL.
+const BROKER_NAME_RULE: &str =
+    "self.metadata.name.size() <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+const BROKER_NAME_MESSAGE: &str = "a Broker's name is a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, not ending with '-') of at most 52 characters";
+/// The longest Broker name (see [`BROKER_NAME_RULE`]).
+pub const BROKER_NAME_MAX: usize = 52;
+
 /// `spec.allowedNamespaces` entry that allows every namespace.
 pub const ANY_NAMESPACE: &str = "*";
 
 impl Broker {
+    /// Why this Broker's name cannot become its objects' names, if it cannot (the CRD's CEL
+    /// rule, checked again for API servers that do not run CEL): the message names the rule.
+    pub fn name_problem(&self) -> Option<String> {
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        let mut chars = name.chars();
+        let dns_1035 = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.ends_with('-');
+        match dns_1035 && name.len() <= BROKER_NAME_MAX {
+            true => None,
+            false => Some(format!(
+                "the name {name:?} cannot name the Broker's Services and StatefulSet: {BROKER_NAME_MESSAGE}"
+            )),
+        }
+    }
+
     /// Whether Mailboxes and Broadcasts of `namespace` may use this Broker: its own namespace
     /// always (whoever administers it administers the Broker), others when
     /// `spec.allowedNamespaces` names them or holds `*`.
@@ -244,14 +283,6 @@ pub struct BrokerStatus {
 
 fn default_replicas() -> i32 {
     1
-}
-
-fn default_image() -> String {
-    format!("ghcr.io/mq9/mq9:{}", env!("CARGO_PKG_VERSION"))
-}
-
-fn default_nats_image() -> String {
-    "nats:2.11-alpine".to_owned()
 }
 
 fn default_storage_size() -> String {

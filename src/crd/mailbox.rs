@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 use super::BrokerRef;
 use crate::protocol::MailboxType;
 
+/// `spec.secretName` is immutable, counting its default (`<name>-mq9`): a new name would be a
+/// Secret without the address, and the operator would mint a new mailbox and orphan the old
+/// one. On the root, since the default depends on `metadata.name`.
+const SECRET_NAME_RULE: &str = "(has(self.spec.secretName) ? self.spec.secretName : self.metadata.name + '-mq9') == (has(oldSelf.spec.secretName) ? oldSelf.spec.secretName : oldSelf.metadata.name + '-mq9')";
+
 /// One mailbox on a Broker. Its address lives only in the Secret the operator writes (never
 /// in status or events): on a broker without auth, knowing it is enough to read the mailbox.
 // `printcolumn(... type_ = "string" ...)` repeated is not a duplicate; clippy's lint misreads it.
@@ -40,8 +45,10 @@ use crate::protocol::MailboxType;
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new(SECRET_NAME_RULE).message("secretName is immutable: the Secret holds the mailbox's address")
 )]
+#[x_kube(validation = Rule::new("self.type == oldSelf.type").message("type is immutable"))]
 #[x_kube(validation = Rule::new("self.brokerRef == oldSelf.brokerRef").message("brokerRef is immutable"))]
 #[x_kube(validation = Rule::new("has(self.address) == has(oldSelf.address) && (!has(self.address) || self.address == oldSelf.address)").message("address is immutable"))]
 #[x_kube(validation = Rule::new("has(self.ttl) == has(oldSelf.ttl) && (!has(self.ttl) || self.ttl == oldSelf.ttl)").message("ttl is immutable"))]
@@ -58,6 +65,7 @@ pub struct MailboxSpec {
     )]
     pub address: Option<String>,
     /// `standard` keeps every message; `latest` keeps only the newest (status, heartbeats).
+    /// Immutable: the mailbox on the broker keeps the type it was created with.
     #[serde(default, rename = "type")]
     pub kind: MailboxType,
     /// Lifetime from creation, e.g. `1h`, `7d` (immutable). `0` or absent: never expires.
@@ -79,7 +87,7 @@ pub struct MailboxSpec {
     /// Address patterns this mailbox's credentials may send to (NATS wildcards); empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub send_to: Vec<String>,
-    /// Name of the Secret with the address and credentials. Default: `<name>-mq9`.
+    /// Name of the Secret with the address and credentials (immutable). Default: `<name>-mq9`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: Option<String>,

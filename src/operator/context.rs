@@ -32,6 +32,8 @@ pub struct Settings {
     pub operator_namespace: String,
     /// How long an `auto` Mailbox may wait for its pod before it is deleted as an orphan.
     pub auto_mailbox_grace: Duration,
+    /// The images of a Broker's containers when its spec names none.
+    pub images: super::builders::Images,
 }
 
 pub struct Context {

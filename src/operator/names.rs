@@ -42,6 +42,9 @@ pub const MANAGED_LABEL: &str = "mq9.io/managed";
 /// Annotation recording which permissions the credentials in the Secret carry, so that a
 /// membership change re-mints them (the address is never rewritten).
 pub const PERMISSIONS_ANNOTATION: &str = "mq9.io/permissions-hash";
+/// Annotation recording the type the mailbox was created with (`standard`, `latest`): the
+/// broker keeps that type, so a changed `spec.type` is refused, not silently ignored.
+pub const MAILBOX_TYPE_ANNOTATION: &str = "mq9.io/mailbox-type";
 /// Where the Secret is mounted in agent pods (by the webhook, or by hand as documented).
 pub const MOUNT_PATH: &str = "/var/run/secrets/mq9";
 /// The Secret's key holding the NATS credentials file (`user.creds`).

@@ -59,6 +59,14 @@ pub struct OperatorArgs {
     /// came to exist (refused after the webhook ran) is deleted after that.
     #[arg(long, default_value_t = 300)]
     pub auto_mailbox_grace: u64,
+    /// The mq9 image of Brokers whose spec names none (default: this operator's own image,
+    /// `ghcr.io/mq9/mq9:<its version>`, so upgrading the operator upgrades those Brokers).
+    #[arg(long, env = "MQ9_BROKER_IMAGE")]
+    pub broker_image: Option<String>,
+    /// The nats-server image of Brokers whose spec names none (default: the version mq9 is
+    /// tested with, `nats:2.15.1-alpine`).
+    #[arg(long, env = "MQ9_NATS_IMAGE")]
+    pub nats_image: Option<String>,
     /// Kubernetes API server URL (default: in-cluster config or KUBECONFIG).
     #[arg(long, env = "MQ9_KUBE_API")]
     pub api_server: Option<String>,
@@ -144,6 +152,7 @@ pub async fn run(
         nats_url_override: args.nats_url_override.clone(),
         operator_namespace: args.namespace.clone(),
         auto_mailbox_grace: Duration::from_secs(args.auto_mailbox_grace),
+        images: images(&args),
     };
     let (stores, writers) = Stores::new();
     let ctx = Arc::new(Context::new(client, stores, metrics, settings));
@@ -164,6 +173,15 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(10), controllers).await;
     let _ = http.stop().await;
     outcome
+}
+
+/// The default images of Brokers' containers: the flags, else the operator's own.
+fn images(args: &OperatorArgs) -> super::builders::Images {
+    let defaults = super::builders::Images::default();
+    super::builders::Images {
+        broker: args.broker_image.clone().unwrap_or(defaults.broker),
+        nats: args.nats_image.clone().unwrap_or(defaults.nats),
+    }
 }
 
 /// The webhook's settings, when `--webhook-addr` asks for it.

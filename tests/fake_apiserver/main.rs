@@ -8,6 +8,7 @@ mod coordination;
 mod lifecycle;
 mod objects;
 mod requests;
+mod rules;
 mod watches;
 
 use std::collections::BTreeMap;

@@ -4,6 +4,7 @@
 //! (server-side apply, one field manager) → push the tenant accounts → the status from the
 //! StatefulSet, written once when it changed, with an Event per flipped condition.
 
+pub mod immutable;
 pub mod plan;
 
 use std::sync::Arc;
@@ -81,9 +82,17 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
     let namespace = broker.namespace().unwrap_or_default();
     let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace);
     let existing = statefulsets.get_opt(&broker.name_any()).await?;
-    let mut refused = None;
+    let mut refused = Vec::new();
     let mut next = Action::requeue(RESYNC);
-    if !broker.spec.paused {
+    // A name its objects cannot carry (an API server without CEL let it in): nothing is made,
+    // the status says why.
+    let invalid_name = broker.name_problem().map(|message| immutable::Refusal {
+        reason: immutable::INVALID_NAME,
+        message,
+    });
+    if let Some(refusal) = invalid_name {
+        refused.push(refusal);
+    } else if !broker.spec.paused {
         let auth = match broker.spec.auth.mode {
             AuthMode::Jwt => Some(credentials::ensure_broker_keys(ctx, broker).await?),
             AuthMode::None => None,
@@ -99,6 +108,7 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
             auth_config: auth_config.as_deref(),
             route_password: route_password.as_deref(),
             operator_namespace: &ctx.settings.operator_namespace,
+            images: &ctx.settings.images,
         });
         apply(&ctx.client, &plan.config_map).await?;
         apply(&ctx.client, &plan.headless_service).await?;
@@ -126,7 +136,7 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
     let status = plan::next_status(
         broker,
         current.as_ref(),
-        refused.as_deref(),
+        &refused,
         builders::broker_url(broker),
         Timestamp::now(),
     );

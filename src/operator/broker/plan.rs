@@ -1,16 +1,17 @@
 //! The Broker controller's decisions, as pure functions of what it observed: the objects to
-//! apply ([`desired`], with what to do about a storage change), the status that follows from
-//! the StatefulSet ([`next_status`]) and the Events that tell its changes ([`status_notes`]).
+//! apply ([`desired`], keeping what a StatefulSet cannot change: [`super::immutable`]), the
+//! status that follows from the StatefulSet ([`next_status`]) and the Events that tell its
+//! changes ([`status_notes`]).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::jiff::Timestamp;
 
+use super::immutable::{keep_immutable, Refusal};
 use crate::crd::{Broker, BrokerStatus};
-use crate::operator::builders;
+use crate::operator::builders::{self, Images};
 use crate::operator::conditions;
 use crate::operator::context::Note;
 
@@ -26,6 +27,8 @@ pub struct Observed<'a> {
     pub route_password: Option<&'a str>,
     /// The operator's namespace, admitted by the NetworkPolicy (its admin connection).
     pub operator_namespace: &'a str,
+    /// The containers' images where the spec names none.
+    pub images: &'a Images,
 }
 
 /// Every object a pass applies, in this order, and the change it refuses.
@@ -37,8 +40,8 @@ pub struct Plan {
     pub statefulset: StatefulSet,
     /// `None` with a single replica: an existing budget is deleted.
     pub pod_disruption_budget: Option<PodDisruptionBudget>,
-    /// Why `spec.storage.size` was not applied, if it was not.
-    pub refused: Option<String>,
+    /// The changes of the spec the StatefulSet keeps out (its immutable fields).
+    pub refused: Vec<Refusal>,
 }
 
 /// The objects of the Broker as observed.
@@ -52,13 +55,11 @@ pub fn desired(observed: &Observed<'_>) -> Plan {
     let auth_secret = observed
         .auth_config
         .map(|_| builders::auth_secret_name(broker));
-    let mut statefulset = builders::statefulset(broker, &checksum, auth_secret.as_deref());
-    let refused = match storage(broker, observed.existing) {
-        Storage::AsSpecified => None,
-        Storage::KeepCurrent { current, refused } => {
-            set_storage(&mut statefulset, current);
-            refused
-        }
+    let mut statefulset =
+        builders::statefulset(broker, observed.images, &checksum, auth_secret.as_deref());
+    let refused = match observed.existing {
+        Some(existing) => keep_immutable(&mut statefulset, existing),
+        None => Vec::new(),
     };
     Plan {
         config_map,
@@ -83,27 +84,10 @@ fn pod_config_checksum(config_map: &ConfigMap, route_password: Option<&str>) -> 
     builders::config_checksum(&inputs)
 }
 
-/// Keeps the volume size the StatefulSet already has (claim templates are immutable).
-fn set_storage(statefulset: &mut StatefulSet, size: String) {
-    let templates = statefulset
-        .spec
-        .as_mut()
-        .and_then(|s| s.volume_claim_templates.as_mut());
-    for template in templates.into_iter().flatten() {
-        if let Some(requests) = template
-            .spec
-            .as_mut()
-            .and_then(|s| s.resources.as_mut())
-            .and_then(|r| r.requests.as_mut())
-        {
-            requests.insert("storage".into(), Quantity(size.clone()));
-        }
-    }
-}
-
 /// An Event for each condition that flipped between `before` and `after`: `<Type>` when it
-/// became True, `<Type>False` when it became False; a Warning when the Broker got worse
-/// (Degraded True, or Available/Progressing False).
+/// became True (for `Degraded`, its reason: `ImmutableFieldChanged`, `StorageChangeRefused`,
+/// ...), `<Type>False` when it became False; a Warning when the Broker got worse (Degraded
+/// True, or Available/Progressing False).
 pub fn status_notes(before: &BrokerStatus, after: &BrokerStatus) -> Vec<Note> {
     let mut notes = Vec::new();
     for condition in &after.conditions {
@@ -114,7 +98,13 @@ pub fn status_notes(before: &BrokerStatus, after: &BrokerStatus) -> Vec<Note> {
         }
         let is_true = condition.status == "True";
         let suffix = if is_true { "" } else { "False" };
-        let reason = format!("{}{suffix}", condition.type_);
+        let reason = match condition.type_ == "Degraded" && is_true {
+            // What degraded it, as the Event's reason: kube's recorder folds Events of one
+            // reason into a series that keeps its first note, so under a shared `Degraded` a
+            // new refusal's message would never be seen.
+            true => condition.reason.clone(),
+            false => format!("{}{suffix}", condition.type_),
+        };
         let message = format!("{}: {}", condition.reason, condition.message);
         notes.push(match (condition.type_ == "Degraded") == is_true {
             true => Note::warning(&reason, message),
@@ -124,64 +114,13 @@ pub fn status_notes(before: &BrokerStatus, after: &BrokerStatus) -> Vec<Note> {
     notes
 }
 
-/// What happens to `spec.storage.size` against the running StatefulSet. A StatefulSet's volume
-/// claim templates cannot change, so any other size keeps the current one and is reported
-/// (Degraded, Warning Event): a smaller one would lose data, a larger one needs the claims
-/// resized by hand.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Storage {
-    /// Use the spec's size (new StatefulSet, or unchanged).
-    AsSpecified,
-    /// Keep the StatefulSet's current size; the string explains why (for a Warning Event and
-    /// the Degraded condition).
-    KeepCurrent {
-        current: String,
-        refused: Option<String>,
-    },
-}
-
-/// The current volume size of the StatefulSet's `data` claim template.
-pub fn current_storage(statefulset: &StatefulSet) -> Option<String> {
-    let template = statefulset
-        .spec
-        .as_ref()?
-        .volume_claim_templates
-        .as_ref()?
-        .first()?;
-    let requests = template
-        .spec
-        .as_ref()?
-        .resources
-        .as_ref()?
-        .requests
-        .as_ref()?;
-    requests.get("storage").map(|q| q.0.clone())
-}
-
-pub fn storage(broker: &Broker, existing: Option<&StatefulSet>) -> Storage {
-    let desired = &broker.spec.storage.size;
-    let Some(current) = existing.and_then(current_storage) else {
-        return Storage::AsSpecified;
-    };
-    if current == *desired {
-        return Storage::AsSpecified;
-    }
-    let refused = if builders::storage_shrink(&current, desired) {
-        format!("storage.size {desired} is smaller than the volumes' {current}: shrinking would lose mailboxes, so it is refused")
-    } else {
-        format!("storage.size {desired} differs from the volumes' {current}: volume claim templates are immutable, so resize the PersistentVolumeClaims by hand; the StatefulSet keeps {current}")
-    };
-    let refused = Some(refused);
-    Storage::KeepCurrent { current, refused }
-}
-
 /// The status from the StatefulSet's progress. `Available` once a pod serves (the URL works),
 /// `Progressing` while pods are not all updated and ready, `Degraded` when a change was
-/// refused or no pod is ready.
+/// refused (the first refusal's reason, every refusal's message) or no pod is ready.
 pub fn next_status(
     broker: &Broker,
     statefulset: Option<&StatefulSet>,
-    refused: Option<&str>,
+    refused: &[Refusal],
     url: String,
     now: Timestamp,
 ) -> BrokerStatus {
@@ -247,13 +186,17 @@ pub fn next_status(
             now,
         );
     }
-    match refused {
-        Some(why) => conditions::set(
+    match refused.first() {
+        Some(first) => conditions::set(
             c,
             "Degraded",
             true,
-            "StorageChangeRefused",
-            why,
+            first.reason,
+            refused
+                .iter()
+                .map(|r| r.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
             generation,
             now,
         ),

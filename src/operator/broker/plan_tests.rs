@@ -1,6 +1,38 @@
 use super::*;
 use k8s_openapi::api::apps::v1::StatefulSetStatus;
 
+#[test]
+fn images_default_to_the_operators_unless_the_spec_names_them() {
+    let images = Images {
+        broker: "mirror/mq9:9".into(),
+        nats: "mirror/nats:2".into(),
+    };
+    let observed = |broker: &Broker| {
+        let plan = desired(&Observed {
+            broker,
+            existing: None,
+            auth_config: None,
+            route_password: None,
+            operator_namespace: "mq9-system",
+            images: &images,
+        });
+        let pod = plan.statefulset.spec.unwrap().template.spec.unwrap();
+        let image = |i: usize| pod.containers[i].image.clone().unwrap();
+        (image(0), image(1))
+    };
+    assert_eq!(
+        observed(&broker(1, "1Gi")),
+        ("mirror/nats:2".into(), "mirror/mq9:9".into())
+    );
+    let pinned = builders::tests::broker(
+        serde_json::json!({"image": "mq9:old", "natsImage": "nats:2.12-alpine"}),
+    );
+    assert_eq!(
+        observed(&pinned),
+        ("nats:2.12-alpine".into(), "mq9:old".into())
+    );
+}
+
 fn broker(replicas: i32, size: &str) -> Broker {
     crate::operator::builders::tests::broker(
         serde_json::json!({"replicas": replicas, "storage": {"size": size}}),
@@ -9,7 +41,7 @@ fn broker(replicas: i32, size: &str) -> Broker {
 
 fn sts(ready: i32, updated: i32, size: &str) -> StatefulSet {
     let broker = broker(3, size);
-    let mut sts = crate::operator::builders::statefulset(&broker, "sum", None);
+    let mut sts = builders::statefulset(&broker, &Images::default(), "sum", None);
     sts.status = Some(StatefulSetStatus {
         ready_replicas: Some(ready),
         updated_replicas: Some(updated),
@@ -20,38 +52,13 @@ fn sts(ready: i32, updated: i32, size: &str) -> StatefulSet {
 }
 
 #[test]
-fn storage_never_shrinks_or_changes_in_place() {
-    assert_eq!(storage(&broker(1, "1Gi"), None), Storage::AsSpecified);
-    assert_eq!(
-        storage(&broker(1, "1Gi"), Some(&sts(1, 1, "1Gi"))),
-        Storage::AsSpecified
-    );
-    let Storage::KeepCurrent { current, refused } =
-        storage(&broker(1, "1Gi"), Some(&sts(1, 1, "10Gi")))
-    else {
-        panic!()
-    };
-    assert_eq!(current, "10Gi");
-    assert!(refused.unwrap().contains("refused"));
-    let Storage::KeepCurrent { refused, .. } =
-        storage(&broker(1, "20Gi"), Some(&sts(1, 1, "10Gi")))
-    else {
-        panic!()
-    };
-    assert!(
-        refused.unwrap().contains("by hand"),
-        "growth is reported, not silently ignored"
-    );
-}
-
-#[test]
 fn conditions_follow_the_statefulset() {
     let now = Timestamp::UNIX_EPOCH;
     let broker = broker(3, "1Gi");
     let rolling = next_status(
         &broker,
         Some(&sts(1, 3, "1Gi")),
-        None,
+        &[],
         "nats://b.ns.svc:4222".into(),
         now,
     );
@@ -60,25 +67,29 @@ fn conditions_follow_the_statefulset() {
             && conditions::is_true(&rolling.conditions, "Progressing")
     );
     assert_eq!(rolling.ready_replicas, 1);
-    let done = next_status(&broker, Some(&sts(3, 3, "1Gi")), None, "u".into(), now);
+    let done = next_status(&broker, Some(&sts(3, 3, "1Gi")), &[], "u".into(), now);
     assert!(
         !conditions::is_true(&done.conditions, "Progressing")
             && !conditions::is_true(&done.conditions, "Degraded")
     );
-    let refused = next_status(
-        &broker,
-        Some(&sts(3, 3, "1Gi")),
-        Some("no"),
-        "u".into(),
-        now,
-    );
+    let refusals = [
+        Refusal {
+            reason: "StorageChangeRefused",
+            message: "no".into(),
+        },
+        Refusal {
+            reason: "ImmutableFieldChanged",
+            message: "never".into(),
+        },
+    ];
+    let refused = next_status(&broker, Some(&sts(3, 3, "1Gi")), &refusals, "u".into(), now);
+    let degraded = conditions::find(&refused.conditions, "Degraded").unwrap();
     assert_eq!(
-        conditions::find(&refused.conditions, "Degraded")
-            .unwrap()
-            .reason,
-        "StorageChangeRefused"
+        (degraded.reason.as_str(), degraded.message.as_str()),
+        ("StorageChangeRefused", "no; never"),
+        "the first reason, every message"
     );
-    let starting = next_status(&broker, None, None, "u".into(), now);
+    let starting = next_status(&broker, None, &[], "u".into(), now);
     assert!(
         !conditions::is_true(&starting.conditions, "Available")
             && !conditions::is_true(&starting.conditions, "Degraded")
@@ -106,14 +117,16 @@ fn a_refused_storage_change_keeps_the_volumes_and_warns() {
         auth_config: None,
         route_password: None,
         operator_namespace: "mq9-system",
+        images: &Images::default(),
     });
-    assert_eq!(current_storage(&plan.statefulset).as_deref(), Some("10Gi"));
+    let templates = |s: &StatefulSet| s.spec.as_ref().unwrap().volume_claim_templates.clone();
+    assert_eq!(templates(&plan.statefulset), templates(&running));
     let now = Timestamp::UNIX_EPOCH;
-    let before = next_status(&broker(3, "1Gi"), Some(&running), None, "u".into(), now);
+    let before = next_status(&broker(3, "1Gi"), Some(&running), &[], "u".into(), now);
     let after = next_status(
         &broker(3, "1Gi"),
         Some(&running),
-        plan.refused.as_deref(),
+        &plan.refused,
         "u".into(),
         now,
     );
@@ -121,10 +134,39 @@ fn a_refused_storage_change_keeps_the_volumes_and_warns() {
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert_eq!(
         (notes[0].type_, notes[0].reason.as_str()),
-        (kube::runtime::events::EventType::Warning, "Degraded")
+        (
+            kube::runtime::events::EventType::Warning,
+            "StorageChangeRefused"
+        )
     );
     assert!(
         status_notes(&after, &after).is_empty(),
         "no change, no Event"
     );
+}
+
+#[test]
+fn a_name_its_objects_cannot_carry_is_a_problem() {
+    let named = |name: &str| {
+        let mut broker = broker(1, "1Gi");
+        broker.metadata.name = Some(name.into());
+        broker.name_problem()
+    };
+    for fine in ["agents", "a", "v2-agents", &"a".repeat(52)] {
+        assert_eq!(named(fine), None, "{fine}");
+    }
+    for bad in [
+        "v2.agents",
+        "2agents",
+        "Agents",
+        "agents-",
+        "",
+        &"a".repeat(53),
+    ] {
+        let problem = named(bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+        assert!(
+            problem.contains("DNS-1035") && problem.contains("52"),
+            "{problem}"
+        );
+    }
 }

@@ -1,11 +1,13 @@
 //! The two containers of a Broker's pods: nats-server and `mq9 broker`, side by side, the
 //! broker a NATS client of its own pod's server over `127.0.0.1`.
 
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, HTTPGetAction,
     Lifecycle, LifecycleHandler, ObjectFieldSelector, Probe, SecretKeySelector, SecurityContext,
     TCPSocketAction, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::nats_config::{route_urls, CONFIG_KEY, ROUTES_ENV, ROUTE_PASSWORD_ENV};
@@ -13,6 +15,55 @@ use super::{routes_secret_name, statefulset_name, BROKER_HTTP_PORT, CLIENT_PORT,
 use super::{BROKER_CREDS_KEY, ROUTE_PASSWORD_KEY};
 use crate::crd::{duration, Broker};
 use crate::operator::names::{AUTH_DIR, CONFIG_DIR, DATA_DIR, PID_FILE, RUN_DIR};
+
+/// The images of a Broker's containers when its spec names none: the operator's, not defaults
+/// frozen into the CRD, so that upgrading the operator upgrades every Broker that does not pin
+/// an image (on its next roll). `mq9 operator --broker-image` / `--nats-image` override them,
+/// e.g. for a registry mirror; the chart sets `--broker-image` from its own image values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Images {
+    /// The mq9 image.
+    pub broker: String,
+    /// The nats-server image.
+    pub nats: String,
+}
+
+/// The mq9 image of this very build: `ghcr.io/mq9/mq9:<Cargo version>`.
+pub fn default_broker_image() -> String {
+    format!("ghcr.io/mq9/mq9:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The nats-server image mq9 is tested with (the official image's Alpine variant; `nats:2.15.1`
+/// is the scratch one).
+pub const DEFAULT_NATS_IMAGE: &str = "nats:2.15.1-alpine";
+
+impl Default for Images {
+    fn default() -> Images {
+        Images {
+            broker: default_broker_image(),
+            nats: DEFAULT_NATS_IMAGE.to_owned(),
+        }
+    }
+}
+
+/// The nats container's resources without `spec.natsResources`: a request, so the scheduler
+/// accounts for it and a ResourceQuota that requires requests admits the pod, and a memory limit
+/// well above what a nats-server without JetStream uses, so a leak cannot take the node down.
+fn default_nats_resources() -> ResourceRequirements {
+    let quantities = |pairs: &[(&str, &str)]| {
+        let pairs = pairs.iter();
+        Some(
+            pairs
+                .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+                .collect(),
+        )
+    };
+    ResourceRequirements {
+        requests: quantities(&[("cpu", "50m"), ("memory", "64Mi")]),
+        limits: quantities(&[("memory", "512Mi")]),
+        ..ResourceRequirements::default()
+    }
+}
 
 /// nats-server, configured by the mounted ConfigMap. Its preStop hook puts it in lame-duck
 /// mode; the SIGTERM that follows is ignored while lame duck runs its course. With JWT auth it
@@ -28,8 +79,9 @@ use crate::operator::names::{AUTH_DIR, CONFIG_DIR, DATA_DIR, PID_FILE, RUN_DIR};
 /// With more than one replica, the route password comes from the Secret `<b>-routes` into
 /// `ROUTE_PASSWORD`, and `ROUTES` holds the route URLs that reference it (see
 /// [`route_urls`]).
-pub(super) fn nats_container(broker: &Broker, auth: bool) -> Container {
-    let base = container("nats", &broker.spec.nats_image);
+pub(super) fn nats_container(broker: &Broker, images: &Images, auth: bool) -> Container {
+    let image = broker.spec.nats_image.as_deref().unwrap_or(&images.nats);
+    let base = container("nats", image);
     let mut env = base.env.clone().unwrap_or_default();
     if broker.spec.replicas > 1 {
         env.push(EnvVar {
@@ -80,13 +132,20 @@ pub(super) fn nats_container(broker: &Broker, auth: bool) -> Container {
             }),
             ..Lifecycle::default()
         }),
+        resources: Some(
+            broker
+                .spec
+                .nats_resources
+                .clone()
+                .unwrap_or_else(default_nats_resources),
+        ),
         volume_mounts: Some(mounts),
         ..base
     }
 }
 
 /// `mq9 broker`, connected to the pod's own nats-server, configured by flags from the spec.
-pub(super) fn broker_container(broker: &Broker, auth: bool) -> Container {
+pub(super) fn broker_container(broker: &Broker, images: &Images, auth: bool) -> Container {
     let spec = &broker.spec;
     let limits = &spec.limits;
     let settings = [
@@ -164,7 +223,7 @@ pub(super) fn broker_container(broker: &Broker, auth: bool) -> Container {
         liveness_probe: Some(http_probe("/healthz", BROKER_HTTP_PORT, 6)),
         resources: spec.resources.clone(),
         volume_mounts: Some(mounts),
-        ..container("broker", &spec.image)
+        ..container("broker", spec.image.as_deref().unwrap_or(&images.broker))
     }
 }
 

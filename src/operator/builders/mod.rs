@@ -43,11 +43,12 @@ use crate::operator::names::{
     COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL,
 };
 
+pub use containers::{default_broker_image, Images, DEFAULT_NATS_IMAGE};
 pub use nats_config::{config_checksum, config_map, nats_server_config, route_urls, CONFIG_KEY};
 pub use nats_config::{ROUTES_ENV, ROUTE_PASSWORD_ENV, ROUTE_USER};
 pub use network_policy::network_policy;
 pub use pdb::pod_disruption_budget;
-pub use quantity::storage_shrink;
+pub use quantity::{compare_sizes, same_size, storage_shrink};
 pub use services::{client_service, headless_service};
 pub use statefulset::{statefulset, BROKER_CREDS_KEY, ROUTE_PASSWORD_KEY};
 

@@ -16,8 +16,8 @@ use kube::{Resource, ResourceExt};
 
 use crate::crd::Mailbox;
 use crate::operator::names::{
-    CREDS_KEY, ENV_CREDS, ENV_MAIL_ADDRESS, ENV_URL, MANAGED_BY, MANAGED_BY_LABEL, MANAGED_LABEL,
-    MOUNT_PATH, PERMISSIONS_ANNOTATION,
+    CREDS_KEY, ENV_CREDS, ENV_MAIL_ADDRESS, ENV_URL, MAILBOX_TYPE_ANNOTATION, MANAGED_BY,
+    MANAGED_BY_LABEL, MANAGED_LABEL, MOUNT_PATH, PERMISSIONS_ANNOTATION,
 };
 
 /// The key holding the mailbox's address, read back by [`recorded_address`].
@@ -78,6 +78,10 @@ pub fn secret(mailbox: &Mailbox, binding: &Binding<'_>) -> Secret {
         PERMISSIONS_ANNOTATION.into(),
         binding.permissions_hash.to_owned(),
     );
+    annotations.insert(
+        MAILBOX_TYPE_ANNOTATION.into(),
+        mailbox.spec.kind.as_str().to_owned(),
+    );
     Secret {
         metadata: ObjectMeta {
             name: Some(secret_name(mailbox)),
@@ -111,6 +115,15 @@ pub fn recorded_permissions(secret: &Secret) -> Option<&str> {
     secret
         .annotations()
         .get(PERMISSIONS_ANNOTATION)
+        .map(String::as_str)
+}
+
+/// The mailbox type recorded on a Secret by [`secret`]: the type the mailbox has on the broker
+/// (`None` for a Secret written before the type was recorded).
+pub fn recorded_type(secret: &Secret) -> Option<&str> {
+    secret
+        .annotations()
+        .get(MAILBOX_TYPE_ANNOTATION)
         .map(String::as_str)
 }
 

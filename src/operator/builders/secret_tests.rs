@@ -97,6 +97,7 @@ fn the_controller_reads_back_owner_permissions_and_labels() {
         "deleted with its Mailbox"
     );
     assert_eq!(recorded_permissions(&secret), Some("h1"));
+    assert_eq!(recorded_type(&secret), Some("standard"));
     let labels = secret.metadata.labels.as_ref().unwrap();
     assert_eq!(labels[MANAGED_LABEL], "true", "the operator's label wins");
     assert_eq!(labels["team"], "a", "the template's labels are kept");

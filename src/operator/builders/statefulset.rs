@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
 
-use super::containers::{broker_container, nats_container};
+use super::containers::{broker_container, nats_container, Images};
 use super::{broker_labels, config_map_name, headless_service_name, metadata, statefulset_name};
 use crate::crd::Broker;
 use crate::operator::names::CONFIG_CHECKSUM_ANNOTATION;
@@ -39,6 +39,7 @@ const TERMINATION_GRACE_SECONDS: i64 = 60;
 
 /// The StatefulSet `<b>` of `broker`.
 ///
+/// - `images`: the containers' images where the spec names none.
 /// - `config_checksum` goes on the pod template ([`CONFIG_CHECKSUM_ANNOTATION`]).
 /// - `auth_secret`: with JWT auth, the Secret whose [`BROKER_CREDS_KEY`] the broker connects
 ///   with (`--nats-creds`, mounted read-only at `/etc/mq9/auth`); `None` without auth.
@@ -49,6 +50,7 @@ const TERMINATION_GRACE_SECONDS: i64 = 60;
 ///   `kubectl delete pvc`, never a side effect. Re-creating the Broker reattaches them.
 pub fn statefulset(
     broker: &Broker,
+    images: &Images,
     config_checksum: &str,
     auth_secret: Option<&str>,
 ) -> StatefulSet {
@@ -112,8 +114,8 @@ pub fn statefulset(
                 }),
                 spec: Some(PodSpec {
                     containers: vec![
-                        nats_container(broker, auth_secret.is_some()),
-                        broker_container(broker, auth_secret.is_some()),
+                        nats_container(broker, images, auth_secret.is_some()),
+                        broker_container(broker, images, auth_secret.is_some()),
                     ],
                     volumes: Some(volumes),
                     security_context: Some(PodSecurityContext {

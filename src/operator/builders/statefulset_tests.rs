@@ -55,7 +55,7 @@ fn pods_run_nats_and_the_broker_on_a_retained_volume() {
         json!({"replicas": 3, "image": "mq9:1", "natsImage": "nats:2.15",
         "storage": {"size": "5Gi", "storageClassName": "fast"}}),
     );
-    let sts = statefulset(&b, "sum1", None);
+    let sts = statefulset(&b, &Images::default(), "sum1", None);
     assert_applyable(&sts, "StatefulSet", "b1");
     let spec = sts.spec.as_ref().unwrap();
     assert_eq!(spec.replicas, Some(3));
@@ -94,10 +94,36 @@ fn pods_run_nats_and_the_broker_on_a_retained_volume() {
 }
 
 #[test]
+fn without_images_the_operators_own_and_nats_has_resources() {
+    let sts = statefulset(&broker(json!({})), &Images::default(), "sum", None);
+    let version = env!("CARGO_PKG_VERSION");
+    let broker_image = format!("ghcr.io/mq9/mq9:{version}");
+    assert_eq!(container(&sts, "broker").image, Some(broker_image));
+    assert_eq!(
+        container(&sts, "nats").image.as_deref(),
+        Some("nats:2.15.1-alpine")
+    );
+    // A ResourceQuota on requests and limits admits only containers that state them.
+    let resources = container(&sts, "nats").resources.clone().unwrap();
+    let requests = resources.requests.unwrap();
+    assert!(requests.contains_key("cpu") && requests.contains_key("memory"));
+    assert!(resources.limits.unwrap().contains_key("memory"));
+    let mine = json!({"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}});
+    let sts = statefulset(
+        &broker(json!({"natsResources": mine})),
+        &Images::default(),
+        "sum",
+        None,
+    );
+    let resources = serde_json::to_value(&container(&sts, "nats").resources).unwrap();
+    assert_eq!(resources, mine, "spec.natsResources as given");
+}
+
+#[test]
 fn config_checksum_rolls_the_pods() {
     let b = broker(json!({}));
     let annotations = |sum: &str| {
-        let sts = statefulset(&b, sum, None);
+        let sts = statefulset(&b, &Images::default(), sum, None);
         sts.spec
             .unwrap()
             .template
@@ -117,7 +143,7 @@ fn config_checksum_rolls_the_pods() {
 
 #[test]
 fn probes_and_lame_duck() {
-    let sts = statefulset(&broker(json!({})), "sum", None);
+    let sts = statefulset(&broker(json!({})), &Images::default(), "sum", None);
     let nats = container(&sts, "nats");
     let probe_path = |p: &Option<Probe>| {
         p.as_ref()
@@ -196,7 +222,12 @@ fn env<'a>(sts: &'a StatefulSet, name: &str) -> Option<&'a EnvVar> {
 
 #[test]
 fn cluster_pods_get_the_route_password_from_its_secret_and_the_urls_built_on_it() {
-    let sts = statefulset(&broker(json!({"replicas": 3})), "sum", None);
+    let sts = statefulset(
+        &broker(json!({"replicas": 3})),
+        &Images::default(),
+        "sum",
+        None,
+    );
     let password = env(&sts, "ROUTE_PASSWORD").expect("ROUTE_PASSWORD");
     assert_eq!(password.value, None, "never the password itself");
     let reference = password
@@ -233,7 +264,12 @@ fn cluster_pods_get_the_route_password_from_its_secret_and_the_urls_built_on_it(
         "the broker container gets no route password"
     );
 
-    let single = statefulset(&broker(json!({"replicas": 1})), "sum", None);
+    let single = statefulset(
+        &broker(json!({"replicas": 1})),
+        &Images::default(),
+        "sum",
+        None,
+    );
     assert!(env(&single, "ROUTE_PASSWORD").is_none() && env(&single, "ROUTES").is_none());
 }
 
@@ -245,7 +281,7 @@ fn broker_flags_follow_the_spec() {
         "maxDelay": 50, "maxGroupsPerMailbox": 60, "maxWaitersPerMailbox": 70,
         "maxWaiters": 80, "maxScan": 90}}),
     );
-    let sts = statefulset(&b, "sum", None);
+    let sts = statefulset(&b, &Images::default(), "sum", None);
     let flags = broker_flags(&sts);
     let nats_url = flags.nats.nats_url.clone();
     let nats_port = nats_url
@@ -297,7 +333,7 @@ fn broker_flags_follow_the_spec() {
 fn broker_args_parse_as_broker_flags() {
     let b = broker(json!({"limits": {"maxAgents": 7, "maxAgentsPerIdentity": 3,
         "maxCardBytes": 999, "maxBytesPerMailbox": 30}}));
-    let limits = broker_flags(&statefulset(&b, "sum", Some("b1-auth"))).limits;
+    let limits = broker_flags(&statefulset(&b, &Images::default(), "sum", Some("b1-auth"))).limits;
     assert_eq!(
         (
             limits.max_agents,
@@ -311,14 +347,24 @@ fn broker_args_parse_as_broker_flags() {
 
 #[test]
 fn only_pod_zero_serves_mailboxes_in_a_cluster() {
-    let sts = statefulset(&broker(json!({"replicas": 3})), "sum", None);
+    let sts = statefulset(
+        &broker(json!({"replicas": 3})),
+        &Images::default(),
+        "sum",
+        None,
+    );
     let pod_zero = format!("{}-0", sts.metadata.name.as_deref().unwrap());
     assert_eq!(broker_flags(&sts).active_pod, Some(pod_zero));
 }
 
 #[test]
 fn jwt_auth_mounts_only_the_broker_credentials() {
-    let sts = statefulset(&broker(json!({})), "sum", Some("b1-auth"));
+    let sts = statefulset(
+        &broker(json!({})),
+        &Images::default(),
+        "sum",
+        Some("b1-auth"),
+    );
     let flags = broker_flags(&sts);
     assert!(flags.security.trust_request_info);
     let creds = mount_path(container(&sts, "broker"), "auth").join(BROKER_CREDS_KEY);
@@ -354,7 +400,7 @@ fn jwt_auth_mounts_only_the_broker_credentials() {
 
 #[test]
 fn pods_run_unprivileged() {
-    let sts = statefulset(&broker(json!({})), "sum", None);
+    let sts = statefulset(&broker(json!({})), &Images::default(), "sum", None);
     let pod = pod_spec(&sts).security_context.as_ref().unwrap();
     assert_eq!(pod.run_as_non_root, Some(true));
     for c in &pod_spec(&sts).containers {

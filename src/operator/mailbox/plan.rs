@@ -167,9 +167,25 @@ pub enum Plan<'a, A = Admin> {
     Provision(Box<Provision>, &'a Facts<A>),
 }
 
-/// The decisions that need no look at the Broker: an invalid spec, a passed expiry.
+/// A change of `spec.secretName` after the Secret was written (the CRD's CEL rule refuses it;
+/// this is the same refusal where the API server runs no CEL): a new name would be a Secret
+/// without the address, so the pass would mint a new mailbox and orphan the old one. Seen
+/// against `status.secretName`; the message names both Secrets, never the address.
+pub fn renamed_secret(mailbox: &Mailbox) -> Option<String> {
+    let recorded = mailbox.status.as_ref()?.secret_name.as_deref()?;
+    let asked = secret::secret_name(mailbox);
+    (recorded != asked).then(|| {
+        format!(
+            "spec.secretName is immutable: the Secret {recorded} holds the mailbox's address and \
+             keeps it; {asked} is not written (set secretName back to {recorded})"
+        )
+    })
+}
+
+/// The decisions that need no look at the Broker: an invalid spec (a renamed Secret included),
+/// a passed expiry.
 pub fn without_broker<A>(mailbox: &Mailbox, now: Timestamp) -> Option<Plan<'static, A>> {
-    if let Err(message) = validate(mailbox) {
+    if let Some(message) = validate(mailbox).err().or_else(|| renamed_secret(mailbox)) {
         return Some(Plan::Settle(Settle::not_ready(Reason::Invalid, message)));
     }
     is_expired(mailbox.status.as_ref(), now).then_some(Plan::Expire)
@@ -295,6 +311,18 @@ pub fn desired<'a, A>(
     if existing.is_some_and(|s| !secret::is_owned_by(s, mailbox)) {
         let message = format!("Secret {secret_name} exists and is not managed by this Mailbox");
         return Plan::Settle(Settle::not_ready(Reason::Invalid, message));
+    }
+    // `spec.type` is immutable (a CEL rule; this is the refusal without CEL): the broker keeps
+    // the type the mailbox was created with, which the Secret records.
+    let asked = mailbox.spec.kind.as_str();
+    if let Some(created) = existing.and_then(secret::recorded_type) {
+        if created != asked {
+            let message = format!(
+                "spec.type is immutable: the mailbox was created {created} and stays so on the \
+                 broker; set type back to {created}"
+            );
+            return Plan::Settle(Settle::not_ready(Reason::Invalid, message));
+        }
     }
     // The address: explicit, else the one already handed out (in the Secret, or, the Secret
     // gone, the mailbox this object owns on the broker), else a fresh one.

@@ -315,6 +315,42 @@ fn invalid_or_expired_mailboxes_need_no_broker() {
 }
 
 #[test]
+fn a_renamed_secret_is_refused_and_the_recorded_one_kept() {
+    let mut renamed = mailbox(MailboxSpec {
+        secret_name: Some("elsewhere".into()),
+        ..spec()
+    });
+    assert!(
+        without_broker::<()>(&renamed, at(1)).is_none(),
+        "nothing written yet"
+    );
+    renamed.status = Some(MailboxStatus {
+        secret_name: Some("inbox-mq9".into()),
+        ..Default::default()
+    });
+    let plan = without_broker::<()>(&renamed, at(1)).expect("decided");
+    let Plan::Settle(Settle {
+        outcome: Outcome::NotReady { reason, message },
+        ..
+    }) = plan
+    else {
+        panic!("expected a refusal")
+    };
+    assert_eq!(reason, Reason::Invalid);
+    assert!(
+        message.contains("inbox-mq9") && message.contains("elsewhere"),
+        "{message}"
+    );
+    let status = next_status(&renamed, &Outcome::NotReady { reason, message }, at(1));
+    assert_eq!(status.secret_name.as_deref(), Some("inbox-mq9"));
+    renamed.spec.secret_name = None;
+    assert!(
+        without_broker::<()>(&renamed, at(1)).is_none(),
+        "reverted: fine"
+    );
+}
+
+#[test]
 fn a_broker_that_cannot_serve_settles_the_pass() {
     let mailbox = mailbox(spec());
     let missing = Observed::<()>::Unusable(BrokerState::Missing);
@@ -372,6 +408,14 @@ fn an_existing_secret_keeps_its_address_and_is_rewritten_only_for_new_permission
     }
     let again = provision(&mailbox, &observed, at(2));
     assert_eq!(again.address, first.address, "the address handed out stays");
+    let mut retyped = mailbox.clone();
+    retyped.spec.kind = crate::protocol::MailboxType::Latest;
+    let (reason, next) = settled(desired(&retyped, &observed, at(2), RESYNC));
+    assert_eq!(
+        (reason, next),
+        (Reason::Invalid, Action::await_change()),
+        "the type the Secret records is kept"
+    );
     assert_eq!(again.secret, None, "same permissions: nothing to write");
     let members = BroadcastMembers {
         mailbox_selector: None,

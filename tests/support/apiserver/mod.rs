@@ -27,7 +27,9 @@
 //!   events for the current objects when it is absent or "0" or with `sendInitialEvents=true`
 //!   (then a BOOKMARK marked `k8s.io/initial-events-end`), selectors (an object that stops or
 //!   starts matching is seen DELETED or ADDED), a BOOKMARK before closing at `timeoutSeconds`
-//!   when `allowWatchBookmarks`. The whole history is kept, so any resourceVersion can be resumed.
+//!   when `allowWatchBookmarks`. The last 10,000 changes are kept: a watch from an older
+//!   resourceVersion, or one that falls that far behind, gets a 410 Gone ERROR event, as after
+//!   etcd's compaction ([`FakeApiServer::compact`] compacts at once).
 //! - PATCH: merge patch (RFC 7386); strategic merge patch, treated as a merge patch; JSON patch
 //!   (add/remove/replace/move/copy/test; a failed `test` is 422; `test` of a missing path against
 //!   `null` succeeds, as kube's finalizer helper expects); server-side apply, which creates the
@@ -42,6 +44,10 @@
 //! - Garbage collection, in the background style: when an object is removed, every object whose
 //!   `ownerReferences` name its uid and none of whose owners still exist is deleted too
 //!   (recursively, honouring their finalizers), synchronously.
+//! - Rules that bit the operator on real clusters (`rules.rs`): resource quantities stored in
+//!   canonical form (`1.5Gi` as `1536Mi`, in any `requests`/`limits` map), and a StatefulSet
+//!   update that changes its spec outside `replicas`, `ordinals`, `template`, `updateStrategy`,
+//!   `persistentVolumeClaimRetentionPolicy`, `minReadySeconds` refused with the real 422.
 //! - `/version` answers a fixed Kubernetes v1.33 (the operator checks it reaches the API).
 //! - A request counter: [`FakeApiServer::requests`] counts every request by verb (`get`,
 //!   `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`) and resource
@@ -50,23 +56,25 @@
 //!   and reasons.
 //!
 //! What it does NOT model: authentication, authorization, admission (defaulting, validation,
-//! webhooks), schemas (any JSON is stored as sent; CRDs need not be installed; no per-kind
-//! behaviour such as folding a Secret's `stringData` into `data` or giving a Service a
-//! `clusterIP`), immutable fields other than the server-owned metadata, discovery
+//! webhooks, CEL rules), schemas (any JSON is stored as sent, quantities aside; CRDs need not be
+//! installed; no per-kind behaviour such as folding a Secret's `stringData` into `data` or giving
+//! a Service a `clusterIP`), immutable fields other than the server-owned metadata and a
+//! StatefulSet's spec, discovery
 //! (`/api`, `/apis`), namespaces as objects that must exist or that cascade,
 //! field ownership for server-side apply (`managedFields`, conflicts between managers, removing
 //! fields a manager stopped applying; `force` and `fieldManager` are ignored), strategic merge
 //! keys (lists are replaced), pagination (`limit` is ignored and no `continue` token is given),
 //! `resourceVersionMatch` (lists are always the latest state), `dryRun`, deletion
 //! `propagationPolicy` (always background) and grace periods (pods go at once), dangling owner
-//! references (an object whose owner never existed stays), history compaction (no 410 Gone),
-//! several versions of one resource (each apiVersion is a separate store), protobuf, and any
+//! references (an object whose owner never existed stays), several versions of one resource
+//! (each apiVersion is a separate store), protobuf, and any
 //! controller other than the garbage collector: no StatefulSet controller, kubelet, scheduler or
 //! endpoints; tests play them with [`FakeApiServer::patch_status`] and friends.
 
 mod gc;
 mod patch;
 mod routes;
+mod rules;
 mod select;
 mod store;
 mod watches;
@@ -260,6 +268,12 @@ impl FakeApiServer {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// Compacts the history, as etcd does: a watch from any resourceVersion handed out so far
+    /// is then answered `410 Gone` (an ERROR event), and a client must list again.
+    pub fn compact(&self) {
+        self.shared.write(store::Store::compact);
     }
 
     /// The last resourceVersion handed out.

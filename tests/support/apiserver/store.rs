@@ -1,12 +1,17 @@
 //! The object store: JSON objects keyed by resource (`<apiVersion>/<plural>`, e.g.
 //! `apps/v1/statefulsets`), namespace (`""` when cluster-scoped) and name; one global
-//! resourceVersion counter; and the full history of changes, which watches replay and follow.
+//! resourceVersion counter; and a bounded history of changes, which watches replay and follow.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde_json::{json, Map, Value};
 
+use super::rules;
 use super::select::Selector;
+
+/// How many changes the history keeps: a watch resuming from an older resourceVersion gets
+/// `410 Gone`, as from a real API server after etcd compacted its history.
+pub const HISTORY: usize = 10_000;
 
 /// Where an object lives.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -118,8 +123,11 @@ pub struct Store {
     pub objects: BTreeMap<Key, Value>,
     /// The last resourceVersion handed out.
     pub rv: u64,
-    /// Every change ever made, in resourceVersion order (never compacted: no 410 Gone).
-    pub history: Vec<Change>,
+    /// The last [`HISTORY`] changes, in resourceVersion order.
+    pub history: VecDeque<Change>,
+    /// Changes up to this resourceVersion are compacted away: a watch from before it is
+    /// `410 Gone`.
+    pub compacted: u64,
     /// `(apiVersion, kind)` seen for each resource, for list kinds and bookmarks.
     kinds: HashMap<String, (String, String)>,
 }
@@ -168,14 +176,31 @@ impl Store {
         } else {
             self.objects.insert(key.clone(), object.clone());
         }
-        self.history.push(Change {
+        self.history.push_back(Change {
             rv,
             resource: key.resource.clone(),
             kind,
             object: object.clone(),
             old,
         });
+        if self.history.len() > HISTORY {
+            self.compact_to(self.history.len() - HISTORY);
+        }
         object
+    }
+
+    /// Forgets the `count` oldest changes of the history.
+    fn compact_to(&mut self, count: usize) {
+        if let Some(last) = self.history.drain(..count).next_back() {
+            self.compacted = last.rv;
+        }
+    }
+
+    /// Forgets the whole history, as etcd's compaction does: every resourceVersion handed out
+    /// so far is too old to watch from.
+    pub fn compact(&mut self) {
+        self.compact_to(self.history.len());
+        self.compacted = self.rv;
     }
 
     /// POST: stamps uid, resourceVersion, generation 1 and creationTimestamp; drops `.status`.
@@ -255,6 +280,7 @@ impl Store {
         metadata.insert("uid".into(), json!(uuid()));
         metadata.insert("generation".into(), json!(1));
         metadata.insert("creationTimestamp".into(), json!(now()));
+        rules::admit(&key, None, &mut object)?;
         Ok(self.commit(&key, object, ChangeType::Added, None))
     }
 
@@ -317,6 +343,7 @@ impl Store {
         for field in kept {
             new["metadata"] = with_field(new["metadata"].take(), field, old["metadata"].get(field));
         }
+        rules::admit(key, Some(&old), &mut new)?;
         if spec_of(&new) != spec_of(&old) {
             new["metadata"]["generation"] =
                 json!(old["metadata"]["generation"].as_i64().unwrap_or(0) + 1);

@@ -56,9 +56,16 @@ impl Watch {
             self.changed.borrow_and_update();
             {
                 let store = self.shared.lock();
+                if self.cursor < store.compacted {
+                    // Fell behind the history (a slow reader, or a resume from too long ago).
+                    self.pending.push_back(gone(self.cursor, store.compacted));
+                    self.done = true;
+                    continue;
+                }
                 let start = store.history.partition_point(|c| c.rv <= self.cursor);
-                let events = store.history[start..]
-                    .iter()
+                let events = store
+                    .history
+                    .range(start..)
                     .filter(|c| c.resource == self.resource)
                     .filter_map(|c| c.event_for(&self.selector));
                 self.pending.extend(events);
@@ -89,9 +96,19 @@ impl Watch {
     }
 }
 
+/// The watch event that ends a watch from a compacted resourceVersion. As on a real API server
+/// (its watch cache), the watch is answered 200 and its one event is an ERROR carrying the
+/// `410 Gone` Status, which tells a client to list again.
+fn gone(since: u64, compacted: u64) -> Value {
+    let message = format!("too old resource version: {since} ({compacted})");
+    let status = ApiError::new(410, "Expired", message).status();
+    json!({"type": "ERROR", "object": status})
+}
+
 /// `?watch=true`: ADDED/MODIFIED/DELETED events after `resourceVersion` (or, without one, or
 /// with "0", or with `sendInitialEvents=true`, synthetic ADDED events for the current objects
-/// first), until `timeoutSeconds` (default 30 minutes) or server shutdown.
+/// first), until `timeoutSeconds` (default 30 minutes) or server shutdown. A `resourceVersion`
+/// older than the kept history is `410 Gone` (an ERROR event, see [`gone`]).
 pub fn watch(
     shared: &Arc<Shared>,
     resource: &str,
