@@ -120,3 +120,64 @@ async fn owned_objects_are_deleted_with_their_owner() {
     server.delete("v1/secrets", "default", "other").unwrap();
     assert!(server.get("v1/configmaps", "default", "shared").is_none());
 }
+
+/// Foreground deletion (Argo CD's way): the owner waits, held by `foregroundDeletion`, while its
+/// dependents go first; a dependent that blocks it (`blockOwnerDeletion`) and has a finalizer
+/// of its own keeps it waiting until that finalizer is removed.
+#[tokio::test]
+async fn foreground_deletion_removes_dependents_before_the_owner() {
+    let server = FakeApiServer::start().await;
+    let client = server.client();
+    let (secrets, cms): (Api<Secret>, Api<ConfigMap>) = (
+        Api::default_namespaced(client.clone()),
+        Api::default_namespaced(client),
+    );
+    let mut owner = Secret {
+        metadata: meta("owner", &[]),
+        ..Default::default()
+    };
+    owner.metadata.finalizers = Some(vec!["mq9.io/own".into()]);
+    let owner = create(&secrets, &owner).await;
+    let mut plain = config_map("plain", &[], &[]);
+    plain.metadata.owner_references = Some(vec![owned_by(&owner)]);
+    create(&cms, &plain).await;
+    let mut blocking = config_map("blocking", &[], &[]);
+    let mut reference = owned_by(&owner);
+    reference.block_owner_deletion = Some(true);
+    blocking.metadata.owner_references = Some(vec![reference]);
+    blocking.metadata.finalizers = Some(vec!["mq9.io/hold".into()]);
+    create(&cms, &blocking).await;
+
+    secrets
+        .delete("owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let waiting = secrets.get("owner").await.unwrap();
+    assert!(waiting.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        waiting.finalizers(),
+        ["mq9.io/own", "foregroundDeletion"],
+        "held for its blocking dependent"
+    );
+    assert!(
+        cms.get_opt("plain").await.unwrap().is_none(),
+        "dependents go first"
+    );
+    assert!(cms
+        .get("blocking")
+        .await
+        .unwrap()
+        .metadata
+        .deletion_timestamp
+        .is_some());
+
+    merge(&cms, "blocking", json!({"metadata": {"finalizers": null}})).await;
+    assert!(cms.get_opt("blocking").await.unwrap().is_none());
+    assert_eq!(
+        secrets.get("owner").await.unwrap().finalizers(),
+        ["mq9.io/own"],
+        "released once no blocking dependent is left; its own finalizer still holds it"
+    );
+    merge(&secrets, "owner", json!({"metadata": {"finalizers": null}})).await;
+    assert!(secrets.get_opt("owner").await.unwrap().is_none());
+}

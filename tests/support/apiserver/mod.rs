@@ -41,9 +41,11 @@
 //! - Finalizers: deleting an object with finalizers sets `deletionTimestamp` (returned, 200); it
 //!   is removed (DELETED event) once an update empties its finalizers. Without finalizers it is
 //!   removed at once.
-//! - Garbage collection, in the background style: when an object is removed, every object whose
-//!   `ownerReferences` name its uid and none of whose owners still exist is deleted too
-//!   (recursively, honouring their finalizers), synchronously.
+//! - Garbage collection, synchronously: in the background style (the default), when an object
+//!   is removed, every object whose `ownerReferences` name its uid and none of whose owners
+//!   still exist is deleted too (recursively, honouring their finalizers); with
+//!   `propagationPolicy: Foreground` the owner is held by the `foregroundDeletion` finalizer,
+//!   its dependents go first, and it is released once none with `blockOwnerDeletion` is left.
 //! - Rules that bit the operator on real clusters (`rules.rs`): resource quantities stored in
 //!   canonical form (`1.5Gi` as `1536Mi`, in any `requests`/`limits` map), and a StatefulSet
 //!   update that changes its spec outside `replicas`, `ordinals`, `template`, `updateStrategy`,
@@ -65,7 +67,7 @@
 //! fields a manager stopped applying; `force` and `fieldManager` are ignored), strategic merge
 //! keys (lists are replaced), pagination (`limit` is ignored and no `continue` token is given),
 //! `resourceVersionMatch` (lists are always the latest state), `dryRun`, deletion
-//! `propagationPolicy` (always background) and grace periods (pods go at once), dangling owner
+//! `propagationPolicy: Orphan`, grace periods (pods go at once), dangling owner
 //! references (an object whose owner never existed stays), several versions of one resource
 //! (each apiVersion is a separate store), protobuf, and any
 //! controller other than the garbage collector: no StatefulSet controller, kubelet, scheduler or
@@ -232,8 +234,20 @@ impl FakeApiServer {
 
     /// Deletes an object as a DELETE would (finalizers and cascade included); `None` if missing.
     pub fn delete(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.delete_with(resource, namespace, name, Value::Null)
+    }
+
+    /// Deletes an object as a DELETE with these DeleteOptions would (e.g.
+    /// `{"propagationPolicy": "Foreground"}`); `None` if missing.
+    pub fn delete_with(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        options: Value,
+    ) -> Option<Value> {
         self.shared
-            .write(|s| s.delete(&Key::new(resource, namespace, name), &Value::Null))
+            .write(|s| s.delete(&Key::new(resource, namespace, name), &options))
             .ok()
     }
 

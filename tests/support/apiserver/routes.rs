@@ -114,15 +114,12 @@ fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))
 }
 
-/// DeleteOptions' `preconditions` (`{uid, resourceVersion}`), if a body was sent.
-fn preconditions(body: &[u8]) -> Result<Value, ApiError> {
+/// DeleteOptions (`preconditions`, `propagationPolicy`), if a body was sent.
+fn delete_options(body: &[u8]) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Ok(Value::Null);
     }
-    Ok(parse_body(body)?
-        .get("preconditions")
-        .cloned()
-        .unwrap_or(Value::Null))
+    parse_body(body)
 }
 
 /// The Kubernetes verb of a request (as RBAC and audit logs name it).
@@ -196,7 +193,7 @@ fn route(
                 Ok(json_response(201, &object))
             }
             Method::DELETE => {
-                let preconditions = preconditions(body)?;
+                let options = delete_options(body)?;
                 let selector = selector()?;
                 let items = shared.write(|s| {
                     let keys: Vec<Key> = s
@@ -209,7 +206,7 @@ fn route(
                     for key in keys {
                         // An earlier deletion may have cascaded to this one.
                         if s.objects.contains_key(&key) {
-                            items.push(s.delete(&key, &preconditions)?);
+                            items.push(s.delete(&key, &options)?);
                         }
                     }
                     Ok::<_, ApiError>(items)
@@ -247,8 +244,8 @@ fn route(
             shared.write(|s| s.update(&key, body, target.part, rv.as_deref()))?
         }
         Method::DELETE => {
-            let preconditions = preconditions(body)?;
-            shared.write(|s| s.delete(&key, &preconditions))?
+            let options = delete_options(body)?;
+            shared.write(|s| s.delete(&key, &options))?
         }
         Method::PATCH => {
             let content_type = headers
