@@ -236,8 +236,7 @@ pub async fn ensure_broker_keys(ctx: &Context, broker: &Broker) -> Result<Broker
     let namespace = broker.namespace().unwrap_or_default();
     let name = builders::auth_secret_name(broker);
     let mut secret =
-        super::apply::create_once(&ctx.client, &namespace, &name, || new_auth_secret(broker))
-            .await?;
+        super::apply::create_once(&ctx.client, broker, &name, || new_auth_secret(broker)).await?;
     let auth = BrokerAuth::from_secret(&secret)?;
     if !broker_creds_outdated(&secret) {
         return Ok(auth);

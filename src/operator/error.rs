@@ -37,6 +37,10 @@ pub enum StoredError {
     /// The Broker controller has not written the object yet.
     #[error("{0} is not written yet")]
     NotYetWritten(String),
+    /// A Secret of the Broker's name that an earlier Broker of the same name owns; it is being
+    /// deleted, and its keys are never taken over.
+    #[error("{0} belongs to an earlier Broker of the same name; waiting for it to be deleted")]
+    Leftover(String),
     #[error("{object} has no {key}")]
     MissingKey { object: String, key: String },
     #[error("{object}: {key} is not UTF-8")]

@@ -40,9 +40,8 @@ pub fn routes_secret(broker: &Broker, password: &str) -> Secret {
 
 /// The route password of `broker`, creating its Secret on first use.
 pub async fn ensure_password(ctx: &Context, broker: &Broker) -> Result<String> {
-    let namespace = broker.namespace().unwrap_or_default();
     let name = builders::routes_secret_name(broker);
-    let secret = super::apply::create_once(&ctx.client, &namespace, &name, || {
+    let secret = super::apply::create_once(&ctx.client, broker, &name, || {
         routes_secret(broker, &new_password())
     })
     .await?;

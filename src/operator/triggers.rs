@@ -16,7 +16,8 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
-use futures::{Stream, StreamExt};
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
@@ -25,14 +26,64 @@ use kube::{Resource, ResourceExt};
 use super::conditions;
 use crate::crd::{Broadcast, Broker, Mailbox};
 
+/// One watched kind's cache, and its first full list as a future any number of tasks can
+/// await at once.
+///
+/// kube's `Store::wait_until_ready` keeps one waker: of several reconciles waiting for the
+/// first list at the same time, only the last to wait is woken, and the others wait forever
+/// (found as a Mailbox deletion that never finished when the operator restarted with two
+/// Mailboxes to finalize). One shared future waits on kube's side; every reader awaits it.
+#[derive(Clone)]
+pub struct Cache<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    listed: Shared<BoxFuture<'static, ()>>,
+}
+
+impl<K> Cache<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    fn new(store: Store<K>) -> Cache<K> {
+        let waiting = store.clone();
+        // A watch that ended (shutdown) before its first list leaves the cache as it is.
+        let listed = async move { _ = waiting.wait_until_ready().await }
+            .boxed()
+            .shared();
+        Cache { store, listed }
+    }
+
+    /// The cache as kube's controllers read it (no waiting).
+    pub fn store(&self) -> &Store<K> {
+        &self.store
+    }
+
+    /// The object `namespace/name`, once the watch has listed them all (an empty cache before
+    /// it would read as "nothing exists").
+    async fn get(&self, namespace: &str, name: &str) -> Option<K> {
+        self.listed.clone().await;
+        let key = ObjectRef::new(name).within(namespace);
+        self.store.get(&key).map(|object| (*object).clone())
+    }
+
+    /// The objects of `namespace`, once the watch has listed them all.
+    async fn in_namespace(&self, namespace: &str) -> Vec<K> {
+        self.listed.clone().await;
+        let state = self.store.state().into_iter();
+        state
+            .filter(|o| o.namespace().as_deref() == Some(namespace))
+            .map(|o| (*o).clone())
+            .collect()
+    }
+}
+
 /// The operator's caches of the kinds it watches (read side).
 #[derive(Clone)]
 pub struct Stores {
-    pub brokers: Store<Broker>,
-    pub broadcasts: Store<Broadcast>,
-    pub mailboxes: Store<Mailbox>,
+    pub brokers: Cache<Broker>,
+    pub broadcasts: Cache<Broadcast>,
+    pub mailboxes: Cache<Mailbox>,
     /// Only the Secrets labelled `mq9.io/managed=true` (the operator's own).
-    pub secrets: Store<Secret>,
+    pub secrets: Cache<Secret>,
 }
 
 /// The write side of [`Stores`], handed to the watches that fill them.
@@ -50,10 +101,10 @@ impl Stores {
         let (mailboxes, mailbox_writer) = reflector::store();
         let (secrets, secret_writer) = reflector::store();
         let stores = Stores {
-            brokers,
-            broadcasts,
-            mailboxes,
-            secrets,
+            brokers: Cache::new(brokers),
+            broadcasts: Cache::new(broadcasts),
+            mailboxes: Cache::new(mailboxes),
+            secrets: Cache::new(secrets),
         };
         let writers = Writers {
             brokers: broker_writer,
@@ -66,50 +117,23 @@ impl Stores {
 
     /// The Broker `namespace/name`, once the Broker watch has listed them all.
     pub async fn broker(&self, namespace: &str, name: &str) -> Option<Broker> {
-        cached(&self.brokers, namespace, name).await
+        self.brokers.get(namespace, name).await
     }
 
     /// A managed Secret `namespace/name`; `None` also for a Secret that is not the operator's.
     pub async fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
-        cached(&self.secrets, namespace, name).await
+        self.secrets.get(namespace, name).await
     }
 
     /// The Broadcasts of `namespace`.
     pub async fn broadcasts_in(&self, namespace: &str) -> Vec<Broadcast> {
-        in_namespace(&self.broadcasts, namespace).await
+        self.broadcasts.in_namespace(namespace).await
     }
 
     /// The Mailboxes of `namespace`.
     pub async fn mailboxes_in(&self, namespace: &str) -> Vec<Mailbox> {
-        in_namespace(&self.mailboxes, namespace).await
+        self.mailboxes.in_namespace(namespace).await
     }
-}
-
-/// Waits for the store's first full list (an empty store before it would read as "nothing
-/// exists"); a store whose watch ended (shutdown) is read as it is.
-async fn ready<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>) {
-    let _ = store.wait_until_ready().await;
-}
-
-async fn cached<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<K>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    ready(store).await;
-    let key = ObjectRef::new(name).within(namespace);
-    store.get(&key).map(|object| (*object).clone())
-}
-
-async fn in_namespace<K>(store: &Store<K>, namespace: &str) -> Vec<K>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    ready(store).await;
-    let state = store.state().into_iter();
-    state
-        .filter(|o| o.namespace().as_deref() == Some(namespace))
-        .map(|o| (*o).clone())
-        .collect()
 }
 
 fn hash_of(value: impl Hash) -> u64 {
@@ -253,4 +277,45 @@ where
         };
         std::future::ready(triggered)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Two passes (two tasks) that wait for the first list at the same time are both woken by
+    /// it (kube's own wait wakes only the last to wait; the other would wait forever).
+    #[tokio::test]
+    async fn every_reader_waiting_for_the_first_list_is_woken() {
+        let (stores, mut writers) = Stores::new();
+        let mut readers = Vec::new();
+        for _ in 0..2 {
+            let stores = stores.clone();
+            readers.push(tokio::spawn(async move {
+                stores.broker("apps", "agents").await
+            }));
+            // The reader waits (this runtime has one thread: it runs now, until it waits).
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            readers.iter().all(|r| !r.is_finished()),
+            "nothing listed yet"
+        );
+        let broker: Broker = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
+            "metadata": {"name": "agents", "namespace": "apps"}, "spec": {}}))
+        .expect("a Broker");
+        for event in [Event::Init, Event::InitApply(broker), Event::InitDone] {
+            writers.brokers.apply_watcher_event(&event);
+        }
+        for reader in readers {
+            let read = tokio::time::timeout(Duration::from_secs(5), reader)
+                .await
+                .expect("every reader is woken by the first list")
+                .expect("the reader ran");
+            assert!(read.is_some(), "it reads the listed Broker");
+        }
+    }
 }

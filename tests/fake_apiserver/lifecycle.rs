@@ -121,6 +121,57 @@ async fn owned_objects_are_deleted_with_their_owner() {
     assert!(server.get("v1/configmaps", "default", "shared").is_none());
 }
 
+/// An object written for an owner that is already gone (a controller acting on a lagging
+/// cache) is collected as the garbage collector would: nothing is left behind. One with a live
+/// owner among its owners stays.
+#[tokio::test]
+async fn an_object_written_for_a_gone_owner_is_collected() {
+    let server = FakeApiServer::start().await;
+    let client = server.client();
+    let (secrets, cms): (Api<Secret>, Api<ConfigMap>) = (
+        Api::default_namespaced(client.clone()),
+        Api::default_namespaced(client),
+    );
+    let secret = |name| Secret {
+        metadata: meta(name, &[]),
+        ..Default::default()
+    };
+    let gone = create(&secrets, &secret("gone")).await;
+    let live = create(&secrets, &secret("live")).await;
+    secrets
+        .delete("gone", &DeleteParams::default())
+        .await
+        .unwrap();
+    let mut late = config_map("late", &[], &[]);
+    late.metadata.owner_references = Some(vec![owned_by(&gone)]);
+    let answered = create(&cms, &late).await;
+    assert_eq!(
+        answered.metadata.name.as_deref(),
+        Some("late"),
+        "the write is answered"
+    );
+    assert!(
+        cms.get_opt("late").await.unwrap().is_none(),
+        "then collected"
+    );
+    let mut shared = config_map("shared", &[], &[]);
+    shared.metadata.owner_references = Some(vec![owned_by(&gone), owned_by(&live)]);
+    create(&cms, &shared).await;
+    assert!(
+        cms.get_opt("shared").await.unwrap().is_some(),
+        "a live owner holds it"
+    );
+    let mut orphaned = cms.get("shared").await.unwrap();
+    orphaned.metadata.owner_references = Some(vec![owned_by(&gone)]);
+    cms.replace("shared", &Default::default(), &orphaned)
+        .await
+        .unwrap();
+    assert!(
+        cms.get_opt("shared").await.unwrap().is_none(),
+        "an update that leaves only gone owners is collected too"
+    );
+}
+
 /// Foreground deletion (Argo CD's way): the owner waits, held by `foregroundDeletion`, while its
 /// dependents go first; a dependent that blocks it (`blockOwnerDeletion`) and has a finalizer
 /// of its own keeps it waiting until that finalizer is removed.

@@ -86,8 +86,9 @@ pub async fn run(
     );
     // The Mailboxes a change concerns: those of a Broadcast's namespace (membership), those
     // whose brokerRef names a Broker (which may be in another namespace).
-    let (store, for_broker) = (ctx.stores.mailboxes.clone(), ctx.stores.mailboxes.clone());
-    let controller = Controller::for_stream(mailboxes, ctx.stores.mailboxes.clone())
+    let cached = ctx.stores.mailboxes.store();
+    let (store, for_broker) = (cached.clone(), cached.clone());
+    let controller = Controller::for_stream(mailboxes, cached.clone())
         .with_config(bounded(CONCURRENCY))
         .owns_stream(secrets)
         .watches_stream(broadcasts, move |b| {

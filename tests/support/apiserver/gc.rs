@@ -81,6 +81,19 @@ impl Store {
         removed
     }
 
+    /// The garbage collector's answer to an object written with owners none of which exists
+    /// (any more): it deletes it, as it deletes what an owner leaves behind. A controller
+    /// that wrote for an owner just deleted (from a cache that lagged) leaves nothing behind.
+    /// Returns `written`, the write's own answer.
+    pub fn collect_if_dangling(&mut self, key: &Key, written: Value) -> Value {
+        let owners = owner_uids(&written);
+        if !owners.is_empty() && owners.iter().all(|owner| !self.exists(owner)) {
+            self.delete(key, &Value::Null)
+                .expect("the object was just written and has no preconditions");
+        }
+        written
+    }
+
     /// Foreground deletion: the owner gets its `deletionTimestamp` and the `foregroundDeletion`
     /// finalizer, its dependents are deleted (a dependent another live owner still holds only
     /// loses this owner's reference), and the finalizer goes once no blocking dependent is left.

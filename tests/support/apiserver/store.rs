@@ -281,7 +281,8 @@ impl Store {
         metadata.insert("generation".into(), json!(1));
         metadata.insert("creationTimestamp".into(), json!(now()));
         rules::admit(&key, None, &mut object)?;
-        Ok(self.commit(&key, object, ChangeType::Added, None))
+        let created = self.commit(&key, object, ChangeType::Added, None);
+        Ok(self.collect_if_dangling(&key, created))
     }
 
     /// Any write to an existing object (PUT, the result of a PATCH, a test's status change):
@@ -354,7 +355,8 @@ impl Store {
         if new["metadata"].get("deletionTimestamp").is_some() && finalizers(&new).is_empty() {
             return Ok(self.remove(key, new));
         }
-        Ok(self.commit(key, new, ChangeType::Modified, Some(old)))
+        let updated = self.commit(key, new, ChangeType::Modified, Some(old));
+        Ok(self.collect_if_dangling(key, updated))
     }
 }
 
