@@ -89,16 +89,42 @@ impl Agent {
     }
 }
 
+/// The fake API server, the operator, and the Broker `agents` (JWT auth, the default) served by
+/// a real nats-server and broker at `url`, configured as the operator wrote them.
+struct JwtBroker {
+    api: FakeApiServer,
+    operator: Operator,
+    url: String,
+    _data_plane: DataPlane,
+}
+
+impl JwtBroker {
+    async fn start() -> JwtBroker {
+        let api = FakeApiServer::start().await;
+        let port = support::free_port().port();
+        let url = format!("nats://127.0.0.1:{port}");
+        let operator = Operator::start(&api, &url, 2);
+        let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
+            "metadata": {"name": "agents", "namespace": NS}, "spec": {}});
+        api.create(BROKERS, broker);
+        let _data_plane = DataPlane::start(&api, &operator, NS, "agents", port).await;
+        JwtBroker {
+            api,
+            operator,
+            url,
+            _data_plane,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn minted_credentials_work_and_are_scoped_to_their_mailbox() {
-    let api = FakeApiServer::start().await;
-    let port = support::free_port().port();
-    let url = format!("nats://127.0.0.1:{port}");
-    let operator = Operator::start(&api, &url, 2);
-    let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
-        "metadata": {"name": "agents", "namespace": NS}, "spec": {}});
-    api.create(BROKERS, broker);
-    let _data_plane = DataPlane::start(&api, &operator, NS, "agents", port).await;
+    let JwtBroker {
+        api,
+        operator,
+        url,
+        _data_plane,
+    } = JwtBroker::start().await;
     assert!(
         async_nats::connect(&url).await.is_err(),
         "the server refuses clients without credentials"
@@ -238,4 +264,54 @@ async fn the_samples_become_ready() {
         },
     )
     .await;
+}
+
+/// With JWT auth a Mailbox pass needs the Broker's keys (its auth Secret) and its namespace's
+/// tenant record (the `<broker>-tenants` ConfigMap): a resync reads neither from the API
+/// server — they are known from the Broker controller's own passes, which read each once.
+#[tokio::test(flavor = "multi_thread")]
+async fn resyncs_with_jwt_auth_read_no_broker_object() {
+    let mailboxes = 5;
+    let JwtBroker {
+        api,
+        operator,
+        _data_plane,
+        ..
+    } = JwtBroker::start().await;
+    broker_pods_ready(&api, NS, "agents", 1).await;
+    for i in 0..mailboxes {
+        let mailbox = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Mailbox",
+            "metadata": {"name": format!("m{i}"), "namespace": NS},
+            "spec": {"brokerRef": {"name": "agents"}}});
+        api.create(MAILBOXES, mailbox);
+    }
+    for i in 0..mailboxes {
+        let what = operator.waiting_for(format!("Mailbox m{i} Created"));
+        api.wait_for(&what, |api| {
+            let mailbox = api.get(MAILBOXES, NS, &format!("m{i}"))?;
+            condition(&mailbox, "Ready").filter(|c| c["reason"] == "Created")
+        })
+        .await;
+    }
+    let before = api.requests();
+    let (mailbox_passes, broker_passes) = (
+        operator.passes("mailbox").await,
+        operator.passes("broker").await,
+    );
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    // Two resyncs of every Mailbox.
+    while operator.passes("mailbox").await < mailbox_passes + 2.0 * mailboxes as f64 {
+        assert!(tokio::time::Instant::now() < deadline, "no resync");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let made = api.requests_since(&before);
+    let broker_passes = operator.passes("broker").await - broker_passes;
+    let reads = |resource: &str| made.get(&format!("get {resource}")).copied().unwrap_or(0);
+    let (secrets, config_maps) = (reads("v1/secrets"), reads("v1/configmaps"));
+    assert!(
+        secrets as f64 <= broker_passes && config_maps as f64 <= broker_passes,
+        "{secrets} Secret and {config_maps} ConfigMap reads for {broker_passes} Broker passes \
+         and at least {} Mailbox passes: {made:?}",
+        2 * mailboxes
+    );
 }

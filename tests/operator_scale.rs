@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::apiserver::{FakeApiServer, Request};
+use support::apiserver::FakeApiServer;
 use support::cluster::*;
 use support::Env;
 
@@ -80,9 +80,12 @@ async fn scale(mailboxes: usize, resync_secs: u64, deadline: Duration) {
     )
     .await;
     let all_ready = started.elapsed();
-    let to_ready = difference(&before, &cluster.api.requests());
+    let to_ready = cluster.api.requests_since(&before);
 
-    let (passes_before, before) = (mailbox_passes(&cluster).await, cluster.api.requests());
+    let (passes_before, before) = (
+        cluster.operator.passes("mailbox").await,
+        cluster.api.requests(),
+    );
     let resync_deadline = deadline + Duration::from_secs(2 * resync_secs);
     let mut passes = 0.0;
     while passes < mailboxes as f64 {
@@ -91,9 +94,9 @@ async fn scale(mailboxes: usize, resync_secs: u64, deadline: Duration) {
             "no resync of every Mailbox"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        passes = mailbox_passes(&cluster).await - passes_before;
+        passes = cluster.operator.passes("mailbox").await - passes_before;
     }
-    let per_resync = difference(&before, &cluster.api.requests());
+    let per_resync = cluster.api.requests_since(&before);
     let rss = rss_mib(cluster.operator.pid());
 
     let total = |counts: &BTreeMap<String, u64>| counts.values().sum::<u64>() as f64;
@@ -172,7 +175,7 @@ async fn status_writes_wake_no_mailbox() {
         cluster.wait_reason(&format!("m{i}"), "Created").await;
     }
     wait_member_count(&cluster, "every member counted", |n| *n == mailboxes).await;
-    let before = mailbox_passes(&cluster).await;
+    let before = cluster.operator.passes("mailbox").await;
     cluster
         .api
         .patch_status(BROADCASTS, NS, "b0", json!({"memberCount": 999}));
@@ -187,7 +190,7 @@ async fn status_writes_wake_no_mailbox() {
         })
         .await;
     assert_eq!(
-        mailbox_passes(&cluster).await,
+        cluster.operator.passes("mailbox").await,
         before,
         "status writes woke Mailboxes"
     );
@@ -196,20 +199,13 @@ async fn status_writes_wake_no_mailbox() {
         .wait_condition(BROKERS, "agents", "Available", "False")
         .await;
     let deadline = Instant::now() + support::DEADLINE;
-    while mailbox_passes(&cluster).await < before + mailboxes as f64 {
+    while cluster.operator.passes("mailbox").await < before + mailboxes as f64 {
         assert!(
             Instant::now() < deadline,
             "Available flipping woke not every Mailbox"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// How many passes the Mailbox controller has made (its `/metrics`).
-async fn mailbox_passes(cluster: &Cluster) -> f64 {
-    let (_, metrics) = support::http_get(cluster.operator.http_addr, "/metrics").await;
-    let name = r#"mq9_operator_reconciles_total{controller="mailbox"}"#;
-    support::metric_value(&metrics, name).unwrap_or_default()
 }
 
 /// Waits until the Broadcast `b0`'s `memberCount` passes `check`.
@@ -240,21 +236,6 @@ async fn poll(cluster: &Cluster, deadline: Duration, what: &str, mut done: impl 
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// The requests made between two counts, as `"verb resource" → count`.
-fn difference(
-    before: &BTreeMap<Request, u64>,
-    after: &BTreeMap<Request, u64>,
-) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .map(|(request, n)| {
-            let made = n - before.get(request).copied().unwrap_or(0);
-            (format!("{} {}", request.verb, request.resource), made)
-        })
-        .filter(|(_, n)| *n > 0)
-        .collect()
 }
 
 /// A process's resident memory, in MiB.

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 
 use super::admin_client::BrokerClients;
 use super::error::{Error, Result};
+use super::known::KnownBrokers;
 use super::metrics::OperatorMetrics;
 use super::triggers::Stores;
 
@@ -43,6 +44,8 @@ pub struct Context {
     /// The operator's own latest writes, for reading them back from the caches.
     pub own_writes: OwnWrites,
     pub brokers: BrokerClients,
+    /// Each Broker's keys and tenant records, as last read or written.
+    pub known: KnownBrokers,
     pub recorder: Recorder,
     pub metrics: Arc<OperatorMetrics>,
     pub settings: Settings,
@@ -65,6 +68,7 @@ impl Context {
             stores,
             own_writes: OwnWrites::default(),
             brokers: BrokerClients::default(),
+            known: KnownBrokers::default(),
             metrics,
             settings,
         }

@@ -239,6 +239,7 @@ pub async fn ensure_broker_keys(ctx: &Context, broker: &Broker) -> Result<Broker
         super::apply::create_once(&ctx.client, broker, &name, || new_auth_secret(broker)).await?;
     let auth = BrokerAuth::from_secret(&secret)?;
     if !broker_creds_outdated(&secret) {
+        ctx.known.set_auth(broker, &auth);
         return Ok(auth);
     }
     let now = Timestamp::now().as_second().max(1) as u64;
@@ -247,7 +248,9 @@ pub async fn ensure_broker_keys(ctx: &Context, broker: &Broker) -> Result<Broker
         .replace(&name, &PostParams::default(), &secret)
         .await?;
     tracing::info!(broker = %broker.name_any(), "re-issued the broker's and the operator's credentials; earlier users of the broker account are revoked");
-    BrokerAuth::from_secret(&written)
+    let auth = BrokerAuth::from_secret(&written)?;
+    ctx.known.set_auth(broker, &auth);
+    Ok(auth)
 }
 
 /// Whether the stored `broker.creds` do not carry exactly [`auth::broker_permissions`]
@@ -277,10 +280,15 @@ fn reissue_broker_account_users(secret: &mut Secret, keys: &SigningKeys, broker:
 }
 
 /// The Broker's auth as the Mailbox controller needs it: `None` without auth; an error while
-/// the Broker controller has not written the keys yet.
+/// the Broker controller has not written the keys yet. As the Broker controller last read or
+/// wrote it ([`KnownBrokers`](super::known::KnownBrokers)); read from the API server only
+/// before the Broker's first pass.
 pub async fn load(ctx: &Context, broker: &Broker) -> Result<Option<BrokerAuth>> {
     if broker.spec.auth.mode == AuthMode::None {
         return Ok(None);
+    }
+    if let Some(auth) = ctx.known.auth(broker) {
+        return Ok(Some(auth));
     }
     let secrets =
         Api::<Secret>::namespaced(ctx.client.clone(), &broker.namespace().unwrap_or_default());

@@ -35,6 +35,7 @@ pub mod conditions;
 pub mod context;
 pub mod credentials;
 pub mod error;
+pub mod known;
 pub mod leader;
 pub mod mailbox;
 pub mod metrics;

@@ -107,13 +107,23 @@ impl Record {
 }
 
 /// Makes sure `namespace` is a tenant of `broker` and, when given, records `revocation`;
-/// returns the tenant account's state to push. Conflicting writers are retried.
+/// returns the tenant account's state to push. Conflicting writers are retried. A pass with
+/// nothing to record answers from what is known of the ConfigMap
+/// ([`KnownBrokers`](super::known::KnownBrokers)) without reading it; any change reads it
+/// afresh.
 pub async fn record(
     ctx: &Context,
     broker: &Broker,
     namespace: &str,
     revocation: Option<Revocation<'_>>,
 ) -> Result<Tenant> {
+    let now = Timestamp::now().as_second().max(0) as u64;
+    if revocation.is_none() {
+        let known = ctx.known.tenant(broker, namespace).flatten();
+        if let Some(known) = known.filter(|k| Record::next(Some(k), None, now).is_none()) {
+            return Ok(known.tenant());
+        }
+    }
     let api =
         Api::<ConfigMap>::namespaced(ctx.client.clone(), &broker.namespace().unwrap_or_default());
     let name = builders::tenants_config_map_name(broker);
@@ -123,7 +133,6 @@ pub async fn record(
             Some(map) => entry(map, namespace)?,
             None => None,
         };
-        let now = Timestamp::now().as_second().max(0) as u64;
         let Some(next) = Record::next(current.as_ref(), revocation, now) else {
             return Ok(current.unwrap_or_default().tenant());
         };
@@ -141,7 +150,10 @@ pub async fn record(
             }
         };
         match written {
-            Ok(_) => return Ok(next.tenant()),
+            Ok(_) => {
+                ctx.known.set_tenant(broker, namespace, &next);
+                return Ok(next.tenant());
+            }
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
             Err(e) => return Err(e.into()),
         }
@@ -153,21 +165,24 @@ pub async fn record(
     .into())
 }
 
-/// Every tenant of `broker` and its account state, for pushing them all.
+/// Every tenant of `broker` and its account state, for pushing them all; what is known of the
+/// ConfigMap is replaced by what is read.
 pub async fn all(ctx: &Context, broker: &Broker) -> Result<Vec<(String, Tenant)>> {
     let api =
         Api::<ConfigMap>::namespaced(ctx.client.clone(), &broker.namespace().unwrap_or_default());
     let name = builders::tenants_config_map_name(broker);
-    let Some(map) = api.get_opt(&name).await? else {
-        return Ok(Vec::new());
-    };
-    let namespaces = map.data.iter().flatten().map(|(namespace, _)| namespace);
-    namespaces
-        .map(|namespace| {
+    let mut records = BTreeMap::new();
+    if let Some(map) = api.get_opt(&name).await? {
+        for namespace in map.data.iter().flatten().map(|(namespace, _)| namespace) {
             let record = entry(&map, namespace)?.unwrap_or_default();
-            Ok((namespace.clone(), record.tenant()))
-        })
-        .collect()
+            records.insert(namespace.clone(), record);
+        }
+    }
+    ctx.known.set_tenants(broker, &records);
+    let tenants = records
+        .iter()
+        .map(|(ns, record)| (ns.clone(), record.tenant()));
+    Ok(tenants.collect())
 }
 
 /// [`record`]s (and so creates) `namespace`'s tenant state, with `revocation` when given, and

@@ -96,6 +96,14 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// How many reconcile passes `controller` (`broker`, `mailbox`, `broadcast`) has made, from
+    /// the operator's `/metrics`.
+    pub async fn passes(&self, controller: &str) -> f64 {
+        let (_, metrics) = super::http_get(self.http_addr, "/metrics").await;
+        let name = format!("mq9_operator_reconciles_total{{controller=\"{controller}\"}}");
+        super::metric_value(&metrics, &name).unwrap_or_default()
+    }
+
     /// A description of what a test waits for that, when a wait times out and prints it,
     /// ends with the operator's log as it is then.
     pub fn waiting_for(&self, what: impl Into<String>) -> Waiting<'_> {

@@ -75,6 +75,11 @@ async fn reconcile(broker: Arc<Broker>, ctx: Arc<Context>) -> Result<Action> {
 }
 
 async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
+    // What is known of Brokers that are gone is forgotten (an empty cache before the first
+    // list only costs Mailbox passes a read).
+    let live = ctx.stores.brokers.store().state();
+    ctx.known
+        .retain(live.iter().filter_map(|b| b.metadata.uid.as_deref()));
     if broker.metadata.deletion_timestamp.is_some() {
         // Owned objects go by garbage collection; the volumes stay (retention policy Retain).
         return Ok(Action::await_change());

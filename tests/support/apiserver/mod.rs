@@ -284,6 +284,19 @@ impl FakeApiServer {
             .clone()
     }
 
+    /// The requests answered since `before` (an earlier [`FakeApiServer::requests`]), as
+    /// `"<verb> <resource>"` → how many; kinds with none left out.
+    pub fn requests_since(&self, before: &BTreeMap<Request, u64>) -> BTreeMap<String, u64> {
+        self.requests()
+            .iter()
+            .map(|(request, n)| {
+                let made = n - before.get(request).copied().unwrap_or(0);
+                (format!("{} {}", request.verb, request.resource), made)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     /// Compacts the history, as etcd does: a watch from any resourceVersion handed out so far
     /// is then answered `410 Gone` (an ERROR event), and a client must list again.
     pub fn compact(&self) {
