@@ -28,6 +28,7 @@ pub mod http;
 pub mod natsd;
 pub mod operator;
 pub mod protocol;
+pub mod replication;
 pub mod store;
 pub mod time;
 

@@ -200,3 +200,75 @@ fn read_ports(ports_file: &Path) -> Option<Ports> {
         monitoring,
     })
 }
+
+/// The options of `count` nats-servers clustered on loopback with JetStream (for replicated
+/// brokers: `mq9 dev --replicas`, tests, benchmarks): `n<i>` in `base/n<i>`, client port
+/// `first_port + i` (or free ports), routes on free loopback ports, each server routing to all.
+pub fn cluster_options(
+    base: &Path,
+    count: usize,
+    first_port: Option<u16>,
+) -> anyhow::Result<Vec<NatsServerOptions>> {
+    let route_ports = (0..count)
+        .map(|_| free_loopback_port())
+        .collect::<anyhow::Result<Vec<u16>>>()?;
+    let routes: Vec<String> = route_ports
+        .iter()
+        .map(|port| format!("\"nats-route://127.0.0.1:{port}\""))
+        .collect();
+    let options = route_ports.iter().enumerate().map(|(i, route_port)| {
+        let mut options = NatsServerOptions::new(base.join(format!("n{i}")));
+        options.port = first_port.map(|port| port + i as u16);
+        let store = options.work_dir.join("jetstream");
+        options.extra_config = format!(
+            "server_name: n{i}\njetstream {{ store_dir: {store:?} }}\n\
+             cluster {{ name: mq9, listen: \"127.0.0.1:{route_port}\", routes: [{routes}] }}\n",
+            store = store.display().to_string(),
+            routes = routes.join(", "),
+        );
+        options
+    });
+    Ok(options.collect())
+}
+
+/// A loopback port free now (the OS's pick), for a listener configured before it starts.
+fn free_loopback_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Starts `count` clustered servers ([`cluster_options`]) and waits until their JetStream
+/// answers (the cluster elected its meta leader).
+pub async fn start_cluster(
+    base: &Path,
+    count: usize,
+    first_port: Option<u16>,
+) -> anyhow::Result<Vec<NatsServer>> {
+    let options = cluster_options(base, count, first_port)?;
+    let servers = options
+        .iter()
+        .map(NatsServer::start)
+        .collect::<anyhow::Result<Vec<NatsServer>>>()?;
+    wait_for_jetstream(servers[0].url(), Duration::from_secs(30)).await?;
+    Ok(servers)
+}
+
+/// Waits (up to `within`) until JetStream answers at `url`: the cluster elected its meta leader.
+async fn wait_for_jetstream(url: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let answered = async {
+            let client = async_nats::connect(url).await?;
+            let js = async_nats::jetstream::new(client);
+            js.query_account().await?;
+            anyhow::Ok(())
+        };
+        match tokio::time::timeout(Duration::from_secs(2), answered).await {
+            Ok(Ok(())) => return Ok(()),
+            _ if Instant::now() > deadline => {
+                bail!("JetStream at {url} did not answer within {within:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
