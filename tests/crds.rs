@@ -318,3 +318,27 @@ fn a_mailboxs_secret_name_and_type_are_immutable() {
         assert!(rule.contains(part), "{rule}");
     }
 }
+
+/// CEL cannot run here: the replica rule is checked as text and against the operator's own
+/// check (which refuses even counts on API servers without CEL), for every count the schema
+/// allows.
+#[test]
+fn the_broker_replicas_rule_is_the_operators_check() {
+    let rules = cel_rules("Broker", Some("spec"));
+    let (rule, message) = rules
+        .iter()
+        .find(|(rule, _)| rule.contains("replicas"))
+        .expect("a rule on the replica count");
+    assert_eq!(rule, "self.replicas % 2 == 1");
+    assert!(message.contains("quorum"), "{message}");
+    for replicas in 1..=9 {
+        let spec = serde_json::from_value(serde_json::json!({"replicas": replicas})).unwrap();
+        let broker = mq9::crd::Broker::new("agents", spec);
+        let cel_accepts = replicas % 2 == 1;
+        assert_eq!(
+            cel_accepts,
+            broker.replicas_problem().is_none(),
+            "{replicas}"
+        );
+    }
+}

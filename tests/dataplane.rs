@@ -218,9 +218,9 @@ fn route_attempt(port: u16, connect: &serde_json::Value) -> (String, bool) {
 
 #[test]
 fn a_route_without_the_password_is_refused() {
-    let broker = broker(serde_json::json!({"replicas": 2}));
+    let broker = broker(serde_json::json!({"replicas": 3}));
     let password = route_password(&broker);
-    let ports = [support::free_port().port(), support::free_port().port()];
+    let ports = [(); 3].map(|()| support::free_port().port());
     let _pod = Pod::start(&broker, 0, &ports, &password);
     // An attacker who reaches 6222 and speaks the route protocol, without or with a wrong
     // password, as the route user or another.
@@ -245,9 +245,9 @@ fn a_route_without_the_password_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn servers_holding_the_password_form_a_cluster() {
-    let broker = broker(serde_json::json!({"replicas": 2}));
+    let broker = broker(serde_json::json!({"replicas": 3}));
     let password = route_password(&broker);
-    let ports = [support::free_port().port(), support::free_port().port()];
+    let ports = [(); 3].map(|()| support::free_port().port());
     let first = Pod::start(&broker, 0, &ports, &password);
     let second = Pod::start(&broker, 1, &ports, &password);
     let publisher = async_nats::connect(first.server.url()).await.unwrap();

@@ -338,7 +338,7 @@ async fn an_immutable_storage_change_is_refused_without_a_422_loop() {
     let change = |patch: Value| merge_patch(&brokers, "store", patch);
     // A pass that compares with the stored StatefulSet (generation 2): 1.5Gi asked, 1536Mi
     // stored, the same size, so nothing is refused.
-    change(json!({"spec": {"replicas": 2}})).await;
+    change(json!({"spec": {"replicas": 3}})).await;
     let what = operator.waiting_for("generation 2 observed");
     let observed = api
         .wait_for(&what, |api| {
@@ -349,7 +349,7 @@ async fn an_immutable_storage_change_is_refused_without_a_422_loop() {
     let degraded = condition(&observed, "Degraded").unwrap();
     assert_eq!(degraded["reason"], "AsExpected", "{degraded}");
 
-    change(json!({"spec": {"replicas": 3, "storage": {"storageClassName": "fast-ssd"}}})).await;
+    change(json!({"spec": {"replicas": 5, "storage": {"storageClassName": "fast-ssd"}}})).await;
     let what = operator.waiting_for("the storage class change refused");
     let degraded = api
         .wait_for(&what, |api| {
@@ -382,7 +382,7 @@ async fn an_immutable_storage_change_is_refused_without_a_422_loop() {
     .await;
     // The rest of the pass was applied: the new replica count, the old claim template.
     let sts = api.get(STATEFULSETS, NS, "store").unwrap();
-    assert_eq!(sts["spec"]["replicas"], 3);
+    assert_eq!(sts["spec"]["replicas"], 5);
     assert_eq!(claim(&api)["storageClassName"], "standard");
     assert_eq!(claim(&api)["resources"]["requests"]["storage"], "1536Mi");
     assert!(
@@ -392,36 +392,36 @@ async fn an_immutable_storage_change_is_refused_without_a_422_loop() {
     );
 }
 
-/// An API server without CEL lets in a Broker name its objects cannot carry: the operator
-/// makes nothing and says why.
+/// An API server without CEL lets in a Broker name its objects cannot carry, or an even
+/// replica count (two replicas cannot keep a quorum): the operator makes nothing and says why.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_broker_name_its_services_cannot_carry_is_refused() {
+async fn a_broker_its_objects_cannot_carry_is_refused() {
     let api = support::apiserver::FakeApiServer::start().await;
     let operator = Operator::start(&api, "nats://127.0.0.1:1", 60);
     let long = "b".repeat(53);
-    for name in ["v2.agents", long.as_str()] {
+    for (name, replicas, reason, says) in [
+        ("v2.agents", 1, "InvalidName", "DNS-1035"),
+        (long.as_str(), 1, "InvalidName", "DNS-1035"),
+        ("pair", 2, "InvalidReplicas", "quorum"),
+    ] {
         let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
-            "metadata": {"name": name, "namespace": NS}, "spec": {"auth": {"mode": "none"}}});
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"auth": {"mode": "none"}, "replicas": replicas}});
         api.create(BROKERS, broker);
-        let what = operator.waiting_for(format!("Broker {name} Degraded/InvalidName"));
+        let what = operator.waiting_for(format!("Broker {name} Degraded/{reason}"));
         let degraded = api
             .wait_for(&what, |api| {
                 let broker = api.get(BROKERS, NS, name)?;
-                condition(&broker, "Degraded").filter(|c| c["reason"] == "InvalidName")
+                condition(&broker, "Degraded").filter(|c| c["reason"] == reason)
             })
             .await;
         assert_eq!(degraded["status"], "True");
-        assert!(
-            degraded["message"].to_string().contains("DNS-1035"),
-            "{degraded}"
-        );
-        let what = operator.waiting_for("an InvalidName Warning Event");
+        assert!(degraded["message"].to_string().contains(says), "{degraded}");
+        let what = operator.waiting_for(format!("a {reason} Warning Event"));
         api.wait_for(&what, |api| {
             let events = api.list(EVENTS, Some(NS));
             let warned = events.iter().any(|e| {
-                e["type"] == "Warning"
-                    && e["reason"] == "InvalidName"
-                    && e["regarding"]["name"] == name
+                e["type"] == "Warning" && e["reason"] == reason && e["regarding"]["name"] == name
             });
             warned.then_some(())
         })

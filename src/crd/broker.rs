@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
     ),
     validation = Rule::new(BROKER_NAME_RULE).message(BROKER_NAME_MESSAGE)
 )]
+#[x_kube(validation = Rule::new(BROKER_REPLICAS_RULE).message(BROKER_REPLICAS_MESSAGE))]
 #[serde(rename_all = "camelCase")]
 pub struct BrokerSpec {
     /// Number of pods (nats-server + mq9 broker each). More than one form a NATS cluster.
@@ -99,6 +100,9 @@ pub struct BrokerSpec {
 const BROKER_NAME_RULE: &str =
     "self.metadata.name.size() <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
 const BROKER_NAME_MESSAGE: &str = "a Broker's name is a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, not ending with '-') of at most 52 characters";
+/// `spec.replicas` is odd: 1, or 3 or more of which a majority keeps JetStream's quorum.
+const BROKER_REPLICAS_RULE: &str = "self.replicas % 2 == 1";
+const BROKER_REPLICAS_MESSAGE: &str = "replicas is 1 or an odd number of at least 3: of two replicas, losing either loses the quorum the replicated data plane needs";
 /// The longest Broker name (see [`BROKER_NAME_RULE`]).
 pub const BROKER_NAME_MAX: usize = 52;
 
@@ -122,6 +126,14 @@ impl Broker {
                 "the name {name:?} cannot name the Broker's Services and StatefulSet: {BROKER_NAME_MESSAGE}"
             )),
         }
+    }
+
+    /// Why this Broker's replica count cannot keep a quorum, if it cannot (the CRD's CEL rule,
+    /// checked again for API servers that do not run CEL).
+    pub fn replicas_problem(&self) -> Option<String> {
+        let replicas = self.spec.replicas;
+        (replicas % 2 != 1)
+            .then(|| format!("replicas {replicas} refused: {BROKER_REPLICAS_MESSAGE}"))
     }
 
     /// Whether Mailboxes and Broadcasts of `namespace` may use this Broker: its own namespace

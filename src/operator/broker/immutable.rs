@@ -24,6 +24,8 @@ pub const IMMUTABLE_FIELD_CHANGED: &str = "ImmutableFieldChanged";
 pub const STORAGE_CHANGE_REFUSED: &str = "StorageChangeRefused";
 /// Degraded reason: the Broker's name cannot name its objects (see `Broker::name_problem`).
 pub const INVALID_NAME: &str = "InvalidName";
+/// Degraded reason: an even replica count (see `Broker::replicas_problem`).
+pub const INVALID_REPLICAS: &str = "InvalidReplicas";
 
 /// A change the spec asks for and the operator does not make: why, for the `Degraded`
 /// condition and a Warning Event. Never carries a secret (field names, sizes, class names).

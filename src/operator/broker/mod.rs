@@ -89,13 +89,19 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
     let existing = statefulsets.get_opt(&broker.name_any()).await?;
     let mut refused = Vec::new();
     let mut next = Action::requeue(RESYNC);
-    // A name its objects cannot carry (an API server without CEL let it in): nothing is made,
-    // the status says why.
-    let invalid_name = broker.name_problem().map(|message| immutable::Refusal {
-        reason: immutable::INVALID_NAME,
-        message,
-    });
-    if let Some(refusal) = invalid_name {
+    // A name its objects cannot carry, or a replica count that cannot keep a quorum (an API
+    // server without CEL let them in): nothing is made or changed (a running StatefulSet keeps
+    // its size), the status says why.
+    let refusal = |reason| move |message| immutable::Refusal { reason, message };
+    let invalid = broker
+        .name_problem()
+        .map(refusal(immutable::INVALID_NAME))
+        .or_else(|| {
+            broker
+                .replicas_problem()
+                .map(refusal(immutable::INVALID_REPLICAS))
+        });
+    if let Some(refusal) = invalid {
         refused.push(refusal);
     } else if !broker.spec.paused {
         let auth = match broker.spec.auth.mode {
