@@ -134,6 +134,72 @@ pub struct BrokerConfig {
     /// the pods, one RocksDB (pod 0's) holds the mailboxes, the other brokers wait.
     #[arg(long, env = "MQ9_ACTIVE_POD")]
     pub active_pod: Option<String>,
+    #[command(flatten)]
+    pub replication: ReplicationOptions,
+}
+
+/// Whether mailboxes live on this broker alone or in shards replicated on JetStream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplicationMode {
+    /// One broker, one RocksDB, no JetStream in the write path (the default).
+    None,
+    /// Shards replicated on JetStream streams, led by one broker each (replication.md).
+    Jetstream,
+}
+
+/// The replicated data plane's settings (`--replication jetstream`).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ReplicationOptions {
+    #[arg(long, env = "MQ9_REPLICATION", value_enum, default_value_t = ReplicationMode::None)]
+    pub replication: ReplicationMode,
+    /// How many shards the mailboxes are spread over; fixed once data exists (a data directory
+    /// made with another count is refused).
+    #[arg(long, env = "MQ9_SHARDS", default_value_t = crate::replication::shard::DEFAULT_SHARDS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::replication::shard::MAX_SHARDS)))]
+    pub shards: u32,
+    /// The cluster's name (letters, digits, `-` and `_`): it names the shards' streams, the
+    /// lease bucket and the forwarding subjects, so brokers of one cluster share it.
+    #[arg(long, env = "MQ9_CLUSTER", default_value = "mq9", value_parser = parse_cluster_name)]
+    pub cluster: String,
+    /// This broker's name among the cluster's (default: `$POD_NAME`, else host name and pid).
+    #[arg(long, env = "MQ9_NODE")]
+    pub node: Option<String>,
+    /// How many brokers the cluster has, until they have announced themselves: each leads at
+    /// most its share of the shards (rounded up) of the brokers alive.
+    #[arg(long, env = "MQ9_PEERS", default_value_t = 3)]
+    pub peers: u32,
+    /// Copies of each shard's log and of the leases (JetStream replicas: 1, 3 or 5).
+    #[arg(long, env = "MQ9_LOG_REPLICAS", default_value_t = 3)]
+    pub log_replicas: usize,
+    /// Seconds a shard leader's lease lasts without renewal: a leader that dies is replaced
+    /// within about this time.
+    #[arg(long, env = "MQ9_LEASE_SECS", default_value_t = 3)]
+    pub lease_secs: u64,
+}
+
+impl Default for ReplicationOptions {
+    fn default() -> Self {
+        ReplicationOptions {
+            replication: ReplicationMode::None,
+            shards: crate::replication::shard::DEFAULT_SHARDS,
+            cluster: "mq9".into(),
+            node: None,
+            peers: 3,
+            log_replicas: 3,
+            lease_secs: 3,
+        }
+    }
+}
+
+/// A cluster name can name JetStream streams and NATS subject tokens.
+fn parse_cluster_name(name: &str) -> Result<String, String> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    match !name.is_empty() && name.len() <= 64 && name.chars().all(valid) {
+        true => Ok(name.to_owned()),
+        false => Err(format!(
+            "{name:?}: a cluster name is 1 to 64 letters, digits, '-' or '_'"
+        )),
+    }
 }
 
 /// Who the broker answers and whom it believes (security.md §2, §4).

@@ -243,8 +243,12 @@ pub async fn start_cluster(
     base: &Path,
     count: usize,
     first_port: Option<u16>,
+    binary: Option<&Path>,
 ) -> anyhow::Result<Vec<NatsServer>> {
-    let options = cluster_options(base, count, first_port)?;
+    let mut options = cluster_options(base, count, first_port)?;
+    for options in &mut options {
+        options.binary = binary.map(Path::to_path_buf);
+    }
     let servers = options
         .iter()
         .map(NatsServer::start)

@@ -19,7 +19,9 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let servers = natsd::start_cluster(dir.path(), 3, None).await.unwrap();
+        let servers = natsd::start_cluster(dir.path(), 3, None, None)
+            .await
+            .unwrap();
         Cluster { servers, _dir: dir }
     }
 

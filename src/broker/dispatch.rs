@@ -9,19 +9,27 @@
 //! engine, whose outcome is logged by [`BrokerSink::finished`]. Never the subject or the
 //! payload: both may hold a mail address.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::field::Empty;
 
+use super::router::Router;
 use super::{BrokerSink, ReplyPolicy};
 use crate::engine::{Job, Outgoing, Sink};
 use crate::protocol::identity::{self, Caller};
 use crate::protocol::subject::{self, Route};
 use crate::protocol::{ProtoError, Request};
 
+/// Where jobs go: the one engine, or a replicated broker's shards.
+pub(super) enum Queue {
+    Engine(flume::Sender<Job>),
+    Shards(Arc<Router>),
+}
+
 /// Turns requests into engine jobs: the broker's front door.
 pub(super) struct Dispatcher {
-    pub(super) jobs: flume::Sender<Job>,
+    pub(super) queue: Queue,
     /// Where requests refused before the engine are answered and counted.
     pub(super) rejects: BrokerSink,
     pub(super) replies: ReplyPolicy,
@@ -38,7 +46,8 @@ impl Dispatcher {
         skip_all,
         fields(command = Empty, outcome = Empty)
     )]
-    pub(super) async fn dispatch(&self, message: async_nats::Message) {
+    /// `forwarded_to`: the shard a request forwarded by another broker was sent to.
+    pub(super) async fn dispatch(&self, message: async_nats::Message, forwarded_to: Option<u32>) {
         let received = Instant::now();
         let route = subject::parse(&message.subject);
         let kind = route.as_ref().map_or("unknown", Route::kind);
@@ -75,7 +84,13 @@ impl Dispatcher {
                     kind,
                     received,
                 };
-                self.queue(job).await;
+                match &self.queue {
+                    Queue::Engine(jobs) => self.queue(jobs, job).await,
+                    Queue::Shards(router) => {
+                        tracing::Span::current().record("outcome", "queued");
+                        router.route(job, &message, forwarded_to).await;
+                    }
+                }
             }
             // Its live subscribers have it from nats-server already; only its headers can be
             // wrong, and nobody waits for an answer. Neither the topic nor the error (which
@@ -90,9 +105,9 @@ impl Dispatcher {
 
     /// Hands `job` to the engine. Only a dead engine thread drops its receiver while requests
     /// still come in: then the job is refused here.
-    async fn queue(&self, job: Job) {
+    async fn queue(&self, jobs: &flume::Sender<Job>, job: Job) {
         let (kind, received) = (job.kind, job.received);
-        match self.jobs.send_async(job).await {
+        match jobs.send_async(job).await {
             Ok(()) => {
                 tracing::Span::current().record("outcome", "queued");
                 tracing::debug!("request queued");

@@ -40,6 +40,17 @@ pub enum BrokerError {
     /// A task the broker waits for (opening the store, publishing replies) panicked.
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),
+    /// The replicated data plane (JetStream: a shard's log, the leases), in words that name no
+    /// mailbox.
+    #[error("replication: {0}")]
+    Replication(String),
+    /// The data directory holds another cluster's data or another shard layout.
+    #[error("the data directory {} holds {found}, not {wanted}: refusing to start", dir.display())]
+    Layout {
+        dir: PathBuf,
+        found: String,
+        wanted: String,
+    },
     /// The HTTP endpoints (`crate::http`), whose errors already say what failed.
     #[error(transparent)]
     Http(#[from] anyhow::Error),

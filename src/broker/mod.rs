@@ -9,7 +9,10 @@
 mod dispatch;
 mod error;
 mod metrics;
+mod replicated;
 mod replies;
+mod router;
+mod shards;
 
 pub use error::BrokerError;
 pub use metrics::Metrics;
@@ -22,7 +25,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::config::{BrokerConfig, NatsOptions};
+use crate::config::{BrokerConfig, NatsOptions, ReplicationMode};
 use crate::engine::{Engine, EngineConfig, Job, Outgoing, Sink, Totals};
 use crate::http::HttpServer;
 use crate::protocol::subject;
@@ -161,13 +164,19 @@ pub async fn run(
         dir: config.data_dir.clone(),
         source,
     })?;
-    let data_dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
-        .await?
-        .map_err(|source| BrokerError::OpenStore {
-            dir: config.data_dir.clone(),
-            source,
-        })?;
+    // A single node opens its store before it connects (a broken store fails fast); a
+    // replicated broker opens one per shard as it follows them.
+    let store = match config.replication.replication {
+        ReplicationMode::None => {
+            let data_dir = config.data_dir.clone();
+            let opened = tokio::task::spawn_blocking(move || Store::open(&data_dir)).await?;
+            Some(opened.map_err(|source| BrokerError::OpenStore {
+                dir: config.data_dir.clone(),
+                source,
+            })?)
+        }
+        ReplicationMode::Jetstream => None,
+    };
 
     tokio::pin!(shutdown);
     let client = tokio::select! {
@@ -181,17 +190,84 @@ pub async fn run(
         dedup_window_secs: config.dedup_window,
         sync: config.sync,
         max_payload: client.server_info().max_payload,
+        shard: None,
     };
-    let engine = tokio::task::spawn_blocking(move || Engine::open(store, engine_config))
-        .await?
-        .map_err(BrokerError::LoadStore)?;
-
-    let (jobs_tx, jobs_rx) = flume::bounded::<Job>(JOB_QUEUE);
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
-    let sink = BrokerSink {
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<Outgoing>();
+    let publisher = spawn_publisher(client.clone(), out_rx);
+    let rejects = BrokerSink {
         out: out_tx.clone(),
         health: health.clone(),
     };
+    let served = match config.replication.replication {
+        ReplicationMode::None => {
+            let store = store.expect("opened for a single node");
+            let sink = BrokerSink {
+                out: out_tx,
+                health: health.clone(),
+            };
+            serve_single(
+                &config,
+                &client,
+                store,
+                engine_config,
+                sink,
+                rejects,
+                shutdown,
+            )
+            .await
+        }
+        ReplicationMode::Jetstream => {
+            let parts = replicated::Parts {
+                client: client.clone(),
+                health: health.clone(),
+                engine: engine_config,
+                out: out_tx,
+                rejects,
+            };
+            replicated::serve(&config, parts, shutdown).await
+        }
+    };
+    publisher.await?;
+    served?;
+    // Bounded: with nats-server gone, a flush would wait for a reconnect that never comes.
+    match tokio::time::timeout(Duration::from_secs(2), client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "flushing the last replies failed"),
+        Err(_) => tracing::warn!("NATS unreachable; the last replies may not have been delivered"),
+    }
+    http.stop().await?;
+    Ok(())
+}
+
+/// Publishes every reply the engines and the dispatcher hand over, until they are all gone.
+fn spawn_publisher(
+    client: async_nats::Client,
+    mut out: mpsc::UnboundedReceiver<Outgoing>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(outgoing) = out.recv().await {
+            if let Err(e) = client.publish(outgoing.subject, outgoing.body).await {
+                tracing::warn!(error = %e, "publishing a reply failed");
+            }
+        }
+    })
+}
+
+/// The single-node broker: one engine thread over one store, until `shutdown`.
+async fn serve_single(
+    config: &BrokerConfig,
+    client: &async_nats::Client,
+    store: Store,
+    engine_config: EngineConfig,
+    sink: BrokerSink,
+    rejects: BrokerSink,
+    shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<(), BrokerError> {
+    let health = sink.health.clone();
+    let engine = tokio::task::spawn_blocking(move || Engine::open(store, engine_config))
+        .await?
+        .map_err(BrokerError::LoadStore)?;
+    let (jobs_tx, jobs_rx) = flume::bounded::<Job>(JOB_QUEUE);
     let engine_health = health.clone();
     let engine_thread = std::thread::Builder::new()
         .name("mq9-engine".into())
@@ -207,57 +283,56 @@ pub async fn run(
             engine_health.engine_running.store(false, Ordering::Release);
         })
         .map_err(BrokerError::EngineThread)?;
-    let publisher_client = client.clone();
-    let publisher = tokio::spawn(async move {
-        while let Some(outgoing) = out_rx.recv().await {
-            if let Err(e) = publisher_client
-                .publish(outgoing.subject, outgoing.body)
-                .await
-            {
-                tracing::warn!(error = %e, "publishing a reply failed");
-            }
-        }
-    });
-
-    let agents = subscribe(&client, subject::AI_WILDCARD).await?;
-    let admin = subscribe(&client, subject::ADMIN_WILDCARD).await?;
-    let mut requests = futures::stream::select(agents, admin);
-    tracing::info!(sync = ?config.sync, max_payload = client.server_info().max_payload, "mq9 broker ready");
     let dispatcher = Dispatcher {
-        jobs: jobs_tx,
-        rejects: BrokerSink {
-            out: out_tx,
-            health: health.clone(),
-        },
+        queue: dispatch::Queue::Engine(jobs_tx),
+        rejects,
         replies: ReplyPolicy::new(&config.security.reply_prefixes),
         trust_request_info: config.security.trust_request_info,
     };
-    loop {
-        tokio::select! {
-            message = requests.next() => match message {
-                Some(message) => dispatcher.dispatch(message).await,
-                None => break,
-            },
-            _ = &mut shutdown => break,
-        }
-    }
-
-    tracing::info!("mq9 broker stopping");
-    let (mut agents, mut admin) = requests.into_inner();
-    let _ = agents.unsubscribe().await;
-    let _ = admin.unsubscribe().await;
+    tracing::info!(sync = ?config.sync, max_payload = client.server_info().max_payload, "mq9 broker ready");
+    serve_requests(client, &dispatcher, None, shutdown).await?;
     drop(dispatcher);
     tokio::task::spawn_blocking(move || engine_thread.join())
         .await?
         .map_err(|_| BrokerError::EnginePanicked)?;
-    publisher.await?;
-    // Bounded: with nats-server gone, a flush would wait for a reconnect that never comes.
-    match tokio::time::timeout(Duration::from_secs(2), client.flush()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "flushing the last replies failed"),
-        Err(_) => tracing::warn!("NATS unreachable; the last replies may not have been delivered"),
+    Ok(())
+}
+
+/// Takes requests from the queue group (and, for a replicated broker, the requests other
+/// brokers forward to its shards) to `dispatcher` until `shutdown`; then stops taking them.
+async fn serve_requests(
+    client: &async_nats::Client,
+    dispatcher: &Dispatcher,
+    mut forwarded: Option<&mut mpsc::Receiver<(u32, async_nats::Message)>>,
+    mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<(), BrokerError> {
+    let agents = subscribe(client, subject::AI_WILDCARD).await?;
+    let admin = subscribe(client, subject::ADMIN_WILDCARD).await?;
+    let mut requests = futures::stream::select(agents, admin);
+    loop {
+        let next_forwarded = async {
+            match forwarded.as_mut() {
+                Some(forwarded) => forwarded.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            message = requests.next() => match message {
+                Some(message) => dispatcher.dispatch(message, None).await,
+                None => break,
+            },
+            Some((shard, message)) = next_forwarded => {
+                if let Some(message) = router::unforwarded(message) {
+                    dispatcher.dispatch(message, Some(shard)).await;
+                }
+            }
+            _ = &mut shutdown => break,
+        }
     }
-    http.stop().await?;
+    tracing::info!("mq9 broker stopping");
+    let (mut agents, mut admin) = requests.into_inner();
+    let _ = agents.unsubscribe().await;
+    let _ = admin.unsubscribe().await;
     Ok(())
 }
 

@@ -75,11 +75,14 @@ impl Engine {
     /// unwritten is ever acknowledged. A failed engine writes nothing more.
     fn apply(&mut self, effect: Effect) -> Vec<Outgoing> {
         let Effect {
-            writes,
+            mut writes,
             sync,
             mut replies,
             timers,
         } = effect;
+        if self.failed.is_none() && !writes.is_empty() {
+            self.replicate(&mut writes, sync);
+        }
         if self.failed.is_none() && !writes.is_empty() {
             match self.store.write(writes, sync) {
                 Ok(()) => {

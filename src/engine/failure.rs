@@ -24,9 +24,16 @@ impl Engine {
             reason,
             "the mailbox store failed: answering `internal` until the broker restarts"
         );
-        let failure = ProtoError::internal(format!(
+        self.fail_with(ProtoError::internal(format!(
             "the mailbox store failed ({reason}); the broker must restart"
-        ));
+        )));
+    }
+
+    /// Enters the failed state with `failure` (unless failed already).
+    pub(super) fn fail_with(&mut self, failure: ProtoError) {
+        if self.failed.is_some() {
+            return;
+        }
         self.waiters_answer_all(Err(failure.clone()));
         self.failed = Some(failure);
     }

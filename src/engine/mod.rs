@@ -24,6 +24,7 @@ mod group;
 mod mailbox;
 mod pending;
 mod registry;
+pub mod replicate;
 mod search;
 #[cfg(test)]
 mod testing;
@@ -61,6 +62,8 @@ pub struct EngineConfig {
     pub sync: SyncMode,
     /// The NATS server's `max_payload`: no reply may be larger.
     pub max_payload: usize,
+    /// A replicated shard's place among the shards: the addresses it makes are its own.
+    pub shard: Option<replicate::ShardPlace>,
 }
 
 pub struct Engine {
@@ -73,6 +76,8 @@ pub struct Engine {
     waiters: waiters::Waiters,
     timers: timers::Timers,
     registry: registry::Registry,
+    /// A replicated shard's log: every batch goes there first ([`replicate`]).
+    replicator: Option<Box<dyn replicate::Replicate>>,
     topics: topics::TopicIndex,
     /// Delayed messages whose TTL ends before their delay, by (expires_at, delay_id): their
     /// mailbox's address ([`delayed`]).
@@ -101,6 +106,7 @@ impl Engine {
             waiters: waiters::Waiters::default(),
             timers: timers::Timers::default(),
             registry: registry::Registry::default(),
+            replicator: None,
             topics: topics::TopicIndex::default(),
             delayed_expiry: BTreeMap::new(),
             held: mailbox::Held::default(),

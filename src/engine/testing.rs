@@ -26,6 +26,7 @@ pub fn engine(dir: &Path, dedup_window_secs: u64) -> Engine {
         dedup_window_secs,
         sync: SyncMode::Always,
         max_payload: 1 << 20,
+        shard: None,
     };
     Engine::open(Store::open(dir).unwrap(), config).unwrap()
 }

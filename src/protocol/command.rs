@@ -21,7 +21,7 @@ use super::subject::{AdminVerb, AgentVerb, DeleteTarget, Route};
 use super::{Priority, ProtoError};
 
 /// A request, parsed and validated: one variant per command.
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     Create(CreateRequest),
     Send {

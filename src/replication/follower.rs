@@ -3,15 +3,12 @@
 //!
 //! An entry is an [`Effect`](crate::engine::Effect) as the leader sealed it: its write batch
 //! goes to the store as it is (no clock, no randomness, no engine), together with the entry's
-//! sequence under `meta/replication.applied`, in the same atomic write. So a broker that stops
+//! sequence under `meta/replication.applied` (the leader writes it the same way), in the same atomic write. So a broker that stops
 //! at any point restarts from exactly the first entry it has not applied, and applies none
 //! twice. Its replies and timers are the leader's business and are dropped here.
 
 use crate::engine::Effect;
 use crate::store::{self, Store, StoreError};
-
-/// The meta key of the last applied log sequence (big-endian u64).
-pub const META_APPLIED: &[u8] = b"replication.applied";
 
 /// Why an entry cannot be applied.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +26,7 @@ pub enum ApplyError {
 
 /// The last log sequence applied to `store` (0: none).
 pub fn applied(store: &Store) -> Result<u64, StoreError> {
-    store.get_u64(store::CF_META, META_APPLIED)
+    store.get_u64(store::CF_META, store::META_REPLICATION_APPLIED)
 }
 
 /// Applies the entry at `sequence`; entries already applied are skipped (a re-read after a
@@ -51,7 +48,7 @@ pub fn apply(store: &Store, sequence: u64, entry: &[u8]) -> Result<bool, ApplyEr
     store.put_raw(
         &mut writes,
         store::CF_META,
-        META_APPLIED,
+        store::META_REPLICATION_APPLIED,
         &sequence.to_be_bytes(),
     );
     store.write(writes, false)?;

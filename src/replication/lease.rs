@@ -9,6 +9,9 @@
 //!   partitioned) frees the shard without anyone's clock being trusted. Holders renew every
 //!   third of the ttl.
 //!
+//! Brokers also announce themselves (`node.<name>`, aging out the same way), so each knows how
+//! many are alive and leads at most its share of the shards.
+//!
 //! A lease alone does not fence: a paused holder does not know it lost the lease until it next
 //! talks to JetStream. The log does ([`super::log`]): a new holder appends to the shard's log
 //! before it serves, and every append expects the last sequence its writer saw, so the old
@@ -19,6 +22,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use async_nats::jetstream::{self, stream::StorageType};
 use bytes::Bytes;
+use futures::TryStreamExt;
 
 /// Why a lease operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +121,26 @@ impl Leases {
             kv::DeleteErrorKind::WrongLastRevision => Ok(()),
             _ => Err(LeaseError::Unavailable(e.to_string())),
         })
+    }
+
+    /// Says this broker is alive (`node.<holder>`, aging out like a lease): renewed with the
+    /// leases, it makes [`Leases::live_brokers`] count it.
+    pub async fn announce(&self) -> Result<(), LeaseError> {
+        let value = Bytes::from(self.holder.clone());
+        let key = format!("node.{}", self.holder);
+        self.bucket
+            .put(key, value)
+            .await
+            .map(drop)
+            .map_err(|e| LeaseError::Unavailable(e.to_string()))
+    }
+
+    /// How many brokers announced themselves within the last lease.
+    pub async fn live_brokers(&self) -> Result<usize, LeaseError> {
+        let unavailable = |e: &dyn std::fmt::Display| LeaseError::Unavailable(e.to_string());
+        let keys = self.bucket.keys().await.map_err(|e| unavailable(&e))?;
+        let keys: Vec<String> = keys.try_collect().await.map_err(|e| unavailable(&e))?;
+        Ok(keys.iter().filter(|k| k.starts_with("node.")).count())
     }
 
     /// Who holds `shard` now, if anyone.

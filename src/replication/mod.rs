@@ -17,4 +17,5 @@
 pub mod follower;
 pub mod lease;
 pub mod log;
+pub mod route;
 pub mod shard;

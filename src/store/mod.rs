@@ -75,6 +75,8 @@ const ALL_CFS: [&str; 13] = [
 
 pub const META_NEXT_MAILBOX_ID: &[u8] = b"next_mailbox_id";
 pub const META_NEXT_DELAY_SEQ: &[u8] = b"next_delay_seq";
+/// A replicated shard's store: the last log sequence written into it (big-endian u64).
+pub const META_REPLICATION_APPLIED: &[u8] = b"replication.applied";
 
 /// A storage failure. The engine answers the affected commands with `internal` and reloads its
 /// in-memory view from disk, so memory never runs ahead of what is stored.

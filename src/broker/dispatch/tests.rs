@@ -60,7 +60,7 @@ async fn each_request_logs_its_command_and_outcome_and_never_an_address() {
     let (jobs, queued) = flume::bounded(8);
     let (out, mut replies) = mpsc::unbounded_channel();
     let dispatcher = Dispatcher {
-        jobs,
+        queue: super::Queue::Engine(jobs),
         rejects: BrokerSink {
             out,
             health: Arc::new(Health::default()),
@@ -89,7 +89,7 @@ async fn each_request_logs_its_command_and_outcome_and_never_an_address() {
         ),
     ];
     for request in requests {
-        dispatcher.dispatch(request).await;
+        dispatcher.dispatch(request, None).await;
     }
 
     let job = queued.try_recv().expect("the SEND is queued");

@@ -30,7 +30,11 @@ impl Engine {
             }
             None => loop {
                 let candidate = address::generate();
-                if !self.mailboxes.contains_key(candidate.as_str()) {
+                let ours = self
+                    .config
+                    .shard
+                    .is_none_or(|place| place.holds(&candidate));
+                if ours && !self.mailboxes.contains_key(candidate.as_str()) {
                     break candidate;
                 }
             },

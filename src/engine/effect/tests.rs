@@ -144,7 +144,9 @@ async fn a_follower_applying_the_shard_log_rebuilds_the_same_mailboxes() {
     use crate::replication::log::ShardLog;
 
     let base = tempfile::tempdir().unwrap();
-    let servers = natsd::start_cluster(base.path(), 3, None).await.unwrap();
+    let servers = natsd::start_cluster(base.path(), 3, None, None)
+        .await
+        .unwrap();
     let jetstream = |server: &NatsServer| {
         let url = server.url().to_owned();
         async move { async_nats::jetstream::new(async_nats::connect(url).await.unwrap()) }

@@ -1,12 +1,17 @@
 //! `mq9 dev`: a working mq9 in one command — nats-server as a child process plus the broker,
-//! with data under a local folder. Ctrl-C stops both.
+//! with data under a local folder. Ctrl-C stops both. `--replicas 3` runs a replicated
+//! cluster instead ([`cluster`]).
+
+mod cluster;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::config::{BrokerConfig, Limits, NatsOptions, SecurityOptions, SyncMode};
+use crate::config::{
+    BrokerConfig, Limits, NatsOptions, ReplicationOptions, SecurityOptions, SyncMode,
+};
 use crate::natsd::{NatsServer, NatsServerOptions};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -25,9 +30,25 @@ pub struct DevArgs {
     pub http_addr: SocketAddr,
     #[command(flatten)]
     pub limits: Limits,
+    /// 3 or 5: a replicated cluster on loopback (replication.md) — that many clustered
+    /// nats-servers (client ports `--port`, `--port`+1, …) and as many `mq9 broker` processes,
+    /// each a child process that can be killed on its own; their pids are printed.
+    #[arg(long, default_value_t = 1, value_parser = parse_replicas)]
+    pub replicas: usize,
+}
+
+/// 1, 3 or 5: a majority of the nats-servers must survive the loss of any one.
+fn parse_replicas(text: &str) -> Result<usize, String> {
+    match text {
+        "1" | "3" | "5" => Ok(text.parse().expect("a listed number")),
+        _ => Err(format!("{text:?}: replicas is 1, 3 or 5")),
+    }
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    if args.replicas > 1 {
+        return cluster::run(args).await;
+    }
     let mut nats_options = NatsServerOptions::new(args.data_dir.join("nats"));
     nats_options.binary = args.nats_server.clone();
     nats_options.port = Some(args.port);
@@ -52,6 +73,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         limits: args.limits,
         security: SecurityOptions::default(),
         active_pod: None,
+        replication: ReplicationOptions::default(),
     };
     println!(
         "mq9 is running at {url} (data in {}); Ctrl-C stops it.",

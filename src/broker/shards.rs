@@ -1,0 +1,306 @@
+//! A replicated broker's shards (replication.md): for each shard, this broker follows the
+//! shard's log into its own RocksDB (`<data-dir>/shard-<n>`) until it takes the shard's lease;
+//! then it takes over — appends a takeover entry (which fences the previous leader), applies
+//! everything before it — opens the engine on the store and serves, renewing the lease; when
+//! the lease or an append is lost it steps down: the engine and its memory go, and the store
+//! follows the log again.
+//!
+//! Leaders spread over the brokers: one leads at most `ceil(S / live brokers)` shards.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use super::router::Router;
+use super::{BrokerError, Health, JOB_QUEUE};
+use crate::engine::replicate::{Replicate, ShardPlace};
+use crate::engine::{Effect, Engine, EngineConfig, Job, Outgoing, Sink, Totals};
+use crate::replication::lease::{Lease, Leases};
+use crate::replication::log::{AppendError, ShardLog};
+use crate::replication::{follower, route};
+use crate::store::Store;
+
+/// What every shard of this broker shares.
+pub struct Shared {
+    pub client: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+    pub router: Arc<Router>,
+    pub leases: Leases,
+    pub engine: EngineConfig,
+    pub data_dir: PathBuf,
+    pub cluster: String,
+    pub shards: u32,
+    pub log_replicas: usize,
+    /// How many brokers are alive (announced within a lease), kept by the broker.
+    pub live: AtomicU32,
+    pub out: mpsc::UnboundedSender<Outgoing>,
+    pub health: Arc<Health>,
+    /// Forwarded requests of the shards this broker leads, to its dispatcher.
+    pub forwarded: mpsc::Sender<(u32, async_nats::Message)>,
+}
+
+/// Runs shard `shard` until `shutdown` turns true: follow, lead, step down, again.
+pub async fn run(shared: Arc<Shared>, shard: u32, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(200);
+    while !*shutdown.borrow() {
+        match cycle(&shared, shard, &mut shutdown).await {
+            Ok(()) => backoff = Duration::from_millis(200),
+            Err(e) => {
+                tracing::warn!(shard, error = %e, retry_in = ?backoff, "shard cycle failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One follow → lead → step-down cycle.
+async fn cycle(
+    shared: &Shared,
+    shard: u32,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), BrokerError> {
+    let log = ShardLog::open(&shared.js, &shared.cluster, shard, shared.log_replicas)
+        .await
+        .map_err(|e| BrokerError::Replication(e.to_string()))?;
+    let dir = shared.data_dir.join(format!("shard-{shard}"));
+    let store = open_store(dir).await?;
+    let Some(lease) = follow(shared, &log, &store, shutdown).await? else {
+        return Ok(());
+    };
+    let last = match take_over(&log, &store).await {
+        Ok(last) => last,
+        Err(e) => {
+            let _ = shared.leases.release(lease).await;
+            return Err(e);
+        }
+    };
+    tracing::info!(shard, sequence = last, "leading the shard");
+    lead(shared, shard, log, store, lease, last, shutdown).await
+}
+
+async fn open_store(dir: PathBuf) -> Result<Store, BrokerError> {
+    std::fs::create_dir_all(&dir).map_err(|source| BrokerError::DataDir {
+        dir: dir.clone(),
+        source,
+    })?;
+    let opened = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || Store::open(&dir)
+    });
+    opened
+        .await?
+        .map_err(|source| BrokerError::OpenStore { dir, source })
+}
+
+/// Applies the log to `store` until this broker takes the shard's lease (`Some`) or shuts
+/// down (`None`).
+async fn follow(
+    shared: &Shared,
+    log: &ShardLog,
+    store: &Store,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<Lease>, BrokerError> {
+    let shard = log.shard();
+    let failed = |e: &dyn std::fmt::Display| BrokerError::Replication(e.to_string());
+    let mut entries = log
+        .read(applied(store)? + 1)
+        .await
+        .map_err(|e| failed(&e))?;
+    let mut tick = tokio::time::interval(shared.leases.renew_every());
+    loop {
+        tokio::select! {
+            entry = entries.next() => {
+                let (sequence, entry) = entry
+                    .ok_or_else(|| failed(&"the log read ended"))?
+                    .map_err(|e| failed(&e))?;
+                follower::apply(store, sequence, &entry).map_err(|e| failed(&e))?;
+            }
+            _ = tick.tick() => {
+                if !may_lead(shared) {
+                    continue;
+                }
+                if let Some(lease) = shared.leases.acquire(shard).await.map_err(|e| failed(&e))? {
+                    return Ok(Some(lease));
+                }
+            }
+            _ = shutdown.changed() => return Ok(None),
+        }
+    }
+}
+
+/// Whether this broker may take another shard now: while it leads less than its share
+/// (`ceil(S / live brokers)`), so leaders spread over the brokers, and a broker's shards go
+/// to the others once its announcement ages out.
+fn may_lead(shared: &Shared) -> bool {
+    let live = shared.live.load(Ordering::Acquire).max(1);
+    shared.router.led() < shared.shards.div_ceil(live) as usize
+}
+
+/// Appends the takeover entry after everything the log holds and applies the log up to it;
+/// the sequence the leader appends after. Anything appended meanwhile (the old leader's last
+/// write) is applied first and the takeover tried again.
+async fn take_over(log: &ShardLog, store: &Store) -> Result<u64, BrokerError> {
+    let failed = |e: &dyn std::fmt::Display| BrokerError::Replication(e.to_string());
+    let marker = Effect {
+        writes: Default::default(),
+        sync: false,
+        replies: Vec::new(),
+        timers: Vec::new(),
+    };
+    let marker = Bytes::from(postcard::to_allocvec(&marker).map_err(|e| failed(&e))?);
+    loop {
+        let last = log.last_sequence().await.map_err(|e| failed(&e))?;
+        let mut applied_now = applied(store)?;
+        if applied_now < last {
+            let mut entries = log.read(applied_now + 1).await.map_err(|e| failed(&e))?;
+            while applied_now < last {
+                let next = tokio::time::timeout(Duration::from_secs(10), entries.next()).await;
+                let (sequence, entry) = next
+                    .map_err(|_| failed(&"the log did not deliver its tail in time"))?
+                    .ok_or_else(|| failed(&"the log read ended"))?
+                    .map_err(|e| failed(&e))?;
+                follower::apply(store, sequence, &entry).map_err(|e| failed(&e))?;
+                applied_now = sequence;
+            }
+        }
+        match log.append(marker.clone(), last).await {
+            Ok(sequence) => {
+                follower::apply(store, sequence, &marker).map_err(|e| failed(&e))?;
+                return Ok(sequence);
+            }
+            Err(AppendError::Fenced { .. }) => continue,
+            Err(e) => return Err(failed(&e)),
+        }
+    }
+}
+
+fn applied(store: &Store) -> Result<u64, BrokerError> {
+    follower::applied(store).map_err(|e| BrokerError::Replication(e.to_string()))
+}
+
+/// Serves the shard until its lease or an append is lost, or shutdown.
+async fn lead(
+    shared: &Shared,
+    shard: u32,
+    log: ShardLog,
+    store: Store,
+    mut lease: Lease,
+    last: u64,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), BrokerError> {
+    let mut config = shared.engine.clone();
+    config.shard = Some(ShardPlace {
+        index: shard,
+        count: shared.shards,
+    });
+    let engine = tokio::task::spawn_blocking(move || Engine::open(store, config))
+        .await?
+        .map_err(BrokerError::LoadStore)?;
+    let appender = Appender {
+        runtime: tokio::runtime::Handle::current(),
+        log,
+        last,
+    };
+    let engine = engine.replicated(Box::new(appender));
+    let (jobs_tx, jobs_rx) = flume::bounded::<Job>(JOB_QUEUE);
+    let (lost_tx, mut lost) = watch::channel(false);
+    let sink = ShardSink {
+        out: shared.out.clone(),
+        health: shared.health.clone(),
+        lost: lost_tx,
+    };
+    let subject = route::forward_subject(&shared.cluster, shard);
+    let subscribed = shared.client.subscribe(subject).await;
+    let mut subscriber = match subscribed {
+        Ok(subscriber) => subscriber,
+        Err(e) => {
+            let _ = shared.leases.release(lease).await;
+            return Err(BrokerError::Replication(e.to_string()));
+        }
+    };
+    let to_dispatcher = shared.forwarded.clone();
+    let forwarding = tokio::spawn(async move {
+        while let Some(message) = subscriber.next().await {
+            if to_dispatcher.send((shard, message)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let engine_thread = std::thread::Builder::new()
+        .name(format!("mq9-shard-{shard}"))
+        .spawn(move || engine.run(jobs_rx, &sink))
+        .map_err(BrokerError::EngineThread)?;
+    shared.router.lead(shard, jobs_tx);
+    let mut tick = tokio::time::interval(shared.leases.renew_every());
+    let ended = loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = shared.leases.renew(&mut lease).await {
+                    break format!("{e}");
+                }
+            }
+            _ = lost.changed() => break "an append failed".to_owned(),
+            _ = shutdown.changed() => break "shutting down".to_owned(),
+        }
+    };
+    tracing::info!(shard, why = %ended, "stepping down");
+    shared.router.step_down(shard);
+    forwarding.abort();
+    tokio::task::spawn_blocking(move || engine_thread.join())
+        .await?
+        .map_err(|_| BrokerError::EnginePanicked)?;
+    let _ = shared.leases.release(lease).await;
+    Ok(())
+}
+
+/// The engine's log: appends on the shard's stream, from the engine thread.
+struct Appender {
+    runtime: tokio::runtime::Handle,
+    log: ShardLog,
+    last: u64,
+}
+
+impl Replicate for Appender {
+    fn append(&mut self, entry: Vec<u8>) -> Result<u64, String> {
+        let appended = self
+            .runtime
+            .block_on(self.log.append(entry.into(), self.last));
+        let sequence = appended.map_err(|e| e.to_string())?;
+        self.last = sequence;
+        Ok(sequence)
+    }
+}
+
+/// A shard engine's outside world: replies to the broker's publisher, metrics to its health,
+/// and a failure (an append lost) to the shard's runtime, which steps down. A shard's failure
+/// is not the broker's: `/healthz` stays up.
+struct ShardSink {
+    out: mpsc::UnboundedSender<Outgoing>,
+    health: Arc<Health>,
+    lost: watch::Sender<bool>,
+}
+
+impl Sink for ShardSink {
+    fn reply(&self, outgoing: Outgoing) {
+        let _ = self.out.send(outgoing);
+    }
+
+    fn finished(&self, kind: &'static str, outcome: &'static str, latency: Duration) {
+        self.health.metrics.command(kind, outcome, latency);
+    }
+
+    fn totals(&self, _totals: &Totals) {}
+
+    fn failed(&self, _reason: &str) {
+        let _ = self.lost.send(true);
+    }
+}
