@@ -206,6 +206,31 @@ async fn any_pod_serves_any_mailbox() {
         "",
         "an address the cluster made is served"
     );
+
+    // LIST (two at a time) and STATS see every shard's mailboxes, as from one broker.
+    let mut expected: Vec<String> = mailboxes();
+    expected.push(address.to_owned());
+    expected.sort();
+    let mut listed = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let body = json!({"limit": 2, "after": after}).to_string();
+        let page = cluster.until_ok("$mq9.ADMIN.MAILBOX.LIST", &body).await;
+        let names = page["mailboxes"].as_array().unwrap();
+        listed.extend(names.iter().map(|m| m["name"].as_str().unwrap().to_owned()));
+        if page["more"] == false {
+            break;
+        }
+        after = page["next_after"].clone();
+    }
+    assert_eq!(listed, expected);
+    let stats = cluster.until_ok("$mq9.ADMIN.STATS", "{}").await;
+    assert_eq!(stats["mailboxes"], expected.len(), "{stats}");
+    assert_eq!(
+        stats["messages"],
+        expected.len(),
+        "one message each: {stats}"
+    );
 }
 
 /// kill -9 of a broker while SENDs go on through every pod: every acknowledged message is

@@ -49,8 +49,13 @@ pub(super) async fn serve(
         leases = open_leases(&js, &options.cluster, options.log_replicas, &node, ttl) => leases,
         _ = &mut shutdown => return Ok(()),
     };
+    let gather = tokio::select! {
+        client = super::connect(&config.nats) => client,
+        _ = &mut shutdown => return Ok(()),
+    };
     let router = Arc::new(Router::new(
         parts.client.clone(),
+        gather,
         &options.cluster,
         options.shards,
     ));

@@ -6,13 +6,24 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::time::Duration;
+
+use serde_json::Value;
 
 use crate::engine::Job;
+use crate::protocol::{reply, ErrorCode, ProtoError, Request};
+use crate::replication::gather;
 use crate::replication::route::{self, Target, FORWARDED_SUBJECT};
+
+/// How long a gathering waits for each shard's answer.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a replicated broker's jobs go.
 pub struct Router {
     client: async_nats::Client,
+    /// A second connection, for asking every shard (`LIST`, `STATS`): the answers come back
+    /// from this broker's own shards too, which the main connection (`no_echo`) would not see.
+    gather: async_nats::Client,
     cluster: String,
     shards: u32,
     /// The job queues of the shards this broker leads now.
@@ -20,9 +31,15 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(client: async_nats::Client, cluster: &str, shards: u32) -> Router {
+    pub fn new(
+        client: async_nats::Client,
+        gather: async_nats::Client,
+        cluster: &str,
+        shards: u32,
+    ) -> Router {
         Router {
             client,
+            gather,
             cluster: cluster.to_owned(),
             shards,
             leading: RwLock::default(),
@@ -64,6 +81,7 @@ impl Router {
                 let shard = led.unwrap_or_else(|| rand::random_range(0..self.shards));
                 self.to_shard(shard, job, message).await;
             }
+            Target::Gather => self.gather(job, message),
             Target::EveryShard => {
                 for shard in 0..self.shards {
                     let copy = Job {
@@ -91,6 +109,53 @@ impl Router {
             // The shard's engine just stopped (stepping down): its next leader serves it.
         }
         self.forward(shard, message).await;
+    }
+
+    /// Asks every shard `message` (a LIST or STATS) and answers the client the merged reply,
+    /// or `unavailable` naming a shard that did not answer.
+    fn gather(&self, job: Job, message: &async_nats::Message) {
+        let Some(reply_to) = job.reply_to else {
+            return;
+        };
+        let (gather, client) = (self.gather.clone(), self.client.clone());
+        let (cluster, shards) = (self.cluster.clone(), self.shards);
+        let max_payload = self.client.server_info().max_payload;
+        let mut headers = message.headers.clone().unwrap_or_default();
+        headers.insert(FORWARDED_SUBJECT, message.subject.as_str());
+        let payload = message.payload.clone();
+        tokio::spawn(async move {
+            let asks = (0..shards).map(|shard| {
+                let request = async_nats::Request::new()
+                    .headers(headers.clone())
+                    .payload(payload.clone())
+                    .timeout(Some(GATHER_TIMEOUT));
+                let subject = route::forward_subject(&cluster, shard);
+                let gather = &gather;
+                async move {
+                    let answer = gather.send_request(subject, request).await.ok();
+                    let answer =
+                        answer.and_then(|m| serde_json::from_slice::<Value>(&m.payload).ok());
+                    answer.filter(|a| a["error"] == "").ok_or(shard)
+                }
+            });
+            let answers = futures::future::join_all(asks).await;
+            let body = match answers.into_iter().collect::<Result<Vec<Value>, u32>>() {
+                Ok(replies) => match &job.command {
+                    Request::List(list) => {
+                        reply::ok(gather::list(&replies, list.limit, max_payload))
+                    }
+                    _ => reply::ok(gather::stats(&replies)),
+                },
+                Err(shard) => ProtoError::new(
+                    ErrorCode::Unavailable,
+                    format!("shard {shard} did not answer; retry"),
+                )
+                .to_reply(),
+            };
+            if let Err(e) = client.publish(reply_to, body).await {
+                tracing::warn!(error = %e, "publishing a gathered reply failed");
+            }
+        });
     }
 
     /// Publishes `message` to `shard`'s leader, keeping its reply subject and headers.

@@ -15,6 +15,7 @@
 //! serves.
 
 pub mod follower;
+pub mod gather;
 pub mod lease;
 pub mod log;
 pub mod route;

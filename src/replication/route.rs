@@ -6,8 +6,9 @@
 //! - CREATE without a name goes to any shard: the leader makes an address of its own shard.
 //! - A durable broadcast goes to every shard: each stores it into its own subscribed
 //!   mailboxes.
-//! - The agent registry lives in shard 0, as do `MAILBOX.LIST` and `STATS` for now (they see
-//!   shard 0's mailboxes only: gathering from every shard is still to come).
+//! - `MAILBOX.LIST` and `STATS` are asked of every shard and the replies merged
+//!   ([`super::gather`]).
+//! - The agent registry lives in shard 0.
 
 use super::shard::shard_of;
 use crate::protocol::Request;
@@ -29,6 +30,8 @@ pub enum Target {
     /// Any shard will do (CREATE without a name): the receiving broker's own, if it leads one.
     AnyShard,
     EveryShard,
+    /// Every shard answers; the replies are merged into one ([`super::gather`]).
+    Gather,
 }
 
 /// Where `request` is served among `shards` shards.
@@ -45,12 +48,11 @@ pub fn target(request: &Request, shards: u32) -> Target {
         Request::Ensure(ensure) => of(&ensure.name),
         Request::AdminDelete { name } | Request::Info { name } => of(name),
         Request::Broadcast { .. } => Target::EveryShard,
+        Request::List(_) | Request::Stats => Target::Gather,
         Request::Register { .. }
         | Request::Unregister { .. }
         | Request::Report { .. }
-        | Request::Discover(_)
-        | Request::List(_)
-        | Request::Stats => Target::Shard(REGISTRY_SHARD),
+        | Request::Discover(_) => Target::Shard(REGISTRY_SHARD),
     }
 }
 
@@ -104,5 +106,7 @@ mod tests {
         assert_eq!(target(&broadcast, 16), Target::EveryShard);
         let discover = request("$mq9.AI.AGENT.DISCOVER", "{}");
         assert_eq!(target(&discover, 16), Target::Shard(REGISTRY_SHARD));
+        let list = request("$mq9.ADMIN.MAILBOX.LIST", "{}");
+        assert_eq!(target(&list, 16), Target::Gather);
     }
 }
