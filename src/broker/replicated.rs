@@ -8,7 +8,7 @@
 //! applied from the wrong logs.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +70,7 @@ pub(super) async fn serve(
         cluster: options.cluster.clone(),
         shards: options.shards,
         live: AtomicU32::new(options.peers),
+        claimed: AtomicUsize::new(0),
         log_replicas: options.log_replicas,
         out: parts.out,
         health: parts.health.clone(),

@@ -57,11 +57,6 @@ impl Router {
         self.write().remove(&shard);
     }
 
-    /// How many shards this broker leads.
-    pub fn led(&self) -> usize {
-        self.leading.read().map_or(0, |l| l.len())
-    }
-
     /// Routes `job`, made from `message`; `forwarded_to` is the shard a forwarded message was
     /// sent to (its target is not computed again: a broadcast forwarded to one shard is for
     /// that shard alone).

@@ -8,7 +8,7 @@
 //! Leaders spread over the brokers: one leads at most `ceil(S / live brokers)` shards.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +38,8 @@ pub struct Shared {
     pub log_replicas: usize,
     /// How many brokers are alive (announced within a lease), kept by the broker.
     pub live: AtomicU32,
+    /// How many shards this broker leads or is taking over ([`claim_slot`]).
+    pub claimed: AtomicUsize,
     pub out: mpsc::UnboundedSender<Outgoing>,
     pub health: Arc<Health>,
     /// Forwarded requests of the shards this broker leads, to its dispatcher.
@@ -76,15 +78,20 @@ async fn cycle(
     let Some(lease) = follow(shared, &log, &store, shutdown).await? else {
         return Ok(());
     };
-    let last = match take_over(&log, &store).await {
-        Ok(last) => last,
+    // The lease holds one of this broker's leader slots (claimed in `follow`) until the
+    // shard is given up.
+    let led = match take_over(&log, &store).await {
+        Ok(last) => {
+            tracing::info!(shard, sequence = last, "leading the shard");
+            lead(shared, shard, log, store, lease, last, shutdown).await
+        }
         Err(e) => {
             let _ = shared.leases.release(lease).await;
-            return Err(e);
+            Err(e)
         }
     };
-    tracing::info!(shard, sequence = last, "leading the shard");
-    lead(shared, shard, log, store, lease, last, shutdown).await
+    shared.claimed.fetch_sub(1, Ordering::AcqRel);
+    led
 }
 
 async fn open_store(dir: PathBuf) -> Result<Store, BrokerError> {
@@ -125,24 +132,37 @@ async fn follow(
                 follower::apply(store, sequence, &entry).map_err(|e| failed(&e))?;
             }
             _ = tick.tick() => {
-                if !may_lead(shared) {
+                if !claim_slot(shared) {
                     continue;
                 }
-                if let Some(lease) = shared.leases.acquire(shard).await.map_err(|e| failed(&e))? {
-                    return Ok(Some(lease));
-                }
+                match shared.leases.acquire(shard).await {
+                    Ok(Some(lease)) => return Ok(Some(lease)),
+                    Ok(None) => shared.claimed.fetch_sub(1, Ordering::AcqRel),
+                    Err(e) => {
+                        shared.claimed.fetch_sub(1, Ordering::AcqRel);
+                        return Err(failed(&e));
+                    }
+                };
             }
             _ = shutdown.changed() => return Ok(None),
         }
     }
 }
 
-/// Whether this broker may take another shard now: while it leads less than its share
-/// (`ceil(S / live brokers)`), so leaders spread over the brokers, and a broker's shards go
-/// to the others once its announcement ages out.
-fn may_lead(shared: &Shared) -> bool {
+/// Claims one of this broker's leader slots, if one is free: a broker leads (or is taking)
+/// at most `ceil(S / live brokers)` shards, so leaders spread over the brokers, and a dead
+/// broker's shards go to the others once its announcement ages out. Claiming is atomic: the
+/// shards' tasks try at the same moments, and a check before an acquire would let them all
+/// through.
+fn claim_slot(shared: &Shared) -> bool {
     let live = shared.live.load(Ordering::Acquire).max(1);
-    shared.router.led() < shared.shards.div_ceil(live) as usize
+    let share = shared.shards.div_ceil(live) as usize;
+    let claimed = shared
+        .claimed
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < share).then_some(n + 1)
+        });
+    claimed.is_ok()
 }
 
 /// Appends the takeover entry after everything the log holds and applies the log up to it;

@@ -1,0 +1,188 @@
+//! A replicated cluster end to end (replication.md): three clustered nats-servers with
+//! JetStream and three `mq9 broker --replication jetstream` processes, one per server. Any pod
+//! answers for any mailbox, and killing a shard leader's broker (kill -9) loses no acknowledged
+//! message: another broker takes its shards over and serves them again.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod failover;
+mod serving;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use mq9::natsd::{self, NatsServer};
+use mq9::replication::shard::shard_of;
+use serde_json::{json, Value};
+
+const SHARDS: u32 = 4;
+
+/// What a failover test kills (with SIGKILL).
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    Broker,
+    Server,
+    /// The broker and its nats-server: the whole pod.
+    Pod,
+}
+
+struct Cluster {
+    servers: Vec<NatsServer>,
+    brokers: Vec<Option<Child>>,
+    clients: Vec<async_nats::Client>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let servers = natsd::start_cluster(&dir.path().join("nats"), 3, None, None)
+            .await
+            .unwrap();
+        let mut cluster = Cluster {
+            brokers: Vec::new(),
+            clients: Vec::new(),
+            servers,
+            dir,
+        };
+        for i in 0..3 {
+            let broker = broker(
+                cluster.servers[i].url(),
+                &cluster.dir.path().join(format!("b{i}")),
+                i,
+            );
+            cluster.brokers.push(Some(broker));
+            cluster
+                .clients
+                .push(async_nats::connect(cluster.servers[i].url()).await.unwrap());
+        }
+        cluster
+    }
+
+    /// A request through pod `pod`, answered within `timeout`.
+    async fn request(
+        &self,
+        pod: usize,
+        subject: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Option<Value> {
+        let request = self.clients[pod].request(subject.to_owned(), body.into());
+        let reply = tokio::time::timeout(timeout, request).await.ok()?.ok()?;
+        serde_json::from_slice(&reply.payload).ok()
+    }
+
+    /// Repeats a request (through pods in turn) until it is answered without error.
+    async fn until_ok(&self, subject: &str, body: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut pod = 0;
+        loop {
+            let reply = self
+                .request(
+                    pod % 3,
+                    subject,
+                    body.as_bytes().to_vec(),
+                    Duration::from_secs(2),
+                )
+                .await;
+            if let Some(reply) = reply.filter(|r| r["error"] == "") {
+                return reply;
+            }
+            assert!(Instant::now() < deadline, "{subject} never answered");
+            pod += 1;
+        }
+    }
+
+    /// Who leads each shard (the lease bucket's holders), once every shard has a leader.
+    async fn leaders(&self) -> BTreeMap<u32, String> {
+        let js = async_nats::jetstream::new(self.clients[0].clone());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            // The bucket is made by the first broker to start.
+            let mut holders = BTreeMap::new();
+            if let Ok(bucket) = js.get_key_value("MQ9_LEASES_t").await {
+                for shard in 0..SHARDS {
+                    if let Ok(Some(entry)) = bucket.get(format!("shard.{shard}")).await {
+                        holders.insert(shard, String::from_utf8_lossy(&entry).into_owned());
+                    }
+                }
+            }
+            if holders.len() == SHARDS as usize {
+                return holders;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shards without a leader: {holders:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// kill -9 of pod `pod`'s broker, its nats-server, or both.
+    fn kill(&mut self, pod: usize, what: Kill) {
+        if matches!(what, Kill::Broker | Kill::Pod) {
+            let mut child = self.brokers[pod].take().expect("running");
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        if matches!(what, Kill::Server | Kill::Pod) {
+            // SAFETY: kill(2) with the pid of a child we own; its NatsServer reaps it.
+            unsafe { libc::kill(self.servers[pod].pid() as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.brokers.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn broker(url: &str, data_dir: &Path, node: usize) -> Child {
+    let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_mq9"))
+        .args(["broker", "--nats-url", url, "--data-dir"])
+        .arg(data_dir)
+        .args(["--http-addr", &support::free_port().to_string()])
+        .args(["--replication", "jetstream", "--cluster", "t"])
+        .args([
+            "--shards",
+            &SHARDS.to_string(),
+            "--peers",
+            "3",
+            "--lease-secs",
+            "2",
+        ])
+        .args(["--node", &format!("n{node}")])
+        .env("MQ9_LOG", "mq9=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap()
+}
+
+/// How the protocol carries payloads in JSON.
+fn base64(bytes: &[u8]) -> String {
+    data_encoding::BASE64.encode(bytes)
+}
+
+/// Mailbox names covering every shard.
+fn mailboxes() -> Vec<String> {
+    let mut by_shard = BTreeMap::new();
+    for i in 0.. {
+        let name = format!("team.box{i}");
+        by_shard.entry(shard_of(&name, SHARDS)).or_insert(name);
+        if by_shard.len() == SHARDS as usize {
+            break;
+        }
+    }
+    by_shard.into_values().collect()
+}

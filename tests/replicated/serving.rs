@@ -1,0 +1,77 @@
+//! Any pod serves any mailbox, and cluster-wide answers see every shard.
+
+use super::*;
+
+/// Every mailbox answers through every pod: created through one, sent to through another,
+/// fetched through the third.
+#[tokio::test(flavor = "multi_thread")]
+async fn any_pod_serves_any_mailbox() {
+    let cluster = Cluster::start().await;
+    // Leaders spread over the brokers: none leads more than its share, ceil(4 / 3).
+    let holders = cluster.leaders().await;
+    for node in ["n0", "n1", "n2"] {
+        let led = holders.values().filter(|h| *h == node).count();
+        assert!(led <= 2, "{node} leads {led} shards: {holders:?}");
+    }
+    for (i, name) in mailboxes().iter().enumerate() {
+        cluster
+            .until_ok("$mq9.AI.MAILBOX.CREATE", &json!({"name": name}).to_string())
+            .await;
+        let send = format!("$mq9.AI.MSG.SEND.{name}");
+        let sent = cluster
+            .request((i + 1) % 3, &send, b"hello".to_vec(), support::DEADLINE)
+            .await;
+        assert_eq!(
+            sent.as_ref().map(|s| s["error"].clone()),
+            Some(json!("")),
+            "{sent:?}"
+        );
+        let fetch = format!("$mq9.AI.MSG.FETCH.{name}");
+        let body = json!({"group_name": "g"}).to_string().into_bytes();
+        let fetched = cluster
+            .request((i + 2) % 3, &fetch, body, support::DEADLINE)
+            .await
+            .unwrap();
+        assert_eq!(
+            fetched["messages"][0]["payload"],
+            base64(b"hello"),
+            "{fetched}"
+        );
+    }
+    let created = cluster.until_ok("$mq9.AI.MAILBOX.CREATE", "{}").await;
+    let address = created["mail_address"].as_str().unwrap();
+    let send = format!("$mq9.AI.MSG.SEND.{address}");
+    let sent = cluster
+        .request(2, &send, b"to a made address".to_vec(), support::DEADLINE)
+        .await;
+    assert_eq!(
+        sent.unwrap()["error"],
+        "",
+        "an address the cluster made is served"
+    );
+
+    // LIST (two at a time) and STATS see every shard's mailboxes, as from one broker.
+    let mut expected: Vec<String> = mailboxes();
+    expected.push(address.to_owned());
+    expected.sort();
+    let mut listed = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let body = json!({"limit": 2, "after": after}).to_string();
+        let page = cluster.until_ok("$mq9.ADMIN.MAILBOX.LIST", &body).await;
+        let names = page["mailboxes"].as_array().unwrap();
+        listed.extend(names.iter().map(|m| m["name"].as_str().unwrap().to_owned()));
+        if page["more"] == false {
+            break;
+        }
+        after = page["next_after"].clone();
+    }
+    assert_eq!(listed, expected);
+    let stats = cluster.until_ok("$mq9.ADMIN.STATS", "{}").await;
+    assert_eq!(stats["mailboxes"], expected.len(), "{stats}");
+    assert_eq!(
+        stats["messages"],
+        expected.len(),
+        "one message each: {stats}"
+    );
+}
