@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use mq9::natsd::{self, NatsServer};
 use mq9::replication::lease::{LeaseError, Leases};
-use mq9::replication::log::{AppendError, ShardLog};
+use mq9::replication::log::{AppendError, LogEntry, ShardLog};
 
 /// Three clustered nats-servers with JetStream, in a temporary directory.
 struct Cluster {
@@ -110,7 +110,7 @@ async fn a_leader_that_lost_the_shard_cannot_append() {
         "{refused:?}"
     );
     assert_eq!(new.last_sequence().await.unwrap(), takeover);
-    let entries: Vec<(u64, Bytes)> = new
+    let entries: Vec<LogEntry> = new
         .read(1)
         .await
         .unwrap()
@@ -118,11 +118,13 @@ async fn a_leader_that_lost_the_shard_cannot_append() {
         .map(Result::unwrap)
         .collect()
         .await;
-    let payloads: Vec<&[u8]> = entries.iter().map(|(_, e)| e.as_ref()).collect();
+    let payloads: Vec<&[u8]> = entries.iter().map(|e| e.payload.as_ref()).collect();
     assert_eq!(payloads, [&b"one"[..], b"two", b"takeover"]);
+    let sequences: Vec<(u64, u64)> = entries.iter().map(|e| (e.sequence, e.pending)).collect();
     assert_eq!(
-        entries.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-        [1, 2, 3]
+        sequences,
+        [(1, 2), (2, 1), (3, 0)],
+        "each with what followed it"
     );
 }
 

@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use super::shard_metrics::ShardMetrics;
 use crate::engine::Totals;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,6 +38,8 @@ pub struct Metrics {
     syncs: Counter,
     refused_replies: Counter,
     malformed: Counter,
+    /// A replicated broker's (registered for every broker; empty on a single node).
+    pub shards: ShardMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -104,7 +107,9 @@ impl Default for Metrics {
             "Messages from nats-server skipped unread because their subject or header block was malformed (the NATS connection stays up)",
             malformed.clone(),
         );
+        let shards = ShardMetrics::register(&mut registry);
         Metrics {
+            shards,
             registry,
             commands,
             latency,

@@ -12,6 +12,7 @@ mod metrics;
 mod replicated;
 mod replies;
 mod router;
+mod shard_metrics;
 mod shards;
 
 pub use error::BrokerError;

@@ -10,13 +10,14 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use super::router::Router;
+use super::shard_metrics::ShardMetrics;
 use super::{BrokerError, Health, JOB_QUEUE};
 use crate::engine::replicate::{Replicate, ShardPlace};
 use crate::engine::{Effect, Engine, EngineConfig, Job, Outgoing, Sink, Totals};
@@ -122,14 +123,17 @@ async fn follow(
         .read(applied(store)? + 1)
         .await
         .map_err(|e| failed(&e))?;
+    let metrics = &shared.health.metrics.shards;
+    metrics.applied(shard, applied(store)?, 0);
     let mut tick = tokio::time::interval(shared.leases.renew_every());
     loop {
         tokio::select! {
             entry = entries.next() => {
-                let (sequence, entry) = entry
+                let entry = entry
                     .ok_or_else(|| failed(&"the log read ended"))?
                     .map_err(|e| failed(&e))?;
-                follower::apply(store, sequence, &entry).map_err(|e| failed(&e))?;
+                follower::apply(store, entry.sequence, &entry.payload).map_err(|e| failed(&e))?;
+                metrics.applied(shard, entry.sequence, entry.pending);
             }
             _ = tick.tick() => {
                 if !claim_slot(shared) {
@@ -184,12 +188,12 @@ async fn take_over(log: &ShardLog, store: &Store) -> Result<u64, BrokerError> {
             let mut entries = log.read(applied_now + 1).await.map_err(|e| failed(&e))?;
             while applied_now < last {
                 let next = tokio::time::timeout(Duration::from_secs(10), entries.next()).await;
-                let (sequence, entry) = next
+                let entry = next
                     .map_err(|_| failed(&"the log did not deliver its tail in time"))?
                     .ok_or_else(|| failed(&"the log read ended"))?
                     .map_err(|e| failed(&e))?;
-                follower::apply(store, sequence, &entry).map_err(|e| failed(&e))?;
-                applied_now = sequence;
+                follower::apply(store, entry.sequence, &entry.payload).map_err(|e| failed(&e))?;
+                applied_now = entry.sequence;
             }
         }
         match log.append(marker.clone(), last).await {
@@ -225,10 +229,14 @@ async fn lead(
     let engine = tokio::task::spawn_blocking(move || Engine::open(store, config))
         .await?
         .map_err(BrokerError::LoadStore)?;
+    let metrics = shared.health.metrics.shards.clone();
+    metrics.leading(shard, true);
+    metrics.applied(shard, last, 0);
     let appender = Appender {
         runtime: tokio::runtime::Handle::current(),
         log,
         last,
+        metrics: metrics.clone(),
     };
     let engine = engine.replicated(Box::new(appender));
     let (jobs_tx, jobs_rx) = flume::bounded::<Job>(JOB_QUEUE);
@@ -274,6 +282,7 @@ async fn lead(
     };
     tracing::info!(shard, why = %ended, "stepping down");
     shared.router.step_down(shard);
+    metrics.leading(shard, false);
     forwarding.abort();
     tokio::task::spawn_blocking(move || engine_thread.join())
         .await?
@@ -287,14 +296,18 @@ struct Appender {
     runtime: tokio::runtime::Handle,
     log: ShardLog,
     last: u64,
+    metrics: ShardMetrics,
 }
 
 impl Replicate for Appender {
     fn append(&mut self, entry: Vec<u8>) -> Result<u64, String> {
+        let started = Instant::now();
         let appended = self
             .runtime
             .block_on(self.log.append(entry.into(), self.last));
         let sequence = appended.map_err(|e| e.to_string())?;
+        self.metrics.appended(started.elapsed());
+        self.metrics.applied(self.log.shard(), sequence, 0);
         self.last = sequence;
         Ok(sequence)
     }

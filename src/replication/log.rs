@@ -39,8 +39,17 @@ pub struct LogError {
     pub why: String,
 }
 
-/// An entry read from the log: its sequence and its bytes.
-pub type Entry = Result<(u64, Bytes), LogError>;
+/// An entry read from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub sequence: u64,
+    /// How many entries followed it in the log when it was delivered (the reader's lag).
+    pub pending: u64,
+    pub payload: Bytes,
+}
+
+/// An entry read from the log, or why it could not be.
+pub type Entry = Result<LogEntry, LogError>;
 
 /// One shard's log, as seen by one broker.
 #[derive(Clone)]
@@ -122,8 +131,8 @@ impl ShardLog {
         Ok(info.state.last_sequence)
     }
 
-    /// The entries from sequence `from` on, as `(sequence, entry)`, in order, without end: new
-    /// entries arrive as they are appended.
+    /// The entries from sequence `from` on, in order, without end: new entries arrive as they
+    /// are appended.
     pub async fn read(&self, from: u64) -> Result<BoxStream<'static, Entry>, LogError> {
         let stream = self.stream().await?;
         let config = consumer::pull::OrderedConfig {
@@ -145,7 +154,11 @@ impl ShardLog {
         let entries = messages.map(move |message| {
             let message = message.map_err(|e| error(&e))?;
             let info = message.info().map_err(|e| error(&e))?;
-            Ok((info.stream_sequence, message.payload.clone()))
+            Ok(LogEntry {
+                sequence: info.stream_sequence,
+                pending: info.pending,
+                payload: message.payload.clone(),
+            })
         });
         Ok(entries.boxed())
     }

@@ -33,6 +33,8 @@ enum Kill {
 struct Cluster {
     servers: Vec<NatsServer>,
     brokers: Vec<Option<Child>>,
+    /// Each broker's /metrics, /healthz and /readyz.
+    http: Vec<std::net::SocketAddr>,
     clients: Vec<async_nats::Client>,
     dir: tempfile::TempDir,
 }
@@ -45,17 +47,17 @@ impl Cluster {
             .unwrap();
         let mut cluster = Cluster {
             brokers: Vec::new(),
+            http: Vec::new(),
             clients: Vec::new(),
             servers,
             dir,
         };
         for i in 0..3 {
-            let broker = broker(
-                cluster.servers[i].url(),
-                &cluster.dir.path().join(format!("b{i}")),
-                i,
-            );
+            let http = support::free_port();
+            let data_dir = cluster.dir.path().join(format!("b{i}"));
+            let broker = broker(cluster.servers[i].url(), &data_dir, i, http);
             cluster.brokers.push(Some(broker));
+            cluster.http.push(http);
             cluster
                 .clients
                 .push(async_nats::connect(cluster.servers[i].url()).await.unwrap());
@@ -145,12 +147,12 @@ impl Drop for Cluster {
     }
 }
 
-fn broker(url: &str, data_dir: &Path, node: usize) -> Child {
+fn broker(url: &str, data_dir: &Path, node: usize, http: std::net::SocketAddr) -> Child {
     let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
     Command::new(env!("CARGO_BIN_EXE_mq9"))
         .args(["broker", "--nats-url", url, "--data-dir"])
         .arg(data_dir)
-        .args(["--http-addr", &support::free_port().to_string()])
+        .args(["--http-addr", &http.to_string()])
         .args(["--replication", "jetstream", "--cluster", "t"])
         .args([
             "--shards",

@@ -75,3 +75,43 @@ async fn any_pod_serves_any_mailbox() {
         "one message each: {stats}"
     );
 }
+
+/// Each broker's /metrics says which shards it leads (one leader per shard across the
+/// cluster) and how far its copy of each shard is: the followers catch up with the leaders.
+#[tokio::test(flavor = "multi_thread")]
+async fn shard_metrics_show_leaders_and_followers_catching_up() {
+    let cluster = Cluster::start().await;
+    for name in mailboxes() {
+        cluster
+            .until_ok("$mq9.AI.MAILBOX.CREATE", &json!({"name": name}).to_string())
+            .await;
+    }
+    let deadline = Instant::now() + support::DEADLINE;
+    loop {
+        let mut leaders = vec![0.0; SHARDS as usize];
+        let mut applied = vec![Vec::new(); SHARDS as usize];
+        for http in &cluster.http {
+            let (_, metrics) = support::http_get(*http, "/metrics").await;
+            for shard in 0..SHARDS {
+                let labels = format!("{{shard=\"{shard}\"}}");
+                let value =
+                    |name: &str| support::metric_value(&metrics, &format!("{name}{labels}"));
+                leaders[shard as usize] += value("mq9_shard_leader").unwrap_or(0.0);
+                applied[shard as usize].push(value("mq9_shard_applied_sequence").unwrap_or(0.0));
+            }
+        }
+        let one_leader_each = leaders.iter().all(|n| *n == 1.0);
+        // Every shard has its takeover entry and a CREATE at least; all three copies equal.
+        let caught_up = applied
+            .iter()
+            .all(|copies| copies[0] >= 2.0 && copies.iter().all(|c| *c == copies[0]));
+        if one_leader_each && caught_up {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leaders {leaders:?}, applied sequences {applied:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

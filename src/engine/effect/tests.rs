@@ -172,8 +172,9 @@ async fn a_follower_applying_the_shard_log_rebuilds_the_same_mailboxes() {
         let mut applied = 0;
         for _ in 0..last {
             let next = tokio::time::timeout(Duration::from_secs(10), read.next()).await;
-            let (sequence, entry) = next.expect("the log is read").unwrap().unwrap();
-            applied += u64::from(follower::apply(&store_b, sequence, &entry).unwrap());
+            let entry = next.expect("the log is read").unwrap().unwrap();
+            applied +=
+                u64::from(follower::apply(&store_b, entry.sequence, &entry.payload).unwrap());
         }
         assert_eq!(applied, expected, "applied once, in order");
         assert_eq!(follower::applied(&store_b).unwrap(), last);
