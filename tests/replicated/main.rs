@@ -7,6 +7,7 @@
 mod support;
 
 mod failover;
+mod rejoin;
 mod serving;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -122,6 +123,17 @@ impl Cluster {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// A per-shard metric of pod `pod`'s broker (`mq9_shard_leader`, …), shard by shard (0 when
+    /// it does not show it).
+    async fn shard_metric(&self, pod: usize, name: &str) -> Vec<f64> {
+        let (_, metrics) = support::http_get(self.http[pod], "/metrics").await;
+        let value = |shard| {
+            let labeled = format!("{name}{{shard=\"{shard}\"}}");
+            support::metric_value(&metrics, &labeled).unwrap_or(0.0)
+        };
+        (0..SHARDS).map(value).collect()
     }
 
     /// kill -9 of pod `pod`'s broker, its nats-server, or both.

@@ -90,14 +90,14 @@ async fn shard_metrics_show_leaders_and_followers_catching_up() {
     loop {
         let mut leaders = vec![0.0; SHARDS as usize];
         let mut applied = vec![Vec::new(); SHARDS as usize];
-        for http in &cluster.http {
-            let (_, metrics) = support::http_get(*http, "/metrics").await;
-            for shard in 0..SHARDS {
-                let labels = format!("{{shard=\"{shard}\"}}");
-                let value =
-                    |name: &str| support::metric_value(&metrics, &format!("{name}{labels}"));
-                leaders[shard as usize] += value("mq9_shard_leader").unwrap_or(0.0);
-                applied[shard as usize].push(value("mq9_shard_applied_sequence").unwrap_or(0.0));
+        for pod in 0..3 {
+            let led = cluster.shard_metric(pod, "mq9_shard_leader").await;
+            let copies = cluster
+                .shard_metric(pod, "mq9_shard_applied_sequence")
+                .await;
+            for shard in 0..SHARDS as usize {
+                leaders[shard] += led[shard];
+                applied[shard].push(copies[shard]);
             }
         }
         let one_leader_each = leaders.iter().all(|n| *n == 1.0);
