@@ -35,12 +35,7 @@ async fn a_killed_leader_pod_loses_no_acknowledged_message() {
 /// slowest of them).
 async fn kill_under_load(what: Kill) -> Duration {
     let mut cluster = Cluster::start().await;
-    let names = mailboxes();
-    for name in &names {
-        cluster
-            .until_ok("$mq9.AI.MAILBOX.CREATE", &json!({"name": name}).to_string())
-            .await;
-    }
+    let names = cluster.create_mailboxes().await;
     // The broker that leads the most shards is the one to kill; its mailboxes are timed.
     let holders = cluster.leaders().await;
     let victim = (0..3)

@@ -125,6 +125,16 @@ impl Cluster {
         }
     }
 
+    /// Creates a mailbox on every shard ([`mailboxes`]); their names.
+    async fn create_mailboxes(&self) -> Vec<String> {
+        let names = mailboxes();
+        for name in &names {
+            let body = json!({"name": name}).to_string();
+            self.until_ok("$mq9.AI.MAILBOX.CREATE", &body).await;
+        }
+        names
+    }
+
     /// A per-shard metric of pod `pod`'s broker (`mq9_shard_leader`, …), shard by shard (0 when
     /// it does not show it).
     async fn shard_metric(&self, pod: usize, name: &str) -> Vec<f64> {

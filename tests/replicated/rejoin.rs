@@ -6,12 +6,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_broker_catches_up_and_serves_everything() {
     let mut cluster = Cluster::start().await;
-    let names = mailboxes();
-    for name in &names {
-        cluster
-            .until_ok("$mq9.AI.MAILBOX.CREATE", &json!({"name": name}).to_string())
-            .await;
-    }
+    let names = cluster.create_mailboxes().await;
     let mut acked: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for round in 0..5 {
         for (name, payload) in send_round(&cluster, &names, round).await {

@@ -81,11 +81,7 @@ async fn any_pod_serves_any_mailbox() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shard_metrics_show_leaders_and_followers_catching_up() {
     let cluster = Cluster::start().await;
-    for name in mailboxes() {
-        cluster
-            .until_ok("$mq9.AI.MAILBOX.CREATE", &json!({"name": name}).to_string())
-            .await;
-    }
+    cluster.create_mailboxes().await;
     let deadline = Instant::now() + support::DEADLINE;
     loop {
         let mut leaders = vec![0.0; SHARDS as usize];
