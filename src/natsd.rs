@@ -204,10 +204,12 @@ fn read_ports(ports_file: &Path) -> Option<Ports> {
 /// The options of `count` nats-servers clustered on loopback with JetStream (for replicated
 /// brokers: `mq9 dev --replicas`, tests, benchmarks): `n<i>` in `base/n<i>`, client port
 /// `first_port + i` (or free ports), routes on free loopback ports, each server routing to all.
+/// With `sync_always`, JetStream syncs every write to disk (`sync_interval: always`).
 pub fn cluster_options(
     base: &Path,
     count: usize,
     first_port: Option<u16>,
+    sync_always: bool,
 ) -> anyhow::Result<Vec<NatsServerOptions>> {
     let route_ports = (0..count)
         .map(|_| free_loopback_port())
@@ -220,8 +222,13 @@ pub fn cluster_options(
         let mut options = NatsServerOptions::new(base.join(format!("n{i}")));
         options.port = first_port.map(|port| port + i as u16);
         let store = options.work_dir.join("jetstream");
+        let sync = if sync_always {
+            ", sync_interval: always"
+        } else {
+            ""
+        };
         options.extra_config = format!(
-            "server_name: n{i}\njetstream {{ store_dir: {store:?} }}\n\
+            "server_name: n{i}\njetstream {{ store_dir: {store:?}{sync} }}\n\
              cluster {{ name: mq9, listen: \"127.0.0.1:{route_port}\", routes: [{routes}] }}\n",
             store = store.display().to_string(),
             routes = routes.join(", "),
@@ -244,8 +251,9 @@ pub async fn start_cluster(
     count: usize,
     first_port: Option<u16>,
     binary: Option<&Path>,
+    sync_always: bool,
 ) -> anyhow::Result<Vec<NatsServer>> {
-    let mut options = cluster_options(base, count, first_port)?;
+    let mut options = cluster_options(base, count, first_port, sync_always)?;
     for options in &mut options {
         options.binary = binary.map(Path::to_path_buf);
     }

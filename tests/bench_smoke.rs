@@ -81,3 +81,58 @@ fn bad_settings_are_refused_with_a_clear_error() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// `mq9 bench --replicated` still works: every replicated figure, tiny, and its failovers.
+#[test]
+fn a_quick_replicated_bench_writes_its_figures_failovers_and_ratios() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let json_path = dir.path().join("bench.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_mq9"))
+        .args(["bench", "--replicated", "--quick", "--duration", "0.3"])
+        .arg("--out")
+        .arg(&json_path)
+        .output()
+        .expect("mq9 bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "mq9 bench --replicated failed: {stderr}"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let figures = report["figures"].as_array().expect("figures is an array");
+    for name in [
+        "replicated.send",
+        "jetstream.r3.publish_ack",
+        "replicated.send_sync",
+        "jetstream.r3.publish_ack_sync",
+    ] {
+        for in_flight in [1, 16, 128] {
+            let figure = figures
+                .iter()
+                .find(|f| f["name"] == name && f["in_flight"] == in_flight)
+                .unwrap_or_else(|| panic!("no {name} at {in_flight} in flight: {report}"));
+            assert!(figure["rate"].as_f64().unwrap() > 0.0, "{figure}");
+        }
+    }
+    let failovers = report["failovers"]
+        .as_array()
+        .expect("failovers is an array");
+    for name in [
+        "replicated.broker_kill",
+        "jetstream.r3.server_kill",
+        "replicated.server_kill",
+    ] {
+        let failover = failovers.iter().find(|f| f["name"] == name);
+        let seconds = failover.and_then(|f| f["seconds"].as_f64());
+        assert!(seconds.is_some_and(|s| s > 0.0), "no {name}: {report}");
+    }
+    for key in [
+        "replicated_send_vs_jetstream_r3_128",
+        "replicated_send_sync_vs_jetstream_r3_sync_128",
+        "replicated_broker_failover_seconds",
+    ] {
+        let value = report["ratios"][key].as_f64();
+        assert!(value.is_some_and(|v| v > 0.0), "no ratio {key}: {report}");
+    }
+}

@@ -19,7 +19,7 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let servers = natsd::start_cluster(dir.path(), 3, None, None)
+        let servers = natsd::start_cluster(dir.path(), 3, None, None, false)
             .await
             .unwrap();
         Cluster { servers, _dir: dir }

@@ -28,6 +28,7 @@ pub async fn fresh_stream(
     js: &jetstream::Context,
     name: &str,
     subject: &str,
+    replicas: usize,
 ) -> anyhow::Result<stream::Stream> {
     // Not found is the usual case here; any real failure shows in the create below.
     let _ = js.delete_stream(name).await;
@@ -35,6 +36,7 @@ pub async fn fresh_stream(
         name: name.to_owned(),
         subjects: vec![subject.to_owned()],
         storage: stream::StorageType::File,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
@@ -64,7 +66,7 @@ pub async fn fetch_ack(
     payload: Bytes,
 ) -> anyhow::Result<Sample> {
     const SUBJECT: &str = "bench.fetch";
-    let stream = fresh_stream(js, "BENCH_FETCH", SUBJECT).await?;
+    let stream = fresh_stream(js, "BENCH_FETCH", SUBJECT, 1).await?;
     let filler = js.clone();
     load::fixed_count(128, count, None, move |_| {
         let (js, payload) = (filler.clone(), payload.clone());

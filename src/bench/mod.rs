@@ -20,6 +20,7 @@ mod jetstream;
 mod load;
 mod mq9;
 mod procs;
+mod replicated;
 mod report;
 mod scale;
 mod throughput;
@@ -37,8 +38,9 @@ use procs::{BrokerProcess, JetStreamSync};
 use report::{Figure, Report};
 use throughput::{Endpoint, Throughput};
 
-/// Every figure, in the order they are measured and printed (`--only` selects by prefix).
-const FIGURES: [&str; 10] = [
+/// Every figure, in the order they are measured and printed (`--only` selects by prefix); the
+/// `replicated.` and `jetstream.r3.` ones with `--replicated` only.
+const FIGURES: [&str; 15] = [
     "ceiling.nats_reqrep",
     "mq9.send",
     "mq9.send_nosync",
@@ -49,6 +51,11 @@ const FIGURES: [&str; 10] = [
     "mq9.mailbox_create",
     "jetstream.stream_create",
     "mq9.scale",
+    "replicated.send",
+    "jetstream.r3.publish_ack",
+    "replicated.send_sync",
+    "jetstream.r3.publish_ack_sync",
+    "replicated.failover",
 ];
 
 /// Size of every message payload.
@@ -77,6 +84,11 @@ pub struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Measure the replicated data plane instead (replication.md): replicated SEND vs JetStream
+    /// R3 on one 3-node loopback cluster, at default sync and at `sync_interval: always`, and
+    /// failover times.
+    #[arg(long)]
+    pub replicated: bool,
     /// The nats-server executable (default: from PATH).
     #[arg(long, env = "MQ9_NATS_SERVER")]
     pub nats_server: Option<PathBuf>,
@@ -93,6 +105,7 @@ struct Settings {
     create_counts: Vec<u64>,
     scale_mailboxes: u64,
     scale_time_limit: Duration,
+    replicated: bool,
 }
 
 impl Settings {
@@ -130,6 +143,7 @@ impl Settings {
             create_counts,
             scale_mailboxes: args.scale_mailboxes.unwrap_or(scale_mailboxes).max(1),
             scale_time_limit: Duration::from_secs(600),
+            replicated: args.replicated,
         })
     }
 
@@ -144,6 +158,7 @@ impl Settings {
             "warmup_seconds": self.window.warmup.as_secs_f64(),
             "runs": self.runs,
             "only": self.only,
+            "replicated": self.replicated,
             "fetch_messages": self.fetch_messages,
             "create_counts": self.create_counts,
             "create_in_flight": CREATE_IN_FLIGHT,
@@ -162,8 +177,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .tempdir()
         .context("cannot create a temporary directory")?;
     // Dropping the measuring future (on Ctrl-C) drops, and so stops, every process it started.
+    let measuring = async {
+        match args.replicated {
+            false => measure(&settings, &binary, dir.path()).await,
+            true => {
+                let mut report = Report::default();
+                let payload = Bytes::from(vec![b'x'; PAYLOAD_BYTES]);
+                replicated::measure(&settings, &binary, dir.path(), &payload, &mut report).await?;
+                Ok(report)
+            }
+        }
+    };
     let report = tokio::select! {
-        report = measure(&settings, &binary, dir.path()) => report?,
+        report = measuring => report?,
         () = crate::shutdown_signal() => bail!("interrupted"),
     };
     print!("{}", report.table());
@@ -241,7 +267,7 @@ async fn measure(settings: &Settings, binary: &Path, dir: &Path) -> anyhow::Resu
         side.nosync = Some((nats, broker));
     }
     if settings.wants("jetstream.publish_ack") {
-        let stream = jetstream::fresh_stream(&anchor_js, "BENCH", "bench.js").await?;
+        let stream = jetstream::fresh_stream(&anchor_js, "BENCH", "bench.js", 1).await?;
         figures.push(Throughput {
             name: "jetstream.publish_ack",
             endpoint: Endpoint::Stream(anchor_js.clone(), Box::new(stream), "bench.js".into()),
@@ -250,7 +276,7 @@ async fn measure(settings: &Settings, binary: &Path, dir: &Path) -> anyhow::Resu
     let _sync_server = if settings.wants("jetstream.publish_ack_sync") {
         let server = procs::start_nats(binary, &dir.join("sync"), JetStreamSync::Always).await?;
         let js = async_nats::jetstream::new(procs::connect(server.url()).await?);
-        let stream = jetstream::fresh_stream(&js, "BENCH", "bench.js").await?;
+        let stream = jetstream::fresh_stream(&js, "BENCH", "bench.js", 1).await?;
         figures.push(Throughput {
             name: "jetstream.publish_ack_sync",
             endpoint: Endpoint::Stream(js, Box::new(stream), "bench.js".into()),

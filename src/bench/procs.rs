@@ -78,6 +78,16 @@ impl BrokerProcess {
     /// sync); otherwise `--sync none`. Mailboxes get no message or byte caps: a benchmark
     /// fills one mailbox with more than the default 100,000 messages.
     pub async fn start(nats_url: &str, data_dir: &Path, durable: bool) -> anyhow::Result<Self> {
+        BrokerProcess::start_with(nats_url, data_dir, durable, &[]).await
+    }
+
+    /// As [`BrokerProcess::start`], with more `mq9 broker` flags.
+    pub async fn start_with(
+        nats_url: &str,
+        data_dir: &Path,
+        durable: bool,
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let exe = std::env::current_exe().context("cannot locate the mq9 executable")?;
@@ -97,6 +107,7 @@ impl BrokerProcess {
             .arg(if durable { "always" } else { "none" })
             .args(["--max-messages-per-mailbox", "0"])
             .args(["--max-bytes-per-mailbox", "0"])
+            .args(extra)
             .env("MQ9_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -144,6 +155,13 @@ impl BrokerProcess {
             .and_then(|kb| kb.trim().parse::<u64>().ok())
             .map(|kb| kb * 1024)
             .with_context(|| format!("no VmRSS line in {path}"))
+    }
+
+    /// kill -9 (a failover figure).
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     /// SIGTERM, then SIGKILL if the broker has not exited within the deadline.

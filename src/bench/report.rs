@@ -48,11 +48,28 @@ pub struct ScaleMemory {
     pub rss_after_bytes: u64,
 }
 
+/// How long something was unavailable after a kill (`mq9 bench --replicated`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Failover {
+    pub name: &'static str,
+    pub seconds: f64,
+}
+
+impl Failover {
+    pub fn new(name: &'static str, took: std::time::Duration) -> Failover {
+        Failover {
+            name,
+            seconds: took.as_secs_f64(),
+        }
+    }
+}
+
 /// Everything measured in one run.
 #[derive(Debug, Default)]
 pub struct Report {
     pub figures: Vec<Figure>,
     pub scale: Option<ScaleMemory>,
+    pub failovers: Vec<Failover>,
 }
 
 /// Which way a target points.
@@ -69,7 +86,7 @@ struct Target {
     value: fn(&Report) -> Option<f64>,
 }
 
-const TARGETS: [Target; 8] = [
+const TARGETS: [Target; 11] = [
     Target {
         key: "send_nosync_vs_ceiling_128",
         bound: Bound::AtLeast(0.6),
@@ -122,6 +139,30 @@ const TARGETS: [Target; 8] = [
                 .rss_after_bytes
                 .saturating_sub(memory.rss_before_bytes);
             Some(grown as f64 / memory.mailboxes.max(1) as f64)
+        },
+    },
+    Target {
+        key: "replicated_send_vs_jetstream_r3_128",
+        bound: Bound::AtLeast(0.8),
+        value: |r| r.rate_ratio(("replicated.send", 128), ("jetstream.r3.publish_ack", 128)),
+    },
+    Target {
+        key: "replicated_send_sync_vs_jetstream_r3_sync_128",
+        bound: Bound::AtLeast(2.0),
+        value: |r| {
+            let sync = ("jetstream.r3.publish_ack_sync", 128);
+            r.rate_ratio(("replicated.send_sync", 128), sync)
+        },
+    },
+    Target {
+        key: "replicated_broker_failover_seconds",
+        bound: Bound::AtMost(5.0),
+        value: |r| {
+            let failover = r
+                .failovers
+                .iter()
+                .find(|f| f.name == "replicated.broker_kill")?;
+            Some(failover.seconds)
         },
     },
 ];
@@ -201,6 +242,12 @@ impl Report {
                 memory.rss_after_bytes >> 20
             );
         }
+        for failover in &self.failovers {
+            out += &format!("\nfailover {}: {:.2} s", failover.name, failover.seconds);
+        }
+        if !self.failovers.is_empty() {
+            out += "\n";
+        }
         out += &format!(
             "\n{:<36} {:>10} {:>10}  result\n",
             "target", "value", "bound"
@@ -239,6 +286,7 @@ impl Report {
             "settings": settings,
             "figures": self.figures,
             "scale": self.scale,
+            "failovers": self.failovers,
             "ratios": ratios,
             "targets": targets,
         })

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use super::router::Router;
 use super::shard_metrics::ShardMetrics;
 use super::{BrokerError, Health, JOB_QUEUE};
+use crate::config::SyncMode;
 use crate::engine::replicate::{Replicate, ShardPlace};
 use crate::engine::{Effect, Engine, EngineConfig, Job, Outgoing, Sink, Totals};
 use crate::replication::lease::{Lease, Leases};
@@ -226,6 +227,10 @@ async fn lead(
         index: shard,
         count: shared.shards,
     });
+    // A batch is durable once a quorum of the log holds it: the local copy is not synced (a
+    // crash loses at most its tail, with the applied sequence written alongside, and the
+    // broker applies that tail from the log again).
+    config.sync = SyncMode::None;
     let engine = tokio::task::spawn_blocking(move || Engine::open(store, config))
         .await?
         .map_err(BrokerError::LoadStore)?;

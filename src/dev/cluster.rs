@@ -18,7 +18,7 @@ const SHARDS: u32 = 16;
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let nats_dir = args.data_dir.join("nats");
     let binary = args.nats_server.as_deref();
-    let servers = natsd::start_cluster(&nats_dir, args.replicas, Some(args.port), binary)
+    let servers = natsd::start_cluster(&nats_dir, args.replicas, Some(args.port), binary, false)
         .await
         .context("cannot start the nats-server cluster")?;
     let executable = std::env::current_exe().context("cannot find the mq9 executable")?;

@@ -43,7 +43,7 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let servers = natsd::start_cluster(&dir.path().join("nats"), 3, None, None)
+        let servers = natsd::start_cluster(&dir.path().join("nats"), 3, None, None, false)
             .await
             .unwrap();
         let mut cluster = Cluster {

@@ -144,7 +144,7 @@ async fn a_follower_applying_the_shard_log_rebuilds_the_same_mailboxes() {
     use crate::replication::log::ShardLog;
 
     let base = tempfile::tempdir().unwrap();
-    let servers = natsd::start_cluster(base.path(), 3, None, None)
+    let servers = natsd::start_cluster(base.path(), 3, None, None, false)
         .await
         .unwrap();
     let jetstream = |server: &NatsServer| {
