@@ -5,27 +5,34 @@ use std::process::Command;
 
 use serde_json::Value;
 
-#[test]
-fn a_quick_bench_writes_figures_and_ratios() {
+/// Runs `mq9 bench --duration 0.3` with `args` through the real binary, which must succeed;
+/// its table and its JSON report.
+fn bench(args: &[&str]) -> (String, Value) {
     let dir = tempfile::TempDir::new().unwrap();
     let json_path = dir.path().join("bench.json");
     let output = Command::new(env!("CARGO_BIN_EXE_mq9"))
-        .args(["bench", "--quick", "--duration", "0.3", "--only"])
-        .arg("ceiling,mq9.send")
+        .args(["bench", "--duration", "0.3"])
+        .args(args)
         .arg("--out")
         .arg(&json_path)
         .output()
         .expect("mq9 bench runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "mq9 bench failed: {stderr}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "mq9 bench {args:?} failed: {stderr}"
+    );
+    let report = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    (String::from_utf8_lossy(&output.stdout).into_owned(), report)
+}
+
+#[test]
+fn a_quick_bench_writes_figures_and_ratios() {
+    let (stdout, report) = bench(&["--quick", "--only", "ceiling,mq9.send"]);
     assert!(
         stdout.contains("send_vs_ceiling_128"),
         "no targets table: {stdout}"
     );
-
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     let figures = report["figures"].as_array().expect("figures is an array");
     for name in ["ceiling.nats_reqrep", "mq9.send", "mq9.send_nosync"] {
         for in_flight in [1, 16, 128] {
@@ -85,21 +92,7 @@ fn bad_settings_are_refused_with_a_clear_error() {
 /// `mq9 bench --replicated` still works: every replicated figure, tiny, and its failovers.
 #[test]
 fn a_quick_replicated_bench_writes_its_figures_failovers_and_ratios() {
-    let dir = tempfile::TempDir::new().unwrap();
-    let json_path = dir.path().join("bench.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_mq9"))
-        .args(["bench", "--replicated", "--quick", "--duration", "0.3"])
-        .arg("--out")
-        .arg(&json_path)
-        .output()
-        .expect("mq9 bench runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "mq9 bench --replicated failed: {stderr}"
-    );
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let (_, report) = bench(&["--replicated", "--quick"]);
     let figures = report["figures"].as_array().expect("figures is an array");
     for name in [
         "replicated.send",
