@@ -21,6 +21,9 @@ use crate::config::BrokerConfig;
 use crate::engine::{EngineConfig, Outgoing};
 use crate::replication::lease::Leases;
 
+/// How long one JetStream request may take before it is tried again.
+const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What the broker's common start hands over.
 pub(super) struct Parts {
     pub client: async_nats::Client,
@@ -43,7 +46,11 @@ pub(super) async fn serve(
         .clone()
         .or_else(|| std::env::var("POD_NAME").ok())
         .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()));
-    let js = async_nats::jetstream::new(parts.client.clone());
+    // JetStream requests (stream info, lease writes, consumer creation) give up after 2 s and are
+    // tried again, rather than waiting out async-nats' default while JetStream elects a new
+    // stream leader after a server's loss.
+    let mut js = async_nats::jetstream::new(parts.client.clone());
+    js.set_timeout(JETSTREAM_TIMEOUT);
     let ttl = Duration::from_secs(options.lease_secs.max(1));
     let leases = tokio::select! {
         leases = open_leases(&js, &options.cluster, options.log_replicas, &node, ttl) => leases,

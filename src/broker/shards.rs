@@ -60,7 +60,9 @@ pub async fn run(shared: Arc<Shared>, shard: u32, mut shutdown: watch::Receiver<
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.changed() => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                // Short: a failed cycle is usually JetStream electing a stream leader, which
+                // takes seconds; every second waited beyond it is a second of outage.
+                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }

@@ -13,7 +13,7 @@ async fn a_killed_leader_broker_loses_no_acknowledged_message() {
 
 /// kill -9 of that broker's nats-server: the broker can no longer renew its leases, and the
 /// shards' streams and the lease bucket may lose their JetStream leader, which JetStream
-/// replaces within seconds (12–14 s until served again measured here; the bound leaves room
+/// replaces within seconds (0.5–8.5 s until served again measured here; the bound leaves room
 /// for a slow machine).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_leader_nats_server_loses_no_acknowledged_message() {
