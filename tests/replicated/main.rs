@@ -146,6 +146,22 @@ impl Cluster {
         (0..SHARDS).map(value).collect()
     }
 
+    /// Stops pod `pod`'s broker (SIGTERM) and starts it again on the same data.
+    async fn restart(&mut self, pod: usize) {
+        let mut child = self.brokers[pod].take().expect("running");
+        // SAFETY: kill(2) with the pid of a child we own.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + support::DEADLINE;
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "broker {pod} did not stop");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let http = support::free_port();
+        let data_dir = self.dir.path().join(format!("b{pod}"));
+        self.brokers[pod] = Some(broker(self.servers[pod].url(), &data_dir, pod, http));
+        self.http[pod] = http;
+    }
+
     /// kill -9 of pod `pod`'s broker, its nats-server, or both.
     fn kill(&mut self, pod: usize, what: Kill) {
         if matches!(what, Kill::Broker | Kill::Pod) {
