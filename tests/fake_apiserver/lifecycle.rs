@@ -68,18 +68,27 @@ async fn finalizers_hold_deletion_until_removed() {
     );
 }
 
+/// The Secrets (owners) and ConfigMaps (their dependents) of the default namespace.
+fn owners_and_dependents(server: &FakeApiServer) -> (Api<Secret>, Api<ConfigMap>) {
+    let client = server.client();
+    (
+        Api::default_namespaced(client.clone()),
+        Api::default_namespaced(client),
+    )
+}
+
+/// A Secret of that name, to own things.
+fn secret(name: &str) -> Secret {
+    Secret {
+        metadata: meta(name, &[]),
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn owned_objects_are_deleted_with_their_owner() {
     let server = FakeApiServer::start().await;
-    let client = server.client();
-    let (secrets, cms): (Api<Secret>, Api<ConfigMap>) = (
-        Api::default_namespaced(client.clone()),
-        Api::default_namespaced(client),
-    );
-    let secret = |name| Secret {
-        metadata: meta(name, &[]),
-        ..Default::default()
-    };
+    let (secrets, cms) = owners_and_dependents(&server);
     let owner = create(&secrets, &secret("owner")).await;
     let other = create(&secrets, &secret("other")).await;
     let mut child = config_map("child", &[], &[]);
@@ -127,15 +136,7 @@ async fn owned_objects_are_deleted_with_their_owner() {
 #[tokio::test]
 async fn an_object_written_for_a_gone_owner_is_collected() {
     let server = FakeApiServer::start().await;
-    let client = server.client();
-    let (secrets, cms): (Api<Secret>, Api<ConfigMap>) = (
-        Api::default_namespaced(client.clone()),
-        Api::default_namespaced(client),
-    );
-    let secret = |name| Secret {
-        metadata: meta(name, &[]),
-        ..Default::default()
-    };
+    let (secrets, cms) = owners_and_dependents(&server);
     let gone = create(&secrets, &secret("gone")).await;
     let live = create(&secrets, &secret("live")).await;
     secrets
