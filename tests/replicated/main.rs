@@ -7,6 +7,7 @@
 mod support;
 
 mod failover;
+mod layout;
 mod rejoin;
 mod serving;
 
