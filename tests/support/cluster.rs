@@ -172,6 +172,11 @@ impl Cluster {
         let broker = json!({"apiVersion": "mq9.io/v1alpha1", "kind": "Broker",
             "metadata": {"name": name, "namespace": NS}, "spec": {"auth": {"mode": "none"}}});
         self.api.create(BROKERS, broker);
+        // The operator's log goes with a timeout here (broker_pods_ready has none to show).
+        let what = self.operator.waiting_for("the Broker's StatefulSet");
+        self.api
+            .wait_for(&what, |api| api.get(STATEFULSETS, NS, name))
+            .await;
         broker_pods_ready(&self.api, NS, name, 1).await;
         self.wait_condition(BROKERS, name, "Available", "True")
             .await;
