@@ -11,6 +11,36 @@ async fn healthz_and_readyz_answer_200_when_ready() {
     assert_eq!(http_get(env.broker.http_addr, "/readyz").await.0, 200);
 }
 
+/// Ready means answering: the operator counts a Broker available from its pods' readiness and
+/// then sends it requests, which must not meet "no responders".
+#[tokio::test]
+async fn a_broker_that_reports_ready_answers_requests() {
+    let mut env = Env::start().await;
+    // The gap it guards against lasts a moment: several restarts make it show.
+    for _ in 0..20 {
+        env.broker.terminate();
+        env.broker = env.broker.again(env.nats.url(), env.data_dir());
+        // Polled without pause, to catch the first moment /readyz says 200.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while try_http_get(env.broker.http_addr, "/readyz")
+            .await
+            .map(|r| r.0)
+            != Some(200)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broker gets ready"
+            );
+            tokio::task::yield_now().await;
+        }
+        let reply = env
+            .client
+            .request("$mq9.AI.MSG.QUERY.ready.probe", "".into())
+            .await;
+        assert!(reply.is_ok(), "answered once ready: {reply:?}");
+    }
+}
+
 #[tokio::test]
 async fn readyz_fails_while_nats_is_unreachable() {
     let env = Env::start().await;

@@ -45,6 +45,9 @@ pub struct Health {
     metrics: Metrics,
     client: OnceLock<async_nats::Client>,
     engine_running: AtomicBool,
+    /// Whether the request subscriptions are in place on nats-server: until then a request
+    /// would be answered "no responders", so the pod must not be counted ready.
+    subscribed: AtomicBool,
     /// Why the engine can no longer serve (a failed write or sync, a panic): fails `/healthz`
     /// for good, so that Kubernetes restarts the pod. The first reason wins.
     failure: OnceLock<String>,
@@ -85,6 +88,9 @@ impl crate::http::Probe for Health {
         }
         if !self.engine_running.load(Ordering::Acquire) {
             return Some("mailbox store is not open".into());
+        }
+        if !self.subscribed.load(Ordering::Acquire) {
+            return Some("not subscribed to requests yet".into());
         }
         None
     }
@@ -291,7 +297,7 @@ async fn serve_single(
         trust_request_info: config.security.trust_request_info,
     };
     tracing::info!(sync = ?config.sync, max_payload = client.server_info().max_payload, "mq9 broker ready");
-    serve_requests(client, &dispatcher, None, shutdown).await?;
+    serve_requests(client, &dispatcher, &health, None, shutdown).await?;
     drop(dispatcher);
     tokio::task::spawn_blocking(move || engine_thread.join())
         .await?
@@ -304,11 +310,19 @@ async fn serve_single(
 async fn serve_requests(
     client: &async_nats::Client,
     dispatcher: &Dispatcher,
+    health: &Health,
     mut forwarded: Option<&mut mpsc::Receiver<(u32, async_nats::Message)>>,
     mut shutdown: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Result<(), BrokerError> {
     let agents = subscribe(client, subject::AI_WILDCARD).await?;
     let admin = subscribe(client, subject::ADMIN_WILDCARD).await?;
+    // Ready once nats-server has the subscriptions (the flush's round trip), not before. A
+    // failed flush means a lost connection: readiness says so, and the client subscribes again
+    // when it reconnects.
+    if let Err(e) = client.flush().await {
+        tracing::warn!(error = %e, "flushing the request subscriptions failed");
+    }
+    health.subscribed.store(true, Ordering::Release);
     let mut requests = futures::stream::select(agents, admin);
     loop {
         let next_forwarded = async {
@@ -331,6 +345,7 @@ async fn serve_requests(
         }
     }
     tracing::info!("mq9 broker stopping");
+    health.subscribed.store(false, Ordering::Release);
     let (mut agents, mut admin) = requests.into_inner();
     let _ = agents.unsubscribe().await;
     let _ = admin.unsubscribe().await;

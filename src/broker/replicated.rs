@@ -99,6 +99,7 @@ pub(super) async fn serve(
     let served = serve_requests(
         &parts.client,
         &dispatcher,
+        &parts.health,
         Some(&mut forwarded_rx),
         shutdown,
     )

@@ -83,6 +83,18 @@ impl Broker {
         );
     }
 
+    /// Waits until `/readyz` answers 200, as the kubelet's readiness probe does before a pod
+    /// counts as ready.
+    pub async fn wait_ready(&self) {
+        let what = format!("the broker answers /readyz; log: {}", self.log.display());
+        super::wait_until(&what, || async {
+            super::try_http_get(self.http_addr, "/readyz")
+                .await
+                .is_some_and(|(status, _)| status == 200)
+        })
+        .await;
+    }
+
     /// SIGKILL: a crash.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();

@@ -20,7 +20,7 @@ pub struct DataPlane {
 
 impl DataPlane {
     /// Waits for the Broker's ConfigMap and auth Secret, then starts nats-server on `port` and
-    /// the broker.
+    /// the broker, and waits until the broker is ready (what its pod's readiness probe checks).
     pub async fn start(
         api: &FakeApiServer,
         operator: &Operator,
@@ -62,6 +62,7 @@ impl DataPlane {
             "--trust-request-info".to_owned(),
         ];
         let broker = super::Broker::spawn(nats.url(), data_dir.path(), &args);
+        broker.wait_ready().await;
         DataPlane {
             nats,
             broker,
