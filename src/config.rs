@@ -175,6 +175,11 @@ pub struct ReplicationOptions {
     /// within about this time.
     #[arg(long, env = "MQ9_LEASE_SECS", default_value_t = 3)]
     pub lease_secs: u64,
+    /// Seconds a request to a shard without a leader (a takeover under way) waits for one
+    /// before it is answered `unavailable`: longer than a takeover after a nats-server's loss
+    /// (JetStream's own election takes 4-9 s), shorter than clients' usual timeouts.
+    #[arg(long, env = "MQ9_LEADER_WAIT_SECS", default_value_t = 15)]
+    pub leader_wait_secs: u64,
 }
 
 impl Default for ReplicationOptions {
@@ -187,6 +192,7 @@ impl Default for ReplicationOptions {
             peers: 3,
             log_replicas: 3,
             lease_secs: 3,
+            leader_wait_secs: 15,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod dispatch;
 mod error;
+mod forward;
 mod metrics;
 mod replicated;
 mod replies;
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -337,7 +339,11 @@ async fn serve_requests(
                 None => break,
             },
             Some((shard, message)) = next_forwarded => {
-                if let Some(message) = router::unforwarded(message) {
+                if let Some((message, ack)) = forward::received(message) {
+                    // Taken: the forwarding broker stops waiting for a leader.
+                    if let Err(e) = client.publish(ack, Bytes::new()).await {
+                        tracing::warn!(error = %e, "acknowledging a forwarded request failed");
+                    }
                     dispatcher.dispatch(message, Some(shard)).await;
                 }
             }

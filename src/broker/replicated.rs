@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::dispatch::{Dispatcher, Queue};
+use super::forward::Forwarder;
 use super::router::Router;
 use super::{serve_requests, shards, BrokerError, BrokerSink, Health, ReplyPolicy, JOB_QUEUE};
 use crate::config::BrokerConfig;
@@ -56,16 +57,14 @@ pub(super) async fn serve(
         leases = open_leases(&js, &options.cluster, options.log_replicas, &node, ttl) => leases,
         _ = &mut shutdown => return Ok(()),
     };
-    let gather = tokio::select! {
+    // Forwards go out on a connection of their own (see `forward::Forwarder`).
+    let forwarding = tokio::select! {
         client = super::connect(&config.nats) => client,
         _ = &mut shutdown => return Ok(()),
     };
-    let router = Arc::new(Router::new(
-        parts.client.clone(),
-        gather,
-        &options.cluster,
-        options.shards,
-    ));
+    let wait = Duration::from_secs(options.leader_wait_secs);
+    let forwarder = Forwarder::new(forwarding, parts.client.clone(), &options.cluster, wait);
+    let router = Arc::new(Router::new(parts.client.clone(), forwarder, options.shards));
     let (forwarded_tx, mut forwarded_rx) = mpsc::channel(JOB_QUEUE);
     let shared = Arc::new(shards::Shared {
         client: parts.client.clone(),

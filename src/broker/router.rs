@@ -1,19 +1,19 @@
 //! A replicated broker's routing (replication.md, "Routing"): a request for a shard this broker
-//! leads goes to that shard's engine; any other is forwarded on `$mq9.FWD.<cluster>.<shard>`,
-//! which only the shard's leader subscribes to, with the client's reply subject and headers
-//! kept (the original subject in a header), so the leader answers the client directly: one
-//! extra hop, no extra reply hop.
+//! leads goes to that shard's engine; any other is forwarded to the shard's leader, which
+//! answers the client directly: one extra hop, no extra reply hop (see [`super::forward`],
+//! which also waits for a leader when the shard has none).
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
 
+use super::forward::{self, Forwarder, Undelivered};
 use crate::engine::Job;
 use crate::protocol::{reply, ErrorCode, ProtoError, Request};
 use crate::replication::gather;
-use crate::replication::route::{self, Target, FORWARDED_SUBJECT};
+use crate::replication::route::{self, Target};
 
 /// How long a gathering waits for each shard's answer.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -21,26 +21,17 @@ const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where a replicated broker's jobs go.
 pub struct Router {
     client: async_nats::Client,
-    /// A second connection, for asking every shard (`LIST`, `STATS`): the answers come back
-    /// from this broker's own shards too, which the main connection (`no_echo`) would not see.
-    gather: async_nats::Client,
-    cluster: String,
+    forwarder: Arc<Forwarder>,
     shards: u32,
     /// The job queues of the shards this broker leads now.
     leading: RwLock<HashMap<u32, flume::Sender<Job>>>,
 }
 
 impl Router {
-    pub fn new(
-        client: async_nats::Client,
-        gather: async_nats::Client,
-        cluster: &str,
-        shards: u32,
-    ) -> Router {
+    pub fn new(client: async_nats::Client, forwarder: Forwarder, shards: u32) -> Router {
         Router {
             client,
-            gather,
-            cluster: cluster.to_owned(),
+            forwarder: Arc::new(forwarder),
             shards,
             leading: RwLock::default(),
         }
@@ -103,7 +94,7 @@ impl Router {
             }
             // The shard's engine just stopped (stepping down): its next leader serves it.
         }
-        self.forward(shard, message).await;
+        self.forwarder.forward(shard, message);
     }
 
     /// Asks every shard `message` (a LIST or STATS) and answers the client the merged reply,
@@ -112,36 +103,32 @@ impl Router {
         let Some(reply_to) = job.reply_to else {
             return;
         };
-        let (gather, client) = (self.gather.clone(), self.client.clone());
-        let (cluster, shards) = (self.cluster.clone(), self.shards);
+        let (forwarder, client) = (self.forwarder.clone(), self.client.clone());
+        let shards = self.shards;
         let max_payload = self.client.server_info().max_payload;
-        let mut headers = message.headers.clone().unwrap_or_default();
-        headers.insert(FORWARDED_SUBJECT, message.subject.as_str());
-        let payload = message.payload.clone();
+        let message = message.clone();
         tokio::spawn(async move {
             let asks = (0..shards).map(|shard| {
-                let request = async_nats::Request::new()
-                    .headers(headers.clone())
-                    .payload(payload.clone())
-                    .timeout(Some(GATHER_TIMEOUT));
-                let subject = route::forward_subject(&cluster, shard);
-                let gather = &gather;
+                let (forwarder, message) = (&forwarder, &message);
                 async move {
-                    let answer = gather.send_request(subject, request).await.ok();
-                    let answer =
-                        answer.and_then(|m| serde_json::from_slice::<Value>(&m.payload).ok());
-                    answer.filter(|a| a["error"] == "").ok_or(shard)
+                    let answer = forwarder.ask(shard, message, GATHER_TIMEOUT).await;
+                    let answer = answer.map_err(|why| (shard, why))?;
+                    serde_json::from_slice::<Value>(&answer.payload)
+                        .ok()
+                        .filter(|a| a["error"] == "")
+                        .ok_or((shard, Undelivered::Lost("an error answer".into())))
                 }
             });
             let answers = futures::future::join_all(asks).await;
-            let body = match answers.into_iter().collect::<Result<Vec<Value>, u32>>() {
+            let body = match answers.into_iter().collect::<Result<Vec<Value>, _>>() {
                 Ok(replies) => match &job.command {
                     Request::List(list) => {
                         reply::ok(gather::list(&replies, list.limit, max_payload))
                     }
                     _ => reply::ok(gather::stats(&replies)),
                 },
-                Err(shard) => ProtoError::new(
+                Err((shard, Undelivered::NoLeader)) => forward::no_leader(shard).to_reply(),
+                Err((shard, Undelivered::Lost(_))) => ProtoError::new(
                     ErrorCode::Unavailable,
                     format!("shard {shard} did not answer; retry"),
                 )
@@ -153,40 +140,9 @@ impl Router {
         });
     }
 
-    /// Publishes `message` to `shard`'s leader, keeping its reply subject and headers.
-    async fn forward(&self, shard: u32, message: &async_nats::Message) {
-        let mut headers = message.headers.clone().unwrap_or_default();
-        headers.insert(FORWARDED_SUBJECT, message.subject.as_str());
-        let subject = route::forward_subject(&self.cluster, shard);
-        let payload = message.payload.clone();
-        let sent = match message.reply.clone() {
-            Some(reply) => {
-                self.client
-                    .publish_with_reply_and_headers(subject, reply, headers, payload)
-                    .await
-            }
-            None => {
-                self.client
-                    .publish_with_headers(subject, headers, payload)
-                    .await
-            }
-        };
-        if let Err(e) = sent {
-            tracing::warn!(shard, error = %e, "forwarding a request to its shard failed");
-        }
-    }
-
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u32, flume::Sender<Job>>> {
         self.leading
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-/// The original message of a forwarded one: its subject back from the header (the header
-/// itself stays; nothing reads it afterwards).
-pub fn unforwarded(mut message: async_nats::Message) -> Option<async_nats::Message> {
-    let original = message.headers.as_ref()?.get(FORWARDED_SUBJECT)?.as_str();
-    message.subject = original.into();
-    Some(message)
 }

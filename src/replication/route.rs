@@ -20,6 +20,10 @@ pub const FORWARD_PREFIX: &str = "$mq9.FWD";
 /// The header that carries a forwarded request's original subject.
 pub const FORWARDED_SUBJECT: &str = "Mq9-Forwarded-Subject";
 
+/// The header that carries a forwarded request's reply subject (the client's): the forward's
+/// own reply subject is the forwarding broker's, for the leader's acknowledgement.
+pub const FORWARDED_REPLY: &str = "Mq9-Forwarded-Reply";
+
 /// The shard the registry and the cluster-wide admin commands live in.
 pub const REGISTRY_SHARD: u32 = 0;
 

@@ -172,10 +172,13 @@ async fn a_paused_leader_answers_nothing_as_success() {
             format!("$mq9.AI.MSG.SEND.{name}").as_str(),
         );
         headers.insert("Nats-Msg-Id", format!("paused-{i}").as_str());
-        let reply = format!("{inbox}.{i}");
+        // As a forwarding broker sends it: the client's reply in a header, the forward's own
+        // reply subject for the leader's acknowledgement.
+        headers.insert("Mq9-Forwarded-Reply", format!("{inbox}.{i}").as_str());
         let payload = format!("while paused #{i}");
+        let ack = client.new_inbox();
         client
-            .publish_with_reply_and_headers(forward.clone(), reply, headers, payload.into())
+            .publish_with_reply_and_headers(forward.clone(), ack, headers, payload.into())
             .await
             .unwrap();
     }

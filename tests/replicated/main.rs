@@ -10,6 +10,7 @@ mod failover;
 mod layout;
 mod rejoin;
 mod serving;
+mod waiting;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -39,10 +40,17 @@ struct Cluster {
     http: Vec<std::net::SocketAddr>,
     clients: Vec<async_nats::Client>,
     dir: tempfile::TempDir,
+    /// Flags every broker of this cluster gets beyond [`broker`]'s.
+    flags: Vec<String>,
 }
 
 impl Cluster {
     async fn start() -> Cluster {
+        Cluster::start_with(&[]).await
+    }
+
+    /// A cluster whose brokers get `flags` too (they replace the harness's `--lease-secs`).
+    async fn start_with(flags: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let servers = natsd::start_cluster(&dir.path().join("nats"), 3, None, None, false)
             .await
@@ -53,11 +61,13 @@ impl Cluster {
             clients: Vec::new(),
             servers,
             dir,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
         };
         for i in 0..3 {
             let http = support::free_port();
             let data_dir = cluster.dir.path().join(format!("b{i}"));
-            let broker = broker(cluster.servers[i].url(), &data_dir, i, http);
+            let url = cluster.servers[i].url();
+            let broker = broker_with(url, &data_dir, i, http, &cluster.flags);
             cluster.brokers.push(Some(broker));
             cluster.http.push(http);
             cluster
@@ -159,7 +169,8 @@ impl Cluster {
         }
         let http = support::free_port();
         let data_dir = self.dir.path().join(format!("b{pod}"));
-        self.brokers[pod] = Some(broker(self.servers[pod].url(), &data_dir, pod, http));
+        let url = self.servers[pod].url();
+        self.brokers[pod] = Some(broker_with(url, &data_dir, pod, http, &self.flags));
         self.http[pod] = http;
     }
 
@@ -187,20 +198,30 @@ impl Drop for Cluster {
 }
 
 fn broker(url: &str, data_dir: &Path, node: usize, http: std::net::SocketAddr) -> Child {
+    broker_with(url, data_dir, node, http, &[])
+}
+
+/// [`broker`] with more flags.
+fn broker_with(
+    url: &str,
+    data_dir: &Path,
+    node: usize,
+    http: std::net::SocketAddr,
+    flags: &[String],
+) -> Child {
     let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
+    let lease = match flags.iter().any(|f| f == "--lease-secs") {
+        true => &[][..],
+        false => &["--lease-secs", "2"][..],
+    };
     Command::new(env!("CARGO_BIN_EXE_mq9"))
         .args(["broker", "--nats-url", url, "--data-dir"])
         .arg(data_dir)
         .args(["--http-addr", &http.to_string()])
         .args(["--replication", "jetstream", "--cluster", "t"])
-        .args([
-            "--shards",
-            &SHARDS.to_string(),
-            "--peers",
-            "3",
-            "--lease-secs",
-            "2",
-        ])
+        .args(["--shards", &SHARDS.to_string(), "--peers", "3"])
+        .args(lease)
+        .args(flags)
         .args(["--node", &format!("n{node}")])
         .env("MQ9_LOG", "mq9=info")
         .stdin(Stdio::null())
