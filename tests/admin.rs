@@ -1,4 +1,5 @@
-//! The operator's API (protocol.md §6, `$mq9.ADMIN.>`): ENSURE, DELETE, INFO, LIST, STATS.
+//! The operator's API (protocol.md §6, `$mq9.ADMIN.>`): ENSURE, DELETE, INFO, LIST, STATS,
+//! SHARDS.
 mod support;
 
 use serde_json::{json, Value};
@@ -295,6 +296,17 @@ async fn stats_count_what_was_created_and_sent() {
     env.request("$mq9.AI.AGENT.UNREGISTER", r#"{"name":"x"}"#)
         .await;
     assert_eq!(stats().await, expect(2, 2, 3, 1, 2));
+}
+
+/// A single node is one shard it leads itself: the operator's status reads "1/1".
+#[tokio::test]
+async fn shards_of_a_single_node_is_one_led_shard() {
+    let env = Env::start().await;
+    assert_eq!(
+        admin(&env, "SHARDS", json!({})).await,
+        json!({"error": "", "shards": 1, "leaders": {"0": "single"}, "live": ["single"],
+               "without_quorum": []})
+    );
 }
 
 /// Every mailbox of `owner`, following LIST's `next_after` cursor to the end.

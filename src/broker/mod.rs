@@ -15,6 +15,7 @@ mod replies;
 mod router;
 mod shard_metrics;
 mod shards;
+mod shards_report;
 
 pub use error::BrokerError;
 pub use metrics::Metrics;

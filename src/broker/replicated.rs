@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use super::dispatch::{Dispatcher, Queue};
 use super::forward::Forwarder;
 use super::router::Router;
+use super::shards_report::ShardsReport;
 use super::{serve_requests, shards, BrokerError, BrokerSink, Health, ReplyPolicy, JOB_QUEUE};
 use crate::config::BrokerConfig;
 use crate::engine::{EngineConfig, Outgoing};
@@ -64,7 +65,13 @@ pub(super) async fn serve(
     };
     let wait = Duration::from_secs(options.leader_wait_secs);
     let forwarder = Forwarder::new(forwarding, parts.client.clone(), &options.cluster, wait);
-    let router = Arc::new(Router::new(parts.client.clone(), forwarder, options.shards));
+    let report = ShardsReport {
+        js: js.clone(),
+        leases: leases.clone(),
+        cluster: options.cluster.clone(),
+        shards: options.shards,
+    };
+    let router = Arc::new(Router::new(parts.client.clone(), forwarder, report));
     let (forwarded_tx, mut forwarded_rx) = mpsc::channel(JOB_QUEUE);
     let shared = Arc::new(shards::Shared {
         client: parts.client.clone(),

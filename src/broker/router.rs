@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::forward::{self, Forwarder, Undelivered};
+use super::shards_report::ShardsReport;
 use crate::engine::Job;
 use crate::protocol::{reply, ErrorCode, ProtoError, Request};
 use crate::replication::gather;
@@ -22,17 +23,19 @@ const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Router {
     client: async_nats::Client,
     forwarder: Arc<Forwarder>,
+    report: Arc<ShardsReport>,
     shards: u32,
     /// The job queues of the shards this broker leads now.
     leading: RwLock<HashMap<u32, flume::Sender<Job>>>,
 }
 
 impl Router {
-    pub fn new(client: async_nats::Client, forwarder: Forwarder, shards: u32) -> Router {
+    pub fn new(client: async_nats::Client, forwarder: Forwarder, report: ShardsReport) -> Router {
         Router {
             client,
             forwarder: Arc::new(forwarder),
-            shards,
+            shards: report.shards,
+            report: Arc::new(report),
             leading: RwLock::default(),
         }
     }
@@ -68,6 +71,7 @@ impl Router {
                 self.to_shard(shard, job, message).await;
             }
             Target::Gather => self.gather(job, message),
+            Target::Here => self.report(job),
             Target::EveryShard => {
                 for shard in 0..self.shards {
                     let copy = Job {
@@ -95,6 +99,19 @@ impl Router {
             // The shard's engine just stopped (stepping down): its next leader serves it.
         }
         self.forwarder.forward(shard, message);
+    }
+
+    /// Answers SHARDS from the leases and the logs' state.
+    fn report(&self, job: Job) {
+        let Some(reply_to) = job.reply_to else {
+            return;
+        };
+        let (report, client) = (self.report.clone(), self.client.clone());
+        tokio::spawn(async move {
+            if let Err(e) = client.publish(reply_to, report.answer().await).await {
+                tracing::warn!(error = %e, "publishing the SHARDS reply failed");
+            }
+        });
     }
 
     /// Asks every shard `message` (a LIST or STATS) and answers the client the merged reply,

@@ -263,6 +263,7 @@ impl Engine {
             Command::Info { name } => self.info(&name),
             Command::List(request) => self.list(&request),
             Command::Stats => self.stats(),
+            Command::Shards => self.shards(),
         };
         self.finish(job.reply_to, job.kind, job.received, result);
     }

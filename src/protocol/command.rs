@@ -89,6 +89,7 @@ pub enum Request {
     },
     List(ListRequest),
     Stats,
+    Shards,
 }
 
 impl Request {
@@ -173,6 +174,7 @@ impl Request {
             },
             Route::Admin(AdminVerb::List) => Request::List(ListRequest::parse(&body()?)?),
             Route::Admin(AdminVerb::Stats) => Request::Stats,
+            Route::Admin(AdminVerb::Shards) => Request::Shards,
         })
     }
 }

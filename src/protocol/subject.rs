@@ -91,6 +91,8 @@ pub enum AdminVerb {
     Info,
     List,
     Stats,
+    /// Who leads each shard of a replicated broker (the operator's status).
+    Shards,
 }
 
 impl Route {
@@ -116,6 +118,7 @@ impl Route {
             Route::Admin(AdminVerb::Info) => "admin_mailbox_info",
             Route::Admin(AdminVerb::List) => "admin_mailbox_list",
             Route::Admin(AdminVerb::Stats) => "admin_stats",
+            Route::Admin(AdminVerb::Shards) => "admin_shards",
         }
     }
 }
@@ -130,6 +133,7 @@ pub fn parse(subject: &str) -> Result<Route, ProtoError> {
             "MAILBOX.INFO" => AdminVerb::Info,
             "MAILBOX.LIST" => AdminVerb::List,
             "STATS" => AdminVerb::Stats,
+            "SHARDS" => AdminVerb::Shards,
             _ => return Err(unknown()),
         }));
     }

@@ -137,10 +137,18 @@ impl Leases {
 
     /// How many brokers announced themselves within the last lease.
     pub async fn live_brokers(&self) -> Result<usize, LeaseError> {
+        Ok(self.live_nodes().await?.len())
+    }
+
+    /// The names of the brokers that announced themselves within the last lease.
+    pub async fn live_nodes(&self) -> Result<Vec<String>, LeaseError> {
         let unavailable = |e: &dyn std::fmt::Display| LeaseError::Unavailable(e.to_string());
         let keys = self.bucket.keys().await.map_err(|e| unavailable(&e))?;
         let keys: Vec<String> = keys.try_collect().await.map_err(|e| unavailable(&e))?;
-        Ok(keys.iter().filter(|k| k.starts_with("node.")).count())
+        Ok(keys
+            .iter()
+            .filter_map(|k| k.strip_prefix("node.").map(str::to_owned))
+            .collect())
     }
 
     /// Who holds `shard` now, if anyone.

@@ -51,6 +51,11 @@ pub struct LogEntry {
 /// An entry read from the log, or why it could not be.
 pub type Entry = Result<LogEntry, LogError>;
 
+/// The log stream of `shard` in `cluster`: `MQ9_<cluster>_SHARD_<shard>`.
+pub fn stream_name(cluster: &str, shard: u32) -> String {
+    format!("MQ9_{cluster}_SHARD_{shard}")
+}
+
 /// One shard's log, as seen by one broker.
 #[derive(Clone)]
 pub struct ShardLog {
@@ -75,7 +80,7 @@ impl ShardLog {
         let error = |why: String| LogError { shard, why };
         let subject = format!("$mq9.REPL.{cluster}.{shard}");
         let config = stream::Config {
-            name: format!("MQ9_{cluster}_SHARD_{shard}"),
+            name: stream_name(cluster, shard),
             description: Some(format!("mq9 shard {shard}: committed effects")),
             subjects: vec![subject.clone()],
             storage: StorageType::File,

@@ -9,6 +9,7 @@
 //! - `MAILBOX.LIST` and `STATS` are asked of every shard and the replies merged
 //!   ([`super::gather`]).
 //! - The agent registry lives in shard 0.
+//! - `SHARDS` (who leads what) is answered by the receiving broker itself.
 
 use super::shard::shard_of;
 use crate::protocol::Request;
@@ -36,6 +37,8 @@ pub enum Target {
     EveryShard,
     /// Every shard answers; the replies are merged into one ([`super::gather`]).
     Gather,
+    /// The receiving broker answers from the leases and the logs' state (SHARDS).
+    Here,
 }
 
 /// Where `request` is served among `shards` shards.
@@ -53,6 +56,7 @@ pub fn target(request: &Request, shards: u32) -> Target {
         Request::AdminDelete { name } | Request::Info { name } => of(name),
         Request::Broadcast { .. } => Target::EveryShard,
         Request::List(_) | Request::Stats => Target::Gather,
+        Request::Shards => Target::Here,
         Request::Register { .. }
         | Request::Unregister { .. }
         | Request::Report { .. }

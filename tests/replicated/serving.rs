@@ -111,3 +111,46 @@ async fn shard_metrics_show_leaders_and_followers_catching_up() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `$mq9.ADMIN.SHARDS`, the operator's view, through every pod: the lease holders, the live
+/// brokers, every log with its quorum; a killed broker drops out and its shards are led again.
+#[tokio::test(flavor = "multi_thread")]
+async fn shards_report_leaders_and_live_brokers_through_every_pod() {
+    let mut cluster = Cluster::start().await;
+    let holders = cluster.leaders().await;
+    let expected = |holders: &BTreeMap<u32, String>, live: &[&str]| {
+        let leaders: serde_json::Map<String, Value> = holders
+            .iter()
+            .map(|(shard, node)| (shard.to_string(), json!(node)))
+            .collect();
+        json!({"error": "", "shards": SHARDS, "leaders": leaders, "live": live,
+               "without_quorum": []})
+    };
+    for pod in 0..3 {
+        let want = expected(&holders, &["n0", "n1", "n2"]);
+        until_reported(&cluster, pod, |report| *report == want).await;
+    }
+    cluster.kill(2, Kill::Broker);
+    let report = until_reported(&cluster, 0, |report| {
+        let leaders = report["leaders"].as_object().map(|l| l.values().cloned());
+        report["live"] == json!(["n0", "n1"])
+            && leaders.is_some_and(|mut l| l.len() == SHARDS as usize && l.all(|n| n != "n2"))
+    })
+    .await;
+    assert_eq!(report["without_quorum"], json!([]), "{report}");
+}
+
+/// The SHARDS report through `pod`, once `wanted` holds of it.
+async fn until_reported(cluster: &Cluster, pod: usize, wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let report = cluster
+            .request(pod, "$mq9.ADMIN.SHARDS", b"{}".to_vec(), support::DEADLINE)
+            .await;
+        match report {
+            Some(report) if wanted(&report) => return report,
+            report => assert!(Instant::now() < deadline, "pod {pod} reports {report:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -157,7 +157,21 @@ impl Engine {
             "version": env!("CARGO_PKG_VERSION"),
         })))
     }
+
+    /// A single node is one shard, always led by itself (a replicated broker answers SHARDS in
+    /// its router, from the leases).
+    pub(in crate::engine) fn shards(&mut self) -> Result<Bytes, ProtoError> {
+        Ok(reply::ok(json!({
+            "shards": 1,
+            "leaders": {"0": SINGLE_NODE},
+            "live": [SINGLE_NODE],
+            "without_quorum": [],
+        })))
+    }
 }
+
+/// The node name a single-node broker gives itself in SHARDS.
+const SINGLE_NODE: &str = "single";
 
 /// What INFO and ENSURE say about a mailbox.
 fn info(name: &str, mailbox: &Mailbox) -> serde_json::Map<String, Value> {

@@ -146,6 +146,7 @@ fn one_of_each() -> Vec<Request> {
             None,
         ),
         parse("$mq9.ADMIN.STATS", &[], "", None),
+        parse("$mq9.ADMIN.SHARDS", &[], "{}", None),
     ]
     .into_iter()
     .map(Result::unwrap)

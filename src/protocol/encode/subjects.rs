@@ -99,7 +99,7 @@ pub fn agent_all() -> String {
     format!("{AI_PREFIX}AGENT.>")
 }
 
-/// `$mq9.ADMIN.MAILBOX.ENSURE | DELETE | INFO | LIST` and `$mq9.ADMIN.STATS`.
+/// `$mq9.ADMIN.MAILBOX.ENSURE | DELETE | INFO | LIST`, `$mq9.ADMIN.STATS` and `SHARDS`.
 pub fn admin(verb: AdminVerb) -> String {
     let command = match verb {
         AdminVerb::Ensure => "MAILBOX.ENSURE",
@@ -107,6 +107,7 @@ pub fn admin(verb: AdminVerb) -> String {
         AdminVerb::Info => "MAILBOX.INFO",
         AdminVerb::List => "MAILBOX.LIST",
         AdminVerb::Stats => "STATS",
+        AdminVerb::Shards => "SHARDS",
     };
     format!("{ADMIN_PREFIX}{command}")
 }
@@ -198,6 +199,7 @@ mod tests {
             AdminVerb::Info,
             AdminVerb::List,
             AdminVerb::Stats,
+            AdminVerb::Shards,
         ] {
             assert_eq!(parse(&admin(verb)).unwrap(), Route::Admin(verb));
         }
