@@ -9,7 +9,9 @@
 mod dispatch;
 mod error;
 mod forward;
+mod health;
 mod metrics;
+mod replica_check;
 mod replicated;
 mod replies;
 mod router;
@@ -18,11 +20,13 @@ mod shards;
 mod shards_report;
 
 pub use error::BrokerError;
+pub use health::Health;
+use health::Standby;
 pub use metrics::Metrics;
 pub use replies::{parse_prefix as parse_reply_prefix, ReplyPolicy, DEFAULT_REPLY_PREFIXES};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,77 +45,6 @@ pub const QUEUE_GROUP: &str = "mq9";
 
 /// Jobs waiting for the engine; beyond this the subscription stops reading (back-pressure).
 const JOB_QUEUE: usize = 16_384;
-
-/// What `/metrics`, `/healthz` and `/readyz` show.
-#[derive(Default)]
-pub struct Health {
-    metrics: Metrics,
-    client: OnceLock<async_nats::Client>,
-    engine_running: AtomicBool,
-    /// Whether the request subscriptions are in place on nats-server: until then a request
-    /// would be answered "no responders", so the pod must not be counted ready.
-    subscribed: AtomicBool,
-    /// Why the engine can no longer serve (a failed write or sync, a panic): fails `/healthz`
-    /// for good, so that Kubernetes restarts the pod. The first reason wins.
-    failure: OnceLock<String>,
-}
-
-impl Health {
-    fn fail(&self, reason: &str) {
-        if self.failure.set(reason.to_owned()).is_ok() {
-            tracing::error!(reason, "the broker failed: /healthz now answers 503");
-        }
-    }
-}
-
-impl crate::http::Probe for Health {
-    fn metrics(&self) -> String {
-        if let Some(client) = self.client.get() {
-            self.metrics.nats_client(&client.statistics());
-        }
-        self.metrics.encode()
-    }
-
-    fn not_live_reason(&self) -> Option<String> {
-        self.failure.get().cloned()
-    }
-
-    fn not_ready_reason(&self) -> Option<String> {
-        if let Some(failure) = self.failure.get() {
-            return Some(failure.clone());
-        }
-        match self.client.get() {
-            None => return Some("not connected to NATS yet".into()),
-            Some(client)
-                if client.connection_state() != async_nats::connection::State::Connected =>
-            {
-                return Some(format!("NATS connection is {}", client.connection_state()))
-            }
-            Some(_) => {}
-        }
-        if !self.engine_running.load(Ordering::Acquire) {
-            return Some("mailbox store is not open".into());
-        }
-        if !self.subscribed.load(Ordering::Acquire) {
-            return Some("not subscribed to requests yet".into());
-        }
-        None
-    }
-}
-
-/// A broker that is not the active pod's: always ready (its pod's nats-server serves clients),
-/// nothing to measure.
-struct Standby;
-
-impl crate::http::Probe for Standby {
-    fn metrics(&self) -> String {
-        "# this broker stands by: the active pod's broker serves mailboxes\n# EOF\n".into()
-    }
-
-    fn not_ready_reason(&self) -> Option<String> {
-        None
-    }
-}
 
 /// Serves only the HTTP endpoints until `shutdown`: see `BrokerConfig::active_pod`.
 async fn stand_by(

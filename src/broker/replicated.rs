@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::dispatch::{Dispatcher, Queue};
 use super::forward::Forwarder;
+use super::replica_check;
 use super::router::Router;
 use super::shards_report::ShardsReport;
 use super::{serve_requests, shards, BrokerError, BrokerSink, Health, ReplyPolicy, JOB_QUEUE};
@@ -93,6 +94,21 @@ pub(super) async fn serve(
     let mut tasks: Vec<_> = (0..options.shards)
         .map(|shard| tokio::spawn(shards::run(shared.clone(), shard, stopping.clone())))
         .collect();
+    if let Ok(mut behind) = parts.health.replicas_behind.lock() {
+        *behind = Some("this pod's copies of the logs are not checked yet".into());
+    }
+    let copies = replica_check::Copies {
+        js: shared.js.clone(),
+        client: parts.client.clone(),
+        cluster: options.cluster.clone(),
+        shards: options.shards,
+    };
+    let health = parts.health.clone();
+    tasks.push(tokio::spawn(replica_check::run(
+        copies,
+        health,
+        stopping.clone(),
+    )));
     tasks.push(tokio::spawn(announce(shared, stopping)));
     let dispatcher = Dispatcher {
         queue: Queue::Shards(router),

@@ -61,7 +61,7 @@ impl Leases {
         ttl: Duration,
     ) -> Result<Leases, LeaseError> {
         let config = kv::Config {
-            bucket: format!("MQ9_LEASES_{cluster}"),
+            bucket: bucket_name(cluster),
             description: "mq9 shard leaders".into(),
             history: 1,
             max_age: ttl,
@@ -159,6 +159,11 @@ impl Leases {
             .filter(|e| e.operation == kv::Operation::Put)
             .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
     }
+}
+
+/// The lease bucket of `cluster`: `MQ9_LEASES_<cluster>` (its stream: `KV_MQ9_LEASES_<cluster>`).
+pub fn bucket_name(cluster: &str) -> String {
+    format!("MQ9_LEASES_{cluster}")
 }
 
 fn key(shard: u32) -> String {

@@ -8,6 +8,7 @@ mod support;
 
 mod failover;
 mod layout;
+mod readiness;
 mod rejoin;
 mod serving;
 mod waiting;
