@@ -47,6 +47,8 @@ pub struct NatsServer {
     url: String,
     monitoring: Option<SocketAddr>,
     work_dir: PathBuf,
+    /// What it was started with, for [`NatsServer::restart`].
+    options: NatsServerOptions,
 }
 
 /// Finds the nats-server executable, or says how to install it.
@@ -127,7 +129,33 @@ impl NatsServer {
             url: ports.client_url,
             monitoring: ports.monitoring,
             work_dir,
+            options: options.clone(),
         })
+    }
+
+    /// Starts the server again after it stopped (or kills it first): same configuration, same
+    /// work directory (a JetStream server keeps its store and rejoins its cluster), same client
+    /// port, so its clients reconnect by themselves.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            self.child.kill()?;
+            self.child.wait()?;
+        }
+        let port = self.url.rsplit(':').next().and_then(|p| p.parse().ok());
+        let mut options = self.options.clone();
+        options.port = Some(port.context("a client URL with a port")?);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The port is free once the kernel has let the dead server's socket go.
+        *self = loop {
+            match NatsServer::start(&options) {
+                Ok(server) => break server,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        Ok(())
     }
 
     /// `nats://127.0.0.1:PORT`.

@@ -8,6 +8,7 @@ mod support;
 
 mod failover;
 mod layout;
+mod load;
 mod readiness;
 mod rejoin;
 mod serving;
@@ -114,9 +115,10 @@ impl Cluster {
 
     /// Who leads each shard (the lease bucket's holders), once every shard has a leader.
     async fn leaders(&self) -> BTreeMap<u32, String> {
-        let js = async_nats::jetstream::new(self.clients[0].clone());
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        for attempt in 0.. {
+            // Through each pod in turn: one may be down.
+            let js = async_nats::jetstream::new(self.clients[attempt % 3].clone());
             // The bucket is made by the first broker to start.
             let mut holders = BTreeMap::new();
             if let Ok(bucket) = js.get_key_value("MQ9_LEASES_t").await {
@@ -135,6 +137,7 @@ impl Cluster {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        unreachable!("the loop returns or fails the test")
     }
 
     /// Creates a mailbox on every shard ([`mailboxes`]); their names.
@@ -168,11 +171,49 @@ impl Cluster {
             assert!(Instant::now() < deadline, "broker {pod} did not stop");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.revive_broker(pod);
+    }
+
+    /// Starts pod `pod`'s broker again (it was killed or stopped) on the same data.
+    fn revive_broker(&mut self, pod: usize) {
         let http = support::free_port();
         let data_dir = self.dir.path().join(format!("b{pod}"));
         let url = self.servers[pod].url();
         self.brokers[pod] = Some(broker_with(url, &data_dir, pod, http, &self.flags));
         self.http[pod] = http;
+    }
+
+    /// Brings back what [`Cluster::kill`] killed of pod `pod` (a nats-server keeps its store and
+    /// port), then waits until every broker is ready again.
+    async fn revive(&mut self, pod: usize, what: Kill) {
+        if matches!(what, Kill::Server | Kill::Pod) {
+            self.servers[pod]
+                .restart()
+                .expect("nats-server starts again");
+        }
+        if matches!(what, Kill::Broker | Kill::Pod) {
+            self.revive_broker(pod);
+        }
+        for pod in 0..3 {
+            self.until_readyz(pod, |status, _| status == 200).await;
+        }
+    }
+
+    /// The body of pod `pod`'s `/readyz` once `wanted` holds of its status and body.
+    async fn until_readyz(&self, pod: usize, wanted: impl Fn(u16, &str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = support::try_http_get(self.http[pod], "/readyz").await;
+            let (status, body) = answer.unwrap_or((0, "not listening".into()));
+            if wanted(status, &body) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pod {pod}: /readyz {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// kill -9 of pod `pod`'s broker, its nats-server, or both.

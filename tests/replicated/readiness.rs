@@ -9,12 +9,12 @@ async fn a_pod_whose_nats_server_stalls_is_not_ready_until_it_answers_again() {
     let cluster = Cluster::start().await;
     cluster.create_mailboxes().await;
     for pod in 0..3 {
-        until_readyz(&cluster, pod, |status, _| status == 200).await;
+        cluster.until_readyz(pod, |status, _| status == 200).await;
     }
     let server = cluster.servers[2].pid() as libc::pid_t;
     // SAFETY: kill(2) with the pid of a nats-server child we own.
     unsafe { libc::kill(server, libc::SIGSTOP) };
-    let reason = until_readyz(&cluster, 2, |status, _| status == 503).await;
+    let reason = cluster.until_readyz(2, |status, _| status == 503).await;
     assert!(reason.contains("nats-server"), "{reason}");
     for pod in 0..2 {
         let (status, reason) = support::http_get(cluster.http[pod], "/readyz").await;
@@ -22,21 +22,5 @@ async fn a_pod_whose_nats_server_stalls_is_not_ready_until_it_answers_again() {
     }
     // SAFETY: as above.
     unsafe { libc::kill(server, libc::SIGCONT) };
-    until_readyz(&cluster, 2, |status, _| status == 200).await;
-}
-
-/// The body of pod `pod`'s `/readyz` once `wanted` holds of its status and body.
-async fn until_readyz(cluster: &Cluster, pod: usize, wanted: impl Fn(u16, &str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = support::http_get(cluster.http[pod], "/readyz").await;
-        if wanted(status, &body) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pod {pod}: /readyz {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster.until_readyz(2, |status, _| status == 200).await;
 }
