@@ -45,6 +45,25 @@ pub struct MailboxInfo {
     pub subscriptions: Vec<String>,
 }
 
+/// The brokers' answer to `$mq9.ADMIN.SHARDS` (`{}`): how many shards, which node leads each
+/// (a shard without a leader is absent), the brokers alive, and the shards whose log has no
+/// JetStream quorum. A single-node broker answers one shard led by itself (or `"single"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct ShardsAnswer {
+    pub shards: u32,
+    /// Shard number (as text) → the node (pod) leading it.
+    #[serde(default)]
+    pub leaders: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub live: Vec<String>,
+    #[serde(default)]
+    pub without_quorum: Vec<u32>,
+}
+
+/// Where the brokers answer [`ShardsAnswer`]s. Spelled here until `protocol::subject` has the
+/// verb (the broker side of the contract lands separately).
+const SHARDS_SUBJECT: &str = "$mq9.ADMIN.SHARDS";
+
 /// What to ensure on the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnsureMailbox<'a> {
@@ -235,6 +254,16 @@ impl Admin {
             .call(subjects::admin(AdminVerb::Ensure), request.encode())
             .await?;
         Ok(reply["created"].as_bool().unwrap_or(false))
+    }
+
+    /// Who leads which shard ([`ShardsAnswer`]). An answer that is not one (an older broker
+    /// that does not know the request answers an error `code`, which is `Rejected`) is
+    /// `Rejected` too: the caller takes both as "unknown".
+    pub async fn shards(&self) -> Result<ShardsAnswer, AdminError> {
+        let reply = self.call(SHARDS_SUBJECT.to_owned(), b"{}".to_vec()).await?;
+        serde_json::from_value(reply).map_err(|_| AdminError::Rejected {
+            code: ErrorCode::Internal.as_str().into(),
+        })
     }
 
     /// Deletes the mailbox; `Ok(false)` when there was none.
