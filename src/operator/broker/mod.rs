@@ -104,9 +104,13 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
                 .replicas_problem()
                 .map(refusal(immutable::INVALID_REPLICAS))
         });
-    if let Some(refusal) = invalid {
-        findings.refused.push(refusal);
-    } else if !broker.spec.paused {
+    let valid = invalid.is_none();
+    match invalid {
+        Some(refusal) => findings.refused.push(refusal),
+        // What the volumes hold, said even while paused.
+        None => findings.migration = decision.migration.clone(),
+    }
+    if valid && !broker.spec.paused {
         let auth = match broker.spec.auth.mode {
             AuthMode::Jwt => {
                 Some(credentials::ensure_broker_keys(ctx, broker, decision.layout).await?)
@@ -145,7 +149,6 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
             }
         }
         findings.refused = plan.refused;
-        findings.migration = decision.migration;
         if let Some(auth) = &auth {
             if !push_tenants(broker, ctx, auth).await? {
                 next = Action::requeue(RETRY_PUSH);

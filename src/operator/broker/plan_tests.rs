@@ -197,3 +197,78 @@ fn a_name_its_objects_cannot_carry_is_a_problem() {
         );
     }
 }
+
+#[test]
+fn the_shards_answer_becomes_status_and_a_missing_leader_degrades() {
+    use crate::operator::admin_client::ShardsAnswer;
+    let broker = broker(3, "1Gi");
+    let answer: ShardsAnswer = serde_json::from_value(serde_json::json!({
+        "shards": 3, "leaders": {"0": "b1-0", "1": "b1-1"}, "live": ["b1-0", "b1-1", "b1-2"],
+        "without_quorum": []
+    }))
+    .unwrap();
+    let findings = Findings {
+        shards: Some(super::super::shards::health(&answer)),
+        ..Findings::default()
+    };
+    let status = ready_status(&broker, &findings);
+    assert_eq!(status.shards.as_deref(), Some("2/3"));
+    assert_eq!(status.shard_leaders["b1-2"], 0);
+    let degraded = conditions::find(&status.conditions, "Degraded").unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ShardsWithoutLeader")
+    );
+    let notes = status_notes(&BrokerStatus::default(), &status);
+    assert!(
+        notes.iter().any(|n| n.reason == "ShardsWithoutLeader"
+            && n.type_ == kube::runtime::events::EventType::Warning),
+        "{notes:?}"
+    );
+    // Unknown next time: nothing stale is kept, nothing is claimed.
+    let mut later = broker.clone();
+    later.status = Some(status);
+    let unknown = ready_status(&later, &Findings::default());
+    assert_eq!((unknown.shards, unknown.shard_leaders.len()), (None, 0));
+    assert!(!conditions::is_true(&unknown.conditions, "Degraded"));
+}
+
+#[test]
+fn migration_needed_is_said_while_it_is_and_cleared_after() {
+    let mut broker = broker(3, "1Gi");
+    let findings = Findings {
+        migration: Some("move it".into()),
+        ..Findings::default()
+    };
+    let needed = ready_status(&broker, &findings);
+    let condition = conditions::find(&needed.conditions, MIGRATION_NEEDED).unwrap();
+    assert_eq!(
+        (
+            condition.status.as_str(),
+            condition.reason.as_str(),
+            condition.message.as_str()
+        ),
+        ("True", "ActivePodMode", "move it")
+    );
+    let fresh = ready_status(&broker, &Findings::default());
+    assert!(
+        conditions::find(&fresh.conditions, MIGRATION_NEEDED).is_none(),
+        "never set on a Broker that never needed it"
+    );
+    broker.status = Some(needed);
+    let done = ready_status(&broker, &Findings::default());
+    let condition = conditions::find(&done.conditions, MIGRATION_NEEDED).unwrap();
+    assert_eq!(condition.status, "False");
+}
+
+/// The status of `broker` with its 3 pods ready and updated, after `findings`.
+fn ready_status(broker: &Broker, findings: &Findings) -> BrokerStatus {
+    let sts = sts(3, 3, "1Gi");
+    next_status(
+        broker,
+        Some(&sts),
+        findings,
+        "u".into(),
+        Timestamp::UNIX_EPOCH,
+    )
+}
