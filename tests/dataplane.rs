@@ -284,3 +284,38 @@ async fn servers_holding_the_password_form_a_cluster() {
         );
     }
 }
+
+/// A replicated Broker's generated configuration forms a JetStream cluster across its three
+/// pods: a stream of three replicas (as each shard's log is) is made and takes a write once
+/// the servers have elected their meta leader.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_replicated_servers_form_a_jetstream_cluster_of_three() {
+    let broker = broker(serde_json::json!({"replicas": 3}));
+    assert!(builders::Layout::for_new(&broker).is_replicated());
+    let password = route_password(&broker);
+    let ports = [(); 3].map(|()| support::free_port().port());
+    let pods = [0, 1, 2].map(|i| Pod::start(&broker, i, &ports, &password));
+    let client = async_nats::connect(pods[0].server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let config = async_nats::jetstream::stream::Config {
+        name: "R3".into(),
+        subjects: vec!["r3.>".into()],
+        num_replicas: 3,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    };
+    // JetStream answers "no meta leader" (or nothing) until the three servers elected one.
+    let deadline = Instant::now() + support::DEADLINE;
+    let stream = loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => break stream,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no R3 stream within {:?}: {e}", support::DEADLINE),
+        }
+    };
+    assert_eq!(stream.cached_info().config.num_replicas, 3);
+    let ack = js.publish("r3.one", "on a quorum".into()).await.unwrap();
+    assert_eq!(ack.await.unwrap().sequence, 1);
+}
