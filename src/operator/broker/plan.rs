@@ -161,7 +161,9 @@ pub fn next_status(
     let generation = broker.metadata.generation;
     status.observed_generation = generation;
     status.url = Some(url);
-    let desired = broker.spec.replicas;
+    // The StatefulSet's count: the spec's, unless a change of it was refused.
+    let applied = statefulset.and_then(|s| s.spec.as_ref()?.replicas);
+    let desired = applied.unwrap_or(broker.spec.replicas);
     let sts_status = statefulset.and_then(|s| s.status.as_ref());
     let ready = sts_status.and_then(|s| s.ready_replicas).unwrap_or(0);
     let updated = sts_status.and_then(|s| s.updated_replicas).unwrap_or(0);

@@ -72,9 +72,9 @@ fn default_nats_resources() -> ResourceRequirements {
 }
 
 /// nats-server, configured by the mounted ConfigMap. Its preStop hook puts it in lame-duck
-/// mode; the SIGTERM that follows is ignored while lame duck runs its course. With JWT auth it
-/// also mounts the data volume for its account resolver ([`RESOLVER_DIR`](crate::operator::names::RESOLVER_DIR)), and with replicated
-/// brokers for JetStream's store ([`JETSTREAM_DIR`](crate::operator::names::JETSTREAM_DIR)).
+/// mode; the SIGTERM that follows is ignored while lame duck runs its course. It mounts the
+/// data volume with JWT auth, for its account resolver (`names::RESOLVER_DIR`), and with
+/// replicated brokers, for JetStream's store (`names::JETSTREAM_DIR`).
 ///
 /// Probes: the monitoring port (and its `/healthz`) is bound to the pod's loopback, which the
 /// kubelet cannot reach, so both probes open a TCP connection to the client port. That is what
