@@ -104,7 +104,7 @@ pub fn migration(broker: &Broker) -> String {
     let name = broker.name_any();
     format!(
         "pod {name}-0 holds every mailbox in a single broker's store (the StatefulSet was made before replicated mode, or with one replica); replicated brokers refuse that data, so {name}-0 alone serves and its mailboxes are not replicated. \
-         To replicate them: create a new Broker with 3 or more replicas and re-create the Mailboxes with brokerRef naming it; or, if their messages may be lost, delete the StatefulSet {name} and the PersistentVolumeClaims data-{name}-*: the operator makes a replicated StatefulSet and the Mailboxes' mailboxes again, empty"
+         To replicate them: create a new Broker with 3 or more replicas and re-create the Mailboxes with brokerRef naming it; or, if their messages may be lost, delete the StatefulSet {name} (not the Broker): the operator makes a replicated StatefulSet and the Mailboxes' mailboxes again, empty; the old store stays unused on the volume of {name}-0 until the PersistentVolumeClaims data-{name}-* are deleted"
     )
 }
 
