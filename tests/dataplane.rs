@@ -16,7 +16,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;
 use mq9::crd::{Broker, BrokerSpec};
 use mq9::natsd::{NatsServer, NatsServerOptions};
-use mq9::operator::broker::plan;
+use mq9::operator::broker::{layout, plan};
 use mq9::operator::{builders, credentials, names, routes};
 use tempfile::TempDir;
 
@@ -70,10 +70,12 @@ fn route_password(broker: &Broker) -> String {
 fn generated(broker: &Broker, route_password: Option<&str>) -> plan::Plan {
     let keys = credentials::new_auth_secret(broker);
     let auth = credentials::BrokerAuth::from_secret(&keys).unwrap();
-    let auth_config = auth.server_config();
+    let decision = layout::decide(broker, None);
+    let auth_config = auth.server_config(decision.layout);
     plan::desired(&plan::Observed {
         broker,
         existing: None,
+        decision: &decision,
         auth_config: Some(&auth_config),
         route_password,
         operator_namespace: "mq9-system",
@@ -82,12 +84,15 @@ fn generated(broker: &Broker, route_password: Option<&str>) -> plan::Plan {
 }
 
 /// Writes every file of the ConfigMap into `dir`, as the pod mounts them at `/etc/nats`, with
-/// the account resolver's directory (on the pod's volume) moved into `dir` too; the path of
-/// the main file.
+/// the account resolver's and JetStream's directories (on the pod's volume) moved into `dir`
+/// too; the path of the main file.
 fn mount_config_map(config_map: &ConfigMap, dir: &Path) -> PathBuf {
     let resolver_dir = dir.join("nats-accounts");
+    let jetstream_dir = dir.join("jetstream");
     for (file, text) in config_map.data.as_ref().unwrap() {
-        let text = text.replace(names::RESOLVER_DIR, &resolver_dir.display().to_string());
+        let text = text
+            .replace(names::RESOLVER_DIR, &resolver_dir.display().to_string())
+            .replace(names::JETSTREAM_DIR, &jetstream_dir.display().to_string());
         std::fs::write(dir.join(file), text).unwrap();
     }
     dir.join(builders::CONFIG_KEY)
@@ -151,7 +156,8 @@ struct Pod {
 impl Pod {
     fn start(broker: &Broker, index: usize, cluster_ports: &[u16], password: &str) -> Pod {
         let dir = TempDir::new().unwrap();
-        let conf = builders::nats_server_config(broker, None);
+        let layout = builders::Layout::for_new(broker);
+        let conf = builders::nats_server_config(broker, layout, None);
         let pid_file = dir.path().join("nats.pid");
         let monitor = support::free_port().port();
         let mut moved = Vec::new();
@@ -163,12 +169,16 @@ impl Pod {
                     format!("  listen: 127.0.0.1:{}", cluster_ports[index])
                 }
                 l if l.starts_with("pid_file:") => format!("pid_file: {pid_file:?}"),
+                l if l.starts_with("  store_dir:") => {
+                    format!("  store_dir: {:?}", dir.path().join("jetstream"))
+                }
                 l => l.to_owned(),
             });
         }
         let moved = moved.join("\n");
         assert!(moved.contains("password: $ROUTE_PASSWORD"), "{moved}");
-        let sts = builders::statefulset(broker, &builders::Images::default(), "sum", None);
+        let images = builders::Images::default();
+        let sts = builders::statefulset(broker, layout, &images, "sum", None);
         let mut env = nats_env(&sts, &format!("agents-{index}"), password);
         for (name, value) in &mut env {
             if name == "ROUTES" {
@@ -273,4 +283,39 @@ async fn servers_holding_the_password_form_a_cluster() {
             "no message crossed the route between the two servers"
         );
     }
+}
+
+/// A replicated Broker's generated configuration forms a JetStream cluster across its three
+/// pods: a stream of three replicas (as each shard's log is) is made and takes a write once
+/// the servers have elected their meta leader.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_replicated_servers_form_a_jetstream_cluster_of_three() {
+    let broker = broker(serde_json::json!({"replicas": 3}));
+    assert!(builders::Layout::for_new(&broker).is_replicated());
+    let password = route_password(&broker);
+    let ports = [(); 3].map(|()| support::free_port().port());
+    let pods = [0, 1, 2].map(|i| Pod::start(&broker, i, &ports, &password));
+    let client = async_nats::connect(pods[0].server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let config = async_nats::jetstream::stream::Config {
+        name: "R3".into(),
+        subjects: vec!["r3.>".into()],
+        num_replicas: 3,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    };
+    // JetStream answers "no meta leader" (or nothing) until the three servers elected one.
+    let deadline = Instant::now() + support::DEADLINE;
+    let stream = loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => break stream,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("no R3 stream within {:?}: {e}", support::DEADLINE),
+        }
+    };
+    assert_eq!(stream.cached_info().config.num_replicas, 3);
+    let ack = js.publish("r3.one", "on a quorum".into()).await.unwrap();
+    assert_eq!(ack.await.unwrap().sequence, 1);
 }

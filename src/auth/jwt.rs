@@ -72,7 +72,12 @@ pub enum Account {
     /// `mq9`, the broker account: the broker and the operator; exports the mq9 service.
     /// `users_revoked_at`: every user of the account issued at or before that Unix second is
     /// refused (`revocations: {"*": …}`), which ends the users of an older design at once.
-    Broker { users_revoked_at: Option<u64> },
+    /// `jetstream`: JetStream enabled (replicated brokers keep their shards' logs and leases
+    /// there), without limits of its own: the server's `max_file_store` bounds it.
+    Broker {
+        users_revoked_at: Option<u64>,
+        jetstream: bool,
+    },
 }
 
 /// What a tenant account JWT says besides its fixed import: see [`tenant_account_jwt`].
@@ -125,8 +130,9 @@ pub fn operator_jwt(keys: &SigningKeys) -> String {
 
 /// The JWT of the system or the broker account, signed by the operator. Every account is
 /// unlimited (connections, subscriptions, data, payload, imports, exports) and has JetStream
-/// disabled (no storage limits): mq9 stores mail in its own RocksDB. Limits that matter
-/// (mailboxes, bytes) are the broker's.
+/// disabled (no storage limits: mq9 stores mail in its own RocksDB), except the broker
+/// account of replicated brokers (see [`Account::Broker`]). Limits that matter (mailboxes,
+/// bytes) are the broker's.
 ///
 /// The broker account exports the service `$mq9.AI.>` with one answer per request
 /// (`Singleton`); nats-server keeps the way back to the requester for two minutes (the
@@ -136,7 +142,17 @@ pub fn account_jwt(keys: &SigningKeys, account: Account) -> String {
     let mut nats = account_nats();
     let (pair, name) = match account {
         Account::System => (keys.system_account(), SYSTEM_ACCOUNT_NAME),
-        Account::Broker { users_revoked_at } => {
+        Account::Broker {
+            users_revoked_at,
+            jetstream,
+        } => {
+            if jetstream {
+                let limits = nats["limits"].as_object_mut().expect("limits is an object");
+                for unlimited in ["mem_storage", "disk_storage", "streams", "consumer"] {
+                    limits.insert(unlimited.into(), json!(NO_LIMIT));
+                }
+                limits.insert("max_ack_pending".into(), json!(NO_LIMIT));
+            }
             nats["exports"] = json!([{
                 "name": SERVICE_NAME,
                 "subject": SERVICE_SUBJECT,

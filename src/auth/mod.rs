@@ -65,7 +65,7 @@ pub use jwt::{
 pub use keys::SigningKeys;
 pub use permissions::{
     account_push_permissions, broker_permissions, mailbox_permissions, operator_permissions,
-    Permissions, Responses, CLAIMS_UPDATE, RESPONSE_WINDOW,
+    replicated_broker_permissions, Permissions, Responses, CLAIMS_UPDATE, RESPONSE_WINDOW,
 };
 pub use server_config::nats_auth_config;
 

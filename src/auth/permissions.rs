@@ -53,6 +53,8 @@ const PROTOCOL: &str = AI_WILDCARD;
 
 /// Where NATS clients receive request replies, unless configured otherwise.
 const REPLY_INBOXES: &str = "_INBOX.>";
+/// The JetStream API of the client's account.
+const JETSTREAM_API: &str = "$JS.API.>";
 /// Where nats-server takes account JWTs at run time (the full resolver; system account only).
 pub const CLAIMS_UPDATE: &str = "$SYS.REQ.CLAIMS.UPDATE";
 /// How long the broker may take to answer a request: a long-poll FETCH waits up to 30 s and
@@ -101,6 +103,37 @@ pub fn broker_permissions() -> Permissions {
             ttl: RESPONSE_WINDOW,
         }),
         ..Permissions::default()
+    }
+}
+
+/// The `mq9 broker` of a replicated Broker (`--replication jetstream --cluster <cluster>`): what
+/// [`broker_permissions`] allows, plus what replication uses, in its own (the broker) account:
+///
+/// - publish `$JS.API.>`: the JetStream API (streams, consumers, key-value buckets, direct
+///   gets); only mq9's streams exist in the broker account;
+/// - publish `$KV.MQ9_LEASES_<cluster>.>`: lease and live-broker writes;
+/// - publish `$mq9.REPL.<cluster>.>`: appends to the shards' logs;
+/// - publish and subscribe `$mq9.FWD.<cluster>.>`: requests forwarded to a shard's leader;
+/// - subscribe `_INBOX.>`: the answers of JetStream and of other brokers (gathered LIST and
+///   STATS), and the log entries its consumers pull. Only the broker and the operator are
+///   users of the broker account, so no agent's traffic is in that inbox space.
+///
+/// Publishing on the agent protocol and the administration API stays denied (deny wins): the
+/// broker still answers those only through the response permission. Tenant accounts have no
+/// JetStream and none of these subjects: an agent cannot reach the logs or the leases
+/// (`tests/operator_replicated_auth.rs` attacks it).
+pub fn replicated_broker_permissions(cluster: &str) -> Permissions {
+    let forward = format!("{}.{cluster}.>", crate::replication::route::FORWARD_PREFIX);
+    Permissions {
+        publish_allow: vec![
+            JETSTREAM_API.into(),
+            format!("$KV.MQ9_LEASES_{cluster}.>"),
+            format!("$mq9.REPL.{cluster}.>"),
+            forward.clone(),
+        ],
+        publish_deny: vec![PROTOCOL.into(), ADMIN.into()],
+        subscribe_allow: vec![PROTOCOL.into(), ADMIN.into(), forward, REPLY_INBOXES.into()],
+        ..broker_permissions()
     }
 }
 
@@ -332,6 +365,22 @@ mod tests {
             responses.ttl >= Duration::from_secs(60),
             "a long-poll answers up to 30 s later"
         );
+        let replicated = replicated_broker_permissions("b1");
+        assert_eq!(
+            replicated.publish_allow,
+            strings(&[
+                "$JS.API.>",
+                "$KV.MQ9_LEASES_b1.>",
+                "$mq9.REPL.b1.>",
+                "$mq9.FWD.b1.>"
+            ])
+        );
+        assert_eq!(replicated.publish_deny, strings(&[PROTOCOL, ADMIN]));
+        assert_eq!(
+            replicated.subscribe_allow,
+            strings(&[PROTOCOL, ADMIN, "$mq9.FWD.b1.>", "_INBOX.>"])
+        );
+        assert_eq!(replicated.responses, broker.responses);
         let push = account_push_permissions();
         assert_eq!(push.publish_allow, strings(&["$SYS.REQ.CLAIMS.UPDATE"]));
         assert_eq!(push.subscribe_allow, strings(&["_INBOX.>"]));

@@ -35,7 +35,8 @@ const RESOLVER_SYNC_INTERVAL: &str = "2m";
 ///   (nats-server 2.15 accepts preloads for this writable resolver type).
 /// - Users are not listed at all: any user JWT signed by a known account is accepted (see
 ///   [`super`]), unless that account's JWT revokes its key. `broker_users_revoked_at` revokes
-///   every user of the broker account issued at or before that second (see [`Account`]).
+///   every user of the broker account issued at or before that second (see [`Account`]);
+///   `broker_jetstream` enables JetStream for the broker account (replicated brokers).
 /// - With operator mode on, nats-server refuses every client that has no valid user JWT, and
 ///   the config may not also contain `accounts` or `authorization` blocks.
 ///
@@ -46,9 +47,11 @@ pub fn nats_auth_config(
     keys: &SigningKeys,
     resolver_dir: &str,
     broker_users_revoked_at: Option<u64>,
+    broker_jetstream: bool,
 ) -> String {
     let broker_account = Account::Broker {
         users_revoked_at: broker_users_revoked_at,
+        jetstream: broker_jetstream,
     };
     let system = keys.system_account_public_key();
     let broker = keys.account_public_key();
@@ -80,7 +83,7 @@ mod tests {
     #[test]
     fn the_block_names_the_operator_and_preloads_both_accounts() {
         let keys = SigningKeys::generate();
-        let config = nats_auth_config(&keys, "/data/accounts", None);
+        let config = nats_auth_config(&keys, "/data/accounts", None, false);
         let lines: Vec<&str> = config.lines().collect();
         assert_eq!(lines.len(), 12, "{lines:?}");
         let value = |line: &str| {
@@ -119,7 +122,7 @@ mod tests {
             assert_eq!(claims["iss"], keys.operator_public_key());
         }
         assert_eq!(lines[11], "}");
-        let cut_off = nats_auth_config(&keys, "/data/accounts", Some(5));
+        let cut_off = nats_auth_config(&keys, "/data/accounts", Some(5), false);
         let broker_line = cut_off.lines().nth(10).unwrap();
         let (_, jwt) = broker_line.trim().split_once(": ").unwrap();
         let (_, claims) = decode_verified(jwt.trim_matches('"'));
@@ -128,7 +131,7 @@ mod tests {
             assert!(!config.contains(&seed_of(pair)), "no seed in the config");
         }
         assert_eq!(
-            nats_auth_config(&keys, "/data/accounts", None),
+            nats_auth_config(&keys, "/data/accounts", None, false),
             config,
             "same keys, same config"
         );

@@ -1,5 +1,7 @@
 //! `Broker`: a managed mq9 data plane — nats-server plus `mq9 broker` in a StatefulSet.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.conditions[?(@.type==\"Available\")].status"
     ),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Shards", type_ = "string", json_path = ".status.shards"),
     printcolumn(name = "URL", type_ = "string", json_path = ".status.url"),
     printcolumn(
         name = "Age",
@@ -41,6 +44,14 @@ pub struct BrokerSpec {
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 9))]
     pub replicas: i32,
+    /// How many shards the mailboxes are spread over when the Broker runs replicated (3 or
+    /// more replicas): each shard has its own leader and log. Fixed once the data exists, so
+    /// immutable; take at least four per replica (the default fits 3 or 5). Ignored with one
+    /// replica.
+    #[serde(default = "default_shards")]
+    #[schemars(range(min = 1, max = crate::replication::shard::MAX_SHARDS))]
+    #[x_kube(validation = Rule::new(BROKER_SHARDS_RULE).message(BROKER_SHARDS_MESSAGE))]
+    pub shards: u32,
     /// The mq9 container image. Default: the operator's own image (`--broker-image`, normally
     /// `ghcr.io/mq9/mq9` at the operator's version), so upgrading the operator upgrades the
     /// Brokers that do not pin one.
@@ -103,6 +114,10 @@ const BROKER_NAME_MESSAGE: &str = "a Broker's name is a DNS-1035 label (lowercas
 /// `spec.replicas` is odd: 1, or 3 or more of which a majority keeps JetStream's quorum.
 const BROKER_REPLICAS_RULE: &str = "self.replicas % 2 == 1";
 const BROKER_REPLICAS_MESSAGE: &str = "replicas is 1 or an odd number of at least 3: of two replicas, losing either loses the quorum the replicated data plane needs";
+/// `spec.shards` never changes: the data is laid out by shard. Without CEL the controller
+/// refuses a change too (`operator::broker::layout`), keeping the running count.
+const BROKER_SHARDS_RULE: &str = "self == oldSelf";
+pub const BROKER_SHARDS_MESSAGE: &str = "shards is immutable: every mailbox's shard is fixed when the data is made, and the brokers refuse data laid out in another count";
 /// The longest Broker name (see [`BROKER_NAME_RULE`]).
 pub const BROKER_NAME_MAX: usize = 52;
 
@@ -291,10 +306,21 @@ pub struct BrokerStatus {
     /// The in-cluster NATS URL of the broker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// With replicated mode, the shards that have a leader out of all, e.g. `16/16`, as the
+    /// brokers last answered (absent while they cannot say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<String>,
+    /// With replicated mode, how many shards each live pod leads.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shard_leaders: BTreeMap<String, u32>,
 }
 
 fn default_replicas() -> i32 {
     1
+}
+
+fn default_shards() -> u32 {
+    crate::replication::shard::DEFAULT_SHARDS
 }
 
 fn default_storage_size() -> String {

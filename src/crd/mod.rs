@@ -128,6 +128,26 @@ mod tests {
     }
 
     #[test]
+    fn broker_shards_are_bounded_defaulted_and_immutable() {
+        let crd = serde_json::to_value(Broker::crd()).unwrap();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let shards = &spec["properties"]["shards"];
+        assert_eq!(
+            (shards["minimum"].as_f64(), shards["maximum"].as_f64()),
+            (Some(1.0), Some(1024.0))
+        );
+        assert_eq!(shards["default"], 16);
+        assert_eq!(
+            shards["x-kubernetes-validations"][0]["rule"],
+            "self == oldSelf"
+        );
+        let message = shards["x-kubernetes-validations"][0]["message"]
+            .as_str()
+            .unwrap();
+        assert!(message.starts_with("shards is immutable"), "{message}");
+    }
+
+    #[test]
     fn mailbox_schema_validates_address_and_immutability() {
         let crd = serde_json::to_value(Mailbox::crd()).unwrap();
         let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];

@@ -33,7 +33,7 @@ use kube::{Api, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use super::apply::secret_text;
-use super::builders::{self, BROKER_CREDS_KEY};
+use super::builders::{self, Layout, BROKER_CREDS_KEY};
 use super::context::Context;
 use super::error::{Error, Result, StoredError};
 use super::names;
@@ -114,12 +114,14 @@ pub fn grant_hash(grant: &Grant<'_>) -> String {
 }
 
 impl BrokerAuth {
-    /// The `nats-server.conf` block that trusts this Broker's operator and accounts.
-    pub fn server_config(&self) -> String {
+    /// The `nats-server.conf` block that trusts this Broker's operator and accounts; the
+    /// broker account has JetStream with the replicated layout.
+    pub fn server_config(&self, layout: Layout) -> String {
         auth::nats_auth_config(
             &self.keys,
             names::RESOLVER_DIR,
             self.broker_users_revoked_at,
+            layout.is_replicated(),
         )
     }
 
@@ -201,10 +203,19 @@ fn broker_account_user(keys: &SigningKeys, name: &str, permissions: &Permissions
     auth::mint_user(keys.account(), &user).creds_file_text
 }
 
+/// What the broker container's user may do: replicated brokers also reach JetStream and their
+/// cluster's subjects ([`auth::replicated_broker_permissions`]).
+pub fn broker_user_permissions(broker: &Broker, layout: Layout) -> Permissions {
+    match layout {
+        Layout::Replicated { .. } => auth::replicated_broker_permissions(&broker.name_any()),
+        Layout::Single | Layout::ActivePod => auth::broker_permissions(),
+    }
+}
+
 /// The broker container's credentials for the Broker `broker_name`.
-fn broker_creds(keys: &SigningKeys, broker_name: &str) -> String {
+fn broker_creds(keys: &SigningKeys, broker_name: &str, permissions: &Permissions) -> String {
     let name = format!("{broker_name}/broker");
-    broker_account_user(keys, &name, &auth::broker_permissions())
+    broker_account_user(keys, &name, permissions)
 }
 
 /// The operator's credentials for the Broker `broker_name`.
@@ -213,15 +224,16 @@ fn operator_creds(keys: &SigningKeys, broker_name: &str) -> String {
     broker_account_user(keys, &name, &auth::operator_permissions())
 }
 
-/// The auth Secret of a new Broker: fresh keys, the broker's and the operator's credentials.
-/// Pure apart from the key generation.
+/// The auth Secret of a new Broker: fresh keys, the broker's (for the layout of a new
+/// StatefulSet) and the operator's credentials. Pure apart from the key generation.
 pub fn new_auth_secret(broker: &Broker) -> Secret {
     let keys = SigningKeys::generate();
     let name = broker.name_any();
     let seeds = serde_json::to_string(&keys).expect("signing keys serialize");
+    let permissions = broker_user_permissions(broker, Layout::for_new(broker));
     let data = [
         (SIGNING_KEYS_KEY, seeds),
-        (BROKER_CREDS_KEY, broker_creds(&keys, &name)),
+        (BROKER_CREDS_KEY, broker_creds(&keys, &name, &permissions)),
         (OPERATOR_CREDS_KEY, operator_creds(&keys, &name)),
     ];
     builders::opaque_secret(broker, builders::auth_secret_name(broker), data)
@@ -229,21 +241,28 @@ pub fn new_auth_secret(broker: &Broker) -> Secret {
 
 /// The Broker's auth, creating its Secret on first use (create, never apply: an existing
 /// Secret is never overwritten, and two racing creates leave the first one standing). An
-/// existing Secret whose `broker.creds` carry other permissions than the broker's gets new
-/// users of the broker account ([`reissue_broker_account_users`]), written with the Secret's
-/// resourceVersion (a concurrent writer makes this pass fail and retry).
-pub async fn ensure_broker_keys(ctx: &Context, broker: &Broker) -> Result<BrokerAuth> {
+/// existing Secret whose `broker.creds` carry other permissions than the broker's in `layout`
+/// ([`broker_user_permissions`]) gets new users of the broker account
+/// ([`reissue_broker_account_users`]), written with the Secret's resourceVersion (a concurrent
+/// writer makes this pass fail and retry).
+pub async fn ensure_broker_keys(
+    ctx: &Context,
+    broker: &Broker,
+    layout: Layout,
+) -> Result<BrokerAuth> {
+    let permissions = broker_user_permissions(broker, layout);
     let namespace = broker.namespace().unwrap_or_default();
     let name = builders::auth_secret_name(broker);
     let mut secret =
         super::apply::create_once(&ctx.client, broker, &name, || new_auth_secret(broker)).await?;
     let auth = BrokerAuth::from_secret(&secret)?;
-    if !broker_creds_outdated(&secret) {
+    if !broker_creds_outdated(&secret, &permissions) {
         ctx.known.set_auth(broker, &auth);
         return Ok(auth);
     }
     let now = Timestamp::now().as_second().max(1) as u64;
-    reissue_broker_account_users(&mut secret, &auth.keys, &broker.name_any(), now);
+    let name = broker.name_any();
+    reissue_broker_account_users(&mut secret, &auth.keys, (&name, &permissions), now);
     let written = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
         .replace(&name, &PostParams::default(), &secret)
         .await?;
@@ -253,25 +272,30 @@ pub async fn ensure_broker_keys(ctx: &Context, broker: &Broker) -> Result<Broker
     Ok(auth)
 }
 
-/// Whether the stored `broker.creds` do not carry exactly [`auth::broker_permissions`]
-/// (written before the broker's user was narrowed, or missing).
-fn broker_creds_outdated(secret: &Secret) -> bool {
+/// Whether the stored `broker.creds` do not carry exactly `permissions` (written before the
+/// broker's user was narrowed, for another layout, or missing).
+fn broker_creds_outdated(secret: &Secret, permissions: &Permissions) -> bool {
     let stored = secret.data.as_ref().and_then(|d| d.get(BROKER_CREDS_KEY));
     let text = stored.map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned());
     !text
         .as_deref()
         .and_then(auth::creds_jwt)
-        .is_some_and(|jwt| auth::carries_permissions(jwt, &auth::broker_permissions()))
+        .is_some_and(|jwt| auth::carries_permissions(jwt, permissions))
 }
 
 /// Writes new broker and operator credentials into the auth Secret and revokes every earlier
 /// user of the broker account: issued at or before `now - 1` (the new users are issued at
 /// `now` or later, so they stay valid). That ends, at once, the all-powerful broker user and
 /// the agents of the single-account design, which were users of the broker account too.
-fn reissue_broker_account_users(secret: &mut Secret, keys: &SigningKeys, broker: &str, now: u64) {
+fn reissue_broker_account_users(
+    secret: &mut Secret,
+    keys: &SigningKeys,
+    (broker, permissions): (&str, &Permissions),
+    now: u64,
+) {
     let data = secret.data.get_or_insert_with(BTreeMap::new);
     for (key, value) in [
-        (BROKER_CREDS_KEY, broker_creds(keys, broker)),
+        (BROKER_CREDS_KEY, broker_creds(keys, broker, permissions)),
         (OPERATOR_CREDS_KEY, operator_creds(keys, broker)),
         (BROKER_USERS_REVOKED_AT_KEY, (now - 1).to_string()),
     ] {

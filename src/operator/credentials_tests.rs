@@ -24,7 +24,7 @@ fn auth_secret_round_trips_and_holds_no_address() {
     let data = secret.data.as_ref().unwrap();
     assert!(String::from_utf8_lossy(&data[BROKER_CREDS_KEY].0).contains("BEGIN NATS USER JWT"));
     let auth = BrokerAuth::from_secret(&secret).unwrap();
-    assert!(auth.server_config().contains("type: full"));
+    assert!(auth.server_config(Layout::Single).contains("type: full"));
     assert!(auth.operator_credentials().contains("BEGIN USER NKEY SEED"));
     let topics = BTreeSet::new();
     let creds = auth
@@ -32,7 +32,7 @@ fn auth_secret_round_trips_and_holds_no_address() {
         .unwrap();
     assert!(creds.creds_file_text.contains("BEGIN NATS USER JWT"));
     assert!(
-        !broker_creds_outdated(&secret),
+        !broker_creds_outdated(&secret, &auth::broker_permissions()),
         "a new Secret holds the narrowed broker"
     );
     assert_eq!(auth.broker_users_revoked_at, None);
@@ -64,6 +64,26 @@ fn mailbox_users_belong_to_their_namespace_and_name_their_address() {
 }
 
 #[test]
+fn the_broker_user_follows_the_layout() {
+    let broker = builders::tests::broker(serde_json::json!({"replicas": 3}));
+    let secret = new_auth_secret(&broker);
+    let replicated = broker_user_permissions(&broker, Layout::Replicated { shards: 16 });
+    assert!(
+        !broker_creds_outdated(&secret, &replicated),
+        "a new Broker of 3 replicas gets a replicated broker user at once"
+    );
+    assert!(replicated
+        .publish_allow
+        .contains(&"$mq9.REPL.b1.>".to_owned()));
+    let active_pod = broker_user_permissions(&broker, Layout::ActivePod);
+    assert_eq!(active_pod, auth::broker_permissions());
+    assert!(
+        broker_creds_outdated(&secret, &active_pod),
+        "found running in active-pod mode, the broker's user is narrowed again"
+    );
+}
+
+#[test]
 fn the_users_of_the_single_account_design_are_replaced_and_revoked() {
     let broker = builders::tests::broker(serde_json::json!({}));
     let mut secret = new_auth_secret(&broker);
@@ -77,10 +97,11 @@ fn the_users_of_the_single_account_design_are_replaced_and_revoked() {
     let data = secret.data.as_mut().unwrap();
     data.insert(BROKER_CREDS_KEY.into(), ByteString(old.into_bytes()));
     let old_operator = auth.operator_credentials().to_owned();
-    assert!(broker_creds_outdated(&secret));
+    let narrow = auth::broker_permissions();
+    assert!(broker_creds_outdated(&secret, &narrow));
     let now = Timestamp::now().as_second() as u64;
-    reissue_broker_account_users(&mut secret, &auth.keys, "b1", now);
-    assert!(!broker_creds_outdated(&secret), "re-minted once");
+    reissue_broker_account_users(&mut secret, &auth.keys, ("b1", &narrow), now);
+    assert!(!broker_creds_outdated(&secret, &narrow), "re-minted once");
     let reissued = BrokerAuth::from_secret(&secret).unwrap();
     assert_eq!(reissued.broker_users_revoked_at, Some(now - 1));
     assert_ne!(reissued.operator_credentials(), old_operator);

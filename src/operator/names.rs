@@ -96,5 +96,12 @@ pub const DATA_DIR: &str = "/data";
 /// With JWT auth, nats-server's account resolver keeps the accounts the operator pushes here:
 /// on the pod's volume (mounted in both containers), so they survive a restart.
 pub const RESOLVER_DIR: &str = "/data/nats-accounts";
+/// Where a replicated broker keeps its shards' stores, on the data volume: a directory of its
+/// own, since a replicated broker refuses a data directory holding anything it did not write
+/// (nats-server's directories, a volume's `lost+found`).
+pub const REPLICATED_DATA_DIR: &str = "/data/broker";
+/// Where nats-server keeps JetStream (the shards' logs and the leader leases) with replicated
+/// brokers, on the data volume.
+pub const JETSTREAM_DIR: &str = "/data/jetstream";
 /// The broker container's credentials, projected from the Broker's auth Secret.
 pub const AUTH_DIR: &str = "/etc/mq9/auth";

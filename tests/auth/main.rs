@@ -50,7 +50,8 @@ impl AuthNats {
         let dir = TempDir::new().unwrap();
         let mut options = NatsServerOptions::new(dir.path().join("nats"));
         let resolver_dir = dir.path().join("accounts").display().to_string();
-        options.extra_config = nats_auth_config(&keys, &resolver_dir, broker_users_revoked_at);
+        options.extra_config =
+            nats_auth_config(&keys, &resolver_dir, broker_users_revoked_at, false);
         let server = NatsServer::start(&options).expect("nats-server starts in operator mode");
         AuthNats { server, keys, dir }
     }

@@ -68,6 +68,7 @@ fn account_jwts_are_signed_by_the_operator_with_explicit_limits() {
         (
             Account::Broker {
                 users_revoked_at: None,
+                jetstream: false,
             },
             keys.account_public_key(),
             "mq9",
@@ -97,6 +98,7 @@ fn account_jwts_are_signed_by_the_operator_with_explicit_limits() {
         &keys,
         Account::Broker {
             users_revoked_at: None,
+            jetstream: false,
         },
     ));
     assert!(broker["nats"].get("revocations").is_none());
@@ -108,10 +110,33 @@ fn account_jwts_are_signed_by_the_operator_with_explicit_limits() {
 }
 
 #[test]
+fn only_a_replicated_brokers_account_has_jetstream() {
+    let keys = SigningKeys::generate();
+    let account = |jetstream| Account::Broker {
+        users_revoked_at: None,
+        jetstream,
+    };
+    let (_, claims) = decode_verified(&account_jwt(&keys, account(true)));
+    for limit in ["mem_storage", "disk_storage", "streams", "consumer"] {
+        assert_eq!(claims["nats"]["limits"][limit], -1, "{limit}");
+    }
+    let (_, plain) = decode_verified(&account_jwt(&keys, account(false)));
+    assert_eq!(plain["nats"]["limits"].get("disk_storage"), None);
+    let tenant = tenant_account_jwt(&keys, "team-a", &Tenant::default());
+    let (_, tenant) = decode_verified(&tenant);
+    assert_eq!(
+        tenant["nats"]["limits"].get("disk_storage"),
+        None,
+        "tenants never get JetStream"
+    );
+}
+
+#[test]
 fn the_broker_account_can_revoke_all_its_earlier_users() {
     let keys = SigningKeys::generate();
     let account = Account::Broker {
         users_revoked_at: Some(1_700_000_000),
+        jetstream: false,
     };
     let (_, claims) = decode_verified(&account_jwt(&keys, account));
     assert_eq!(

@@ -155,12 +155,10 @@ fn shown(value: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::builders::{statefulset, Images};
     use serde_json::json;
 
     fn sts(spec: serde_json::Value) -> StatefulSet {
-        let broker = crate::operator::builders::tests::broker(spec);
-        statefulset(&broker, &Images::default(), "sum", None)
+        crate::operator::builders::new_sts(spec, None)
     }
 
     fn storage(sts: &StatefulSet) -> serde_json::Value {

@@ -5,7 +5,9 @@
 //! StatefulSet, written once when it changed, with an Event per flipped condition.
 
 pub mod immutable;
+pub mod layout;
 pub mod plan;
+pub mod shards;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +89,8 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
     let namespace = broker.namespace().unwrap_or_default();
     let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace);
     let existing = statefulsets.get_opt(&broker.name_any()).await?;
-    let mut refused = Vec::new();
+    let decision = layout::decide(broker, existing.as_ref());
+    let mut findings = plan::Findings::default();
     let mut next = Action::requeue(RESYNC);
     // A name its objects cannot carry, or a replica count that cannot keep a quorum (an API
     // server without CEL let them in): nothing is made or changed (a running StatefulSet keeps
@@ -101,21 +104,30 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
                 .replicas_problem()
                 .map(refusal(immutable::INVALID_REPLICAS))
         });
-    if let Some(refusal) = invalid {
-        refused.push(refusal);
-    } else if !broker.spec.paused {
+    let valid = invalid.is_none();
+    match invalid {
+        Some(refusal) => findings.refused.push(refusal),
+        // What the volumes hold, said even while paused.
+        None => findings.migration = decision.migration.clone(),
+    }
+    if valid && !broker.spec.paused {
         let auth = match broker.spec.auth.mode {
-            AuthMode::Jwt => Some(credentials::ensure_broker_keys(ctx, broker).await?),
+            AuthMode::Jwt => {
+                Some(credentials::ensure_broker_keys(ctx, broker, decision.layout).await?)
+            }
             AuthMode::None => None,
         };
-        let route_password = match broker.spec.replicas > 1 {
+        let route_password = match decision.replicas > 1 {
             true => Some(routes::ensure_password(ctx, broker).await?),
             false => None,
         };
-        let auth_config = auth.as_ref().map(BrokerAuth::server_config);
+        let auth_config = auth
+            .as_ref()
+            .map(|auth| auth.server_config(decision.layout));
         let plan = plan::desired(&plan::Observed {
             broker,
             existing: existing.as_ref(),
+            decision: &decision,
             auth_config: auth_config.as_deref(),
             route_password: route_password.as_deref(),
             operator_namespace: &ctx.settings.operator_namespace,
@@ -136,18 +148,21 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
                 }
             }
         }
-        refused = plan.refused;
+        findings.refused = plan.refused;
         if let Some(auth) = &auth {
             if !push_tenants(broker, ctx, auth).await? {
                 next = Action::requeue(RETRY_PUSH);
             }
+        }
+        if decision.layout.is_replicated() && is_available(broker) {
+            findings.shards = shard_health(ctx, broker, auth.as_ref()).await;
         }
     }
     let current = statefulsets.get_opt(&broker.name_any()).await?;
     let status = plan::next_status(
         broker,
         current.as_ref(),
-        &refused,
+        &findings,
         builders::broker_url(broker),
         Timestamp::now(),
     );
@@ -161,11 +176,7 @@ async fn reconcile_broker(broker: &Broker, ctx: &Context) -> Result<Action> {
 /// controller owns its ConfigMap). Unchanged accounts are not re-sent within a minute (see
 /// [`super::admin_client`]). Whether everything was pushed; a failure is a Warning Event.
 async fn push_tenants(broker: &Broker, ctx: &Context, auth: &BrokerAuth) -> Result<bool> {
-    let available = broker
-        .status
-        .as_ref()
-        .is_some_and(|s| super::conditions::is_true(&s.conditions, "Available"));
-    if !available {
+    if !is_available(broker) {
         return Ok(true);
     }
     for (namespace, tenant) in tenants::all(ctx, broker).await? {
@@ -184,6 +195,35 @@ async fn push_tenants(broker: &Broker, ctx: &Context, auth: &BrokerAuth) -> Resu
         }
     }
     Ok(true)
+}
+
+/// Whether the Broker's last status said a pod serves.
+fn is_available(broker: &Broker) -> bool {
+    let status = broker.status.as_ref();
+    status.is_some_and(|s| super::conditions::is_true(&s.conditions, "Available"))
+}
+
+/// The shards' health as the brokers tell it (`$mq9.ADMIN.SHARDS`, as the operator's user);
+/// `None`, unknown, when they cannot: no connection, no answer in time, or an error `code`
+/// (a broker that does not know the request yet).
+async fn shard_health(
+    ctx: &Context,
+    broker: &Broker,
+    auth: Option<&BrokerAuth>,
+) -> Option<shards::ShardHealth> {
+    let url = ctx.nats_url(broker);
+    let creds = auth.map(BrokerAuth::operator_credentials);
+    let answer = match ctx.brokers.admin(&url, creds).await {
+        Ok(admin) => admin.shards().await,
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok(answer) => Some(shards::health(&answer)),
+        Err(e) => {
+            tracing::debug!(error = %e, "the brokers did not say who leads their shards");
+            None
+        }
+    }
 }
 
 /// Writes the status when it changed, then an Event for each condition that flipped.

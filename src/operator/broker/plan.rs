@@ -1,7 +1,7 @@
 //! The Broker controller's decisions, as pure functions of what it observed: the objects to
-//! apply ([`desired`], keeping what a StatefulSet cannot change: [`super::immutable`]), the
-//! status that follows from the StatefulSet ([`next_status`]) and the Events that tell its
-//! changes ([`status_notes`]).
+//! apply ([`desired`], in the layout [`super::layout`] decided, keeping what a StatefulSet
+//! cannot change: [`super::immutable`]), the status that follows from the StatefulSet and the
+//! shards ([`next_status`]) and the Events that tell its changes ([`status_notes`]).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -10,6 +10,8 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 
 use super::immutable::{keep_immutable, Refusal};
+use super::layout::Decision;
+use super::shards::ShardHealth;
 use crate::crd::{Broker, BrokerStatus};
 use crate::operator::builders::{self, Images};
 use crate::operator::conditions;
@@ -21,6 +23,8 @@ pub struct Observed<'a> {
     pub broker: &'a Broker,
     /// The StatefulSet as it runs, if any.
     pub existing: Option<&'a StatefulSet>,
+    /// Its layout and replica count ([`super::layout::decide`] of `broker` and `existing`).
+    pub decision: &'a Decision,
     /// With JWT auth, nats-server's block for the operator's trust and the account resolver.
     pub auth_config: Option<&'a str>,
     /// With more than one replica, the cluster routes' password.
@@ -40,27 +44,38 @@ pub struct Plan {
     pub statefulset: StatefulSet,
     /// `None` with a single replica: an existing budget is deleted.
     pub pod_disruption_budget: Option<PodDisruptionBudget>,
-    /// The changes of the spec the StatefulSet keeps out (its immutable fields).
+    /// The changes of the spec the StatefulSet keeps out (the layout's, then its immutable
+    /// fields').
     pub refused: Vec<Refusal>,
 }
 
-/// The objects of the Broker as observed.
+/// The objects of the Broker as observed: built from the spec with the replica count the
+/// decision keeps, in its layout.
 pub fn desired(observed: &Observed<'_>) -> Plan {
-    let broker = observed.broker;
+    let decision = observed.decision;
+    let layout = decision.layout;
+    let mut kept = observed.broker.clone();
+    kept.spec.replicas = decision.replicas;
+    let broker = &kept;
     let config_map = builders::config_map(
         broker,
-        builders::nats_server_config(broker, observed.auth_config),
+        builders::nats_server_config(broker, layout, observed.auth_config),
     );
     let checksum = pod_config_checksum(&config_map, observed.route_password);
     let auth_secret = observed
         .auth_config
         .map(|_| builders::auth_secret_name(broker));
-    let mut statefulset =
-        builders::statefulset(broker, observed.images, &checksum, auth_secret.as_deref());
-    let refused = match observed.existing {
-        Some(existing) => keep_immutable(&mut statefulset, existing),
-        None => Vec::new(),
-    };
+    let mut statefulset = builders::statefulset(
+        broker,
+        layout,
+        observed.images,
+        &checksum,
+        auth_secret.as_deref(),
+    );
+    let mut refused = decision.refused.clone();
+    if let Some(existing) = observed.existing {
+        refused.extend(keep_immutable(&mut statefulset, existing));
+    }
     Plan {
         config_map,
         headless_service: builders::headless_service(broker),
@@ -114,13 +129,31 @@ pub fn status_notes(before: &BrokerStatus, after: &BrokerStatus) -> Vec<Note> {
     notes
 }
 
-/// The status from the StatefulSet's progress. `Available` once a pod serves (the URL works),
-/// `Progressing` while pods are not all updated and ready, `Degraded` when a change was
-/// refused (the first refusal's reason, every refusal's message) or no pod is ready.
+/// Condition type: an active-pod Broker whose mailboxes are not replicated (see
+/// [`super::layout::migration`]).
+pub const MIGRATION_NEEDED: &str = "MigrationNeeded";
+
+/// What a pass found besides the StatefulSet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// The changes of the spec it did not make.
+    pub refused: Vec<Refusal>,
+    /// An active-pod Broker's migration note ([`super::layout::Decision::migration`]).
+    pub migration: Option<String>,
+    /// The shards of a replicated Broker; `None` when not replicated or unknown.
+    pub shards: Option<ShardHealth>,
+}
+
+/// The status from the StatefulSet's progress and the findings. `Available` once a pod serves
+/// (the URL works), `Progressing` while pods are not all updated and ready, `Degraded` when a
+/// change was refused or a shard has no quorum or no leader (the first problem's reason, every
+/// problem's message) or no pod is ready; `MigrationNeeded` while an active-pod Broker of
+/// several replicas does not replicate its mailboxes (False once it does or has one replica;
+/// never set on a Broker that never needed it).
 pub fn next_status(
     broker: &Broker,
     statefulset: Option<&StatefulSet>,
-    refused: &[Refusal],
+    findings: &Findings,
     url: String,
     now: Timestamp,
 ) -> BrokerStatus {
@@ -128,12 +161,43 @@ pub fn next_status(
     let generation = broker.metadata.generation;
     status.observed_generation = generation;
     status.url = Some(url);
-    let desired = broker.spec.replicas;
+    // The StatefulSet's count: the spec's, unless a change of it was refused.
+    let applied = statefulset.and_then(|s| s.spec.as_ref()?.replicas);
+    let desired = applied.unwrap_or(broker.spec.replicas);
     let sts_status = statefulset.and_then(|s| s.status.as_ref());
     let ready = sts_status.and_then(|s| s.ready_replicas).unwrap_or(0);
     let updated = sts_status.and_then(|s| s.updated_replicas).unwrap_or(0);
     status.ready_replicas = ready;
+    status.shards = findings.shards.as_ref().map(|h| h.led.clone());
+    status.shard_leaders = findings
+        .shards
+        .as_ref()
+        .map(|h| h.leaders.clone())
+        .unwrap_or_default();
+    let shard_problems = findings.shards.iter().flat_map(|h| &h.problems);
+    let refused: Vec<&Refusal> = findings.refused.iter().chain(shard_problems).collect();
     let c = &mut status.conditions;
+    match &findings.migration {
+        Some(how) => conditions::set(
+            c,
+            MIGRATION_NEEDED,
+            true,
+            "ActivePodMode",
+            how,
+            generation,
+            now,
+        ),
+        None if conditions::find(c, MIGRATION_NEEDED).is_some() => conditions::set(
+            c,
+            MIGRATION_NEEDED,
+            false,
+            "NotNeeded",
+            "the mailboxes are replicated, or one replica serves them",
+            generation,
+            now,
+        ),
+        None => {}
+    }
     if broker.spec.paused {
         conditions::set(
             c,

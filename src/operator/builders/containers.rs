@@ -10,11 +10,17 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::layout::Layout;
 use super::nats_config::{route_urls, CONFIG_KEY, ROUTES_ENV, ROUTE_PASSWORD_ENV};
-use super::{routes_secret_name, statefulset_name, BROKER_HTTP_PORT, CLIENT_PORT, CLUSTER_PORT};
+use super::{routes_secret_name, BROKER_HTTP_PORT, CLIENT_PORT, CLUSTER_PORT};
 use super::{BROKER_CREDS_KEY, ROUTE_PASSWORD_KEY};
 use crate::crd::{duration, Broker};
-use crate::operator::names::{AUTH_DIR, CONFIG_DIR, DATA_DIR, PID_FILE, RUN_DIR};
+use crate::operator::names::{
+    AUTH_DIR, CONFIG_DIR, DATA_DIR, PID_FILE, REPLICATED_DATA_DIR, RUN_DIR,
+};
+
+/// The broker container's name (the nats container is `nats`).
+pub(super) const BROKER_CONTAINER: &str = "broker";
 
 /// The images of a Broker's containers when its spec names none: the operator's, not defaults
 /// frozen into the CRD, so that upgrading the operator upgrades every Broker that does not pin
@@ -66,8 +72,9 @@ fn default_nats_resources() -> ResourceRequirements {
 }
 
 /// nats-server, configured by the mounted ConfigMap. Its preStop hook puts it in lame-duck
-/// mode; the SIGTERM that follows is ignored while lame duck runs its course. With JWT auth it
-/// also mounts the data volume for its account resolver ([`RESOLVER_DIR`]).
+/// mode; the SIGTERM that follows is ignored while lame duck runs its course. It mounts the
+/// data volume with JWT auth, for its account resolver (`names::RESOLVER_DIR`), and with
+/// replicated brokers, for JetStream's store (`names::JETSTREAM_DIR`).
 ///
 /// Probes: the monitoring port (and its `/healthz`) is bound to the pod's loopback, which the
 /// kubelet cannot reach, so both probes open a TCP connection to the client port. That is what
@@ -79,7 +86,12 @@ fn default_nats_resources() -> ResourceRequirements {
 /// With more than one replica, the route password comes from the Secret `<b>-routes` into
 /// `ROUTE_PASSWORD`, and `ROUTES` holds the route URLs that reference it (see
 /// [`route_urls`]).
-pub(super) fn nats_container(broker: &Broker, images: &Images, auth: bool) -> Container {
+pub(super) fn nats_container(
+    broker: &Broker,
+    layout: Layout,
+    images: &Images,
+    auth: bool,
+) -> Container {
     let image = broker.spec.nats_image.as_deref().unwrap_or(&images.nats);
     let base = container("nats", image);
     let mut env = base.env.clone().unwrap_or_default();
@@ -107,7 +119,7 @@ pub(super) fn nats_container(broker: &Broker, images: &Images, auth: bool) -> Co
         mount("config", CONFIG_DIR, true),
         mount("run", RUN_DIR, false),
     ];
-    if auth {
+    if auth || layout.is_replicated() {
         mounts.push(mount("data", DATA_DIR, false));
     }
     Container {
@@ -145,12 +157,25 @@ pub(super) fn nats_container(broker: &Broker, images: &Images, auth: bool) -> Co
 }
 
 /// `mq9 broker`, connected to the pod's own nats-server, configured by flags from the spec.
-pub(super) fn broker_container(broker: &Broker, images: &Images, auth: bool) -> Container {
+///
+/// A replicated broker keeps its stores in [`REPLICATED_DATA_DIR`], a directory of the volume
+/// that nothing else writes: it refuses a directory with anything it did not put there, and the
+/// volume also holds nats-server's (and, on ext4, `lost+found`).
+pub(super) fn broker_container(
+    broker: &Broker,
+    layout: Layout,
+    images: &Images,
+    auth: bool,
+) -> Container {
     let spec = &broker.spec;
     let limits = &spec.limits;
+    let data_dir = match layout {
+        Layout::Replicated { .. } => REPLICATED_DATA_DIR,
+        Layout::Single | Layout::ActivePod => DATA_DIR,
+    };
     let settings = [
         ("--nats-url", format!("nats://127.0.0.1:{CLIENT_PORT}")),
-        ("--data-dir", DATA_DIR.to_owned()),
+        ("--data-dir", data_dir.to_owned()),
         ("--http-addr", format!("0.0.0.0:{BROKER_HTTP_PORT}")),
         (
             "--default-mailbox-ttl",
@@ -196,14 +221,7 @@ pub(super) fn broker_container(broker: &Broker, images: &Images, auth: bool) -> 
     for (flag, value) in settings {
         args.extend([flag.to_owned(), value]);
     }
-    if spec.replicas > 1 {
-        // One RocksDB holds the mailboxes: the broker of pod 0. The others stand by (their
-        // nats-server still serves clients and routes to pod 0's broker).
-        args.extend(strings(&[
-            "--active-pod",
-            &format!("{}-0", statefulset_name(broker)),
-        ]));
-    }
+    args.extend(layout.broker_args(broker));
     let mut mounts = vec![mount("data", DATA_DIR, false)];
     if auth {
         // Agents call from their tenant accounts: the caller's identity is in the
@@ -223,7 +241,10 @@ pub(super) fn broker_container(broker: &Broker, images: &Images, auth: bool) -> 
         liveness_probe: Some(http_probe("/healthz", BROKER_HTTP_PORT, 6)),
         resources: spec.resources.clone(),
         volume_mounts: Some(mounts),
-        ..container("broker", spec.image.as_deref().unwrap_or(&images.broker))
+        ..container(
+            BROKER_CONTAINER,
+            spec.image.as_deref().unwrap_or(&images.broker),
+        )
     }
 }
 

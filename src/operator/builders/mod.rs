@@ -23,6 +23,7 @@
 //! | ConfigMap of the tenant accounts' revocations (written elsewhere) | `<b>-tenants` |
 
 mod containers;
+mod layout;
 mod nats_config;
 mod network_policy;
 mod pdb;
@@ -44,12 +45,15 @@ use crate::operator::names::{
 };
 
 pub use containers::{default_broker_image, Images, DEFAULT_NATS_IMAGE};
+pub use layout::{Layout, MIN_REPLICATED_REPLICAS};
 pub use nats_config::{config_checksum, config_map, nats_server_config, route_urls, CONFIG_KEY};
 pub use nats_config::{ROUTES_ENV, ROUTE_PASSWORD_ENV, ROUTE_USER};
 pub use network_policy::network_policy;
 pub use pdb::pod_disruption_budget;
 pub use quantity::{compare_sizes, same_size, storage_shrink};
 pub use services::{client_service, headless_service};
+#[cfg(test)]
+pub(crate) use statefulset::tests::new_sts;
 pub use statefulset::{statefulset, BROKER_CREDS_KEY, ROUTE_PASSWORD_KEY};
 
 /// NATS clients (agents, the broker container, the operator's admin connection).

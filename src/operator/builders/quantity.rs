@@ -59,6 +59,16 @@ impl Bytes {
     }
 }
 
+/// The whole bytes of `quantity` (`1.5Ki` is 1536), or `None` when it does not parse or
+/// exceeds `u64`.
+pub fn bytes(quantity: &str) -> Option<u64> {
+    let Bytes {
+        numerator,
+        denominator,
+    } = Bytes::parse(quantity)?;
+    u64::try_from(numerator / denominator).ok()
+}
+
 /// How the `desired` size compares with the `current` one, by value; `None` when either does
 /// not parse (the API server validated both, so that is a spelling this module does not know).
 pub fn compare_sizes(current: &str, desired: &str) -> Option<Ordering> {

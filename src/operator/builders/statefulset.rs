@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, EmptyDirVolumeSource, KeyToPath, PersistentVolumeClaim,
@@ -20,6 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
 
 use super::containers::{broker_container, nats_container, Images};
+use super::layout::Layout;
 use super::{broker_labels, config_map_name, headless_service_name, metadata, statefulset_name};
 use crate::crd::Broker;
 use crate::operator::names::CONFIG_CHECKSUM_ANNOTATION;
@@ -39,17 +41,26 @@ const TERMINATION_GRACE_SECONDS: i64 = 60;
 
 /// The StatefulSet `<b>` of `broker`.
 ///
+/// - `layout`: where the mailboxes live ([`Layout`]: decided when the StatefulSet is made).
 /// - `images`: the containers' images where the spec names none.
 /// - `config_checksum` goes on the pod template ([`CONFIG_CHECKSUM_ANNOTATION`]).
 /// - `auth_secret`: with JWT auth, the Secret whose [`BROKER_CREDS_KEY`] the broker connects
 ///   with (`--nats-creds`, mounted read-only at `/etc/mq9/auth`); `None` without auth.
 /// - Pods start in parallel (`podManagementPolicy: Parallel`): a NATS cluster needs its peers
 ///   up to form, and ordered start-up would only slow that down.
+/// - Updates roll one pod at a time (`RollingUpdate`, no `maxUnavailable`: the StatefulSet
+///   controller replaces a pod only once every other pod is Running and Ready, whatever the
+///   pod management policy). With replicated brokers that keeps every shard's quorum: a log
+///   has 3 copies on 3 pods and needs 2, only one pod is ever down for the update, and a pod
+///   counts as ready only once its broker's `/readyz` says its shard logs are current, so the
+///   next pod is not taken while the last one still catches up. The PodDisruptionBudget
+///   (`maxUnavailable: 1`) holds evictions to the same rule.
 /// - Volumes are retained, both when the Broker (hence the StatefulSet) is deleted and when it
 ///   is scaled down: the volumes hold the mailboxes, and losing them must be a deliberate
 ///   `kubectl delete pvc`, never a side effect. Re-creating the Broker reattaches them.
 pub fn statefulset(
     broker: &Broker,
+    layout: Layout,
     images: &Images,
     config_checksum: &str,
     auth_secret: Option<&str>,
@@ -97,6 +108,10 @@ pub fn statefulset(
                 ..LabelSelector::default()
             },
             pod_management_policy: Some("Parallel".to_owned()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: None,
+            }),
             persistent_volume_claim_retention_policy: Some(
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
                     when_deleted: Some("Retain".to_owned()),
@@ -114,8 +129,8 @@ pub fn statefulset(
                 }),
                 spec: Some(PodSpec {
                     containers: vec![
-                        nats_container(broker, images, auth_secret.is_some()),
-                        broker_container(broker, images, auth_secret.is_some()),
+                        nats_container(broker, layout, images, auth_secret.is_some()),
+                        broker_container(broker, layout, images, auth_secret.is_some()),
                     ],
                     volumes: Some(volumes),
                     security_context: Some(PodSecurityContext {
@@ -164,4 +179,4 @@ pub fn statefulset(
 
 #[cfg(test)]
 #[path = "statefulset_tests.rs"]
-mod tests;
+pub(crate) mod tests;

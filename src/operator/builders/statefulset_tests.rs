@@ -2,14 +2,26 @@
 //! that route to its ports, nats-server's configuration, the volumes it mounts.
 
 use super::*;
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, ReplicationMode};
 use crate::operator::builders::tests::{assert_applyable, broker};
 use crate::operator::builders::{client_service, headless_service, nats_server_config, route_urls};
-use crate::operator::names::RESOLVER_DIR;
+use crate::operator::names::{JETSTREAM_DIR, RESOLVER_DIR};
 use k8s_openapi::api::core::v1::{Container, EnvVar, Probe};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
+
+/// The StatefulSet of a new Broker of `spec` (its layout: [`Layout::for_new`]).
+pub(crate) fn new_sts(spec: serde_json::Value, auth_secret: Option<&str>) -> StatefulSet {
+    let b = broker(spec);
+    statefulset(
+        &b,
+        Layout::for_new(&b),
+        &Images::default(),
+        "sum",
+        auth_secret,
+    )
+}
 
 fn pod_spec(sts: &StatefulSet) -> &PodSpec {
     sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
@@ -55,7 +67,7 @@ fn pods_run_nats_and_the_broker_on_a_retained_volume() {
         json!({"replicas": 3, "image": "mq9:1", "natsImage": "nats:2.15",
         "storage": {"size": "5Gi", "storageClassName": "fast"}}),
     );
-    let sts = statefulset(&b, &Images::default(), "sum1", None);
+    let sts = statefulset(&b, Layout::for_new(&b), &Images::default(), "sum1", None);
     assert_applyable(&sts, "StatefulSet", "b1");
     let spec = sts.spec.as_ref().unwrap();
     assert_eq!(spec.replicas, Some(3));
@@ -95,7 +107,7 @@ fn pods_run_nats_and_the_broker_on_a_retained_volume() {
 
 #[test]
 fn without_images_the_operators_own_and_nats_has_resources() {
-    let sts = statefulset(&broker(json!({})), &Images::default(), "sum", None);
+    let sts = new_sts(json!({}), None);
     let version = env!("CARGO_PKG_VERSION");
     let broker_image = format!("ghcr.io/mq9/mq9:{version}");
     assert_eq!(container(&sts, "broker").image, Some(broker_image));
@@ -109,12 +121,7 @@ fn without_images_the_operators_own_and_nats_has_resources() {
     assert!(requests.contains_key("cpu") && requests.contains_key("memory"));
     assert!(resources.limits.unwrap().contains_key("memory"));
     let mine = json!({"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}});
-    let sts = statefulset(
-        &broker(json!({"natsResources": mine})),
-        &Images::default(),
-        "sum",
-        None,
-    );
+    let sts = new_sts(json!({"natsResources": mine}), None);
     let resources = serde_json::to_value(&container(&sts, "nats").resources).unwrap();
     assert_eq!(resources, mine, "spec.natsResources as given");
 }
@@ -123,7 +130,7 @@ fn without_images_the_operators_own_and_nats_has_resources() {
 fn config_checksum_rolls_the_pods() {
     let b = broker(json!({}));
     let annotations = |sum: &str| {
-        let sts = statefulset(&b, &Images::default(), sum, None);
+        let sts = statefulset(&b, Layout::for_new(&b), &Images::default(), sum, None);
         sts.spec
             .unwrap()
             .template
@@ -143,7 +150,7 @@ fn config_checksum_rolls_the_pods() {
 
 #[test]
 fn probes_and_lame_duck() {
-    let sts = statefulset(&broker(json!({})), &Images::default(), "sum", None);
+    let sts = new_sts(json!({}), None);
     let nats = container(&sts, "nats");
     let probe_path = |p: &Option<Probe>| {
         p.as_ref()
@@ -199,7 +206,7 @@ fn probes_and_lame_duck() {
         .as_ref()
         .unwrap()
         .join(" ");
-    let config = nats_server_config(&b, None);
+    let config = nats_server_config(&b, Layout::for_new(&b), None);
     let pid_file = command.split("ldm=").nth(1).expect("lame duck by signal");
     assert!(
         config.contains(&format!("pid_file: \"{pid_file}\"")),
@@ -222,12 +229,7 @@ fn env<'a>(sts: &'a StatefulSet, name: &str) -> Option<&'a EnvVar> {
 
 #[test]
 fn cluster_pods_get_the_route_password_from_its_secret_and_the_urls_built_on_it() {
-    let sts = statefulset(
-        &broker(json!({"replicas": 3})),
-        &Images::default(),
-        "sum",
-        None,
-    );
+    let sts = new_sts(json!({"replicas": 3}), None);
     let password = env(&sts, "ROUTE_PASSWORD").expect("ROUTE_PASSWORD");
     assert_eq!(password.value, None, "never the password itself");
     let reference = password
@@ -264,12 +266,7 @@ fn cluster_pods_get_the_route_password_from_its_secret_and_the_urls_built_on_it(
         "the broker container gets no route password"
     );
 
-    let single = statefulset(
-        &broker(json!({"replicas": 1})),
-        &Images::default(),
-        "sum",
-        None,
-    );
+    let single = new_sts(json!({"replicas": 1}), None);
     assert!(env(&single, "ROUTE_PASSWORD").is_none() && env(&single, "ROUTES").is_none());
 }
 
@@ -281,7 +278,7 @@ fn broker_flags_follow_the_spec() {
         "maxDelay": 50, "maxGroupsPerMailbox": 60, "maxWaitersPerMailbox": 70,
         "maxWaiters": 80, "maxScan": 90}}),
     );
-    let sts = statefulset(&b, &Images::default(), "sum", None);
+    let sts = statefulset(&b, Layout::for_new(&b), &Images::default(), "sum", None);
     let flags = broker_flags(&sts);
     let nats_url = flags.nats.nats_url.clone();
     let nats_port = nats_url
@@ -333,7 +330,14 @@ fn broker_flags_follow_the_spec() {
 fn broker_args_parse_as_broker_flags() {
     let b = broker(json!({"limits": {"maxAgents": 7, "maxAgentsPerIdentity": 3,
         "maxCardBytes": 999, "maxBytesPerMailbox": 30}}));
-    let limits = broker_flags(&statefulset(&b, &Images::default(), "sum", Some("b1-auth"))).limits;
+    let sts = statefulset(
+        &b,
+        Layout::Single,
+        &Images::default(),
+        "sum",
+        Some("b1-auth"),
+    );
+    let limits = broker_flags(&sts).limits;
     assert_eq!(
         (
             limits.max_agents,
@@ -346,25 +350,81 @@ fn broker_args_parse_as_broker_flags() {
 }
 
 #[test]
-fn only_pod_zero_serves_mailboxes_in_a_cluster() {
-    let sts = statefulset(
+fn in_the_active_pod_layout_only_pod_zero_serves_mailboxes() {
+    let b = broker(json!({"replicas": 3}));
+    let sts = statefulset(&b, Layout::ActivePod, &Images::default(), "sum", None);
+    let pod_zero = format!("{}-0", sts.metadata.name.as_deref().unwrap());
+    let flags = broker_flags(&sts);
+    assert_eq!(flags.active_pod, Some(pod_zero));
+    assert_eq!(flags.replication.replication, ReplicationMode::None);
+    assert_eq!(
+        flags.data_dir,
+        mount_path(container(&sts, "broker"), "data")
+    );
+}
+
+/// A new Broker of 3 replicas: every pod's broker replicated, as `mq9 broker` parses its
+/// flags, its stores in a directory of its own on the volume, JetStream's beside them.
+#[test]
+fn every_pod_of_a_replicated_broker_serves_its_shards() {
+    let sts = new_sts(json!({"replicas": 3, "shards": 32}), Some("b1-auth"));
+    let flags = broker_flags(&sts);
+    assert_eq!(flags.active_pod, None, "no pod stands by");
+    let replication = &flags.replication;
+    assert_eq!(replication.replication, ReplicationMode::Jetstream);
+    assert_eq!(
+        (replication.shards, replication.cluster.as_str()),
+        (32, "b1")
+    );
+    assert_eq!(replication.node.as_deref(), Some("$(POD_NAME)"));
+    assert_eq!((replication.peers, replication.log_replicas), (3, 3));
+    let broker_env = container(&sts, "broker").env.iter().flatten();
+    assert!(
+        broker_env.into_iter().any(|e| e.name == "POD_NAME"
+            && e.value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path
+                == "metadata.name"),
+        "$(POD_NAME) is the pod's name, from the downward API"
+    );
+    let volume = mount_path(container(&sts, "broker"), "data");
+    assert_eq!(
+        flags.data_dir,
+        volume.join("broker"),
+        "a directory of its own"
+    );
+    let nats_volume = mount_path(container(&sts, "nats"), "data");
+    assert!(
+        std::path::Path::new(JETSTREAM_DIR).starts_with(&nats_volume),
+        "JetStream's store is on the volume"
+    );
+    assert!(!flags.data_dir.starts_with(JETSTREAM_DIR));
+    let spec = sts.spec.as_ref().unwrap();
+    let strategy = spec.update_strategy.as_ref().unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    assert!(
+        strategy.rolling_update.is_none(),
+        "one pod at a time (no maxUnavailable)"
+    );
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    let conf = nats_server_config(
         &broker(json!({"replicas": 3})),
-        &Images::default(),
-        "sum",
+        Layout::Replicated { shards: 32 },
         None,
     );
-    let pod_zero = format!("{}-0", sts.metadata.name.as_deref().unwrap());
-    assert_eq!(broker_flags(&sts).active_pod, Some(pod_zero));
+    assert!(
+        conf.contains(&format!("store_dir: \"{JETSTREAM_DIR}\"")),
+        "{conf}"
+    );
 }
 
 #[test]
 fn jwt_auth_mounts_only_the_broker_credentials() {
-    let sts = statefulset(
-        &broker(json!({})),
-        &Images::default(),
-        "sum",
-        Some("b1-auth"),
-    );
+    let sts = new_sts(json!({}), Some("b1-auth"));
     let flags = broker_flags(&sts);
     assert!(flags.security.trust_request_info);
     let creds = mount_path(container(&sts, "broker"), "auth").join(BROKER_CREDS_KEY);
@@ -400,7 +460,7 @@ fn jwt_auth_mounts_only_the_broker_credentials() {
 
 #[test]
 fn pods_run_unprivileged() {
-    let sts = statefulset(&broker(json!({})), &Images::default(), "sum", None);
+    let sts = new_sts(json!({}), None);
     let pod = pod_spec(&sts).security_context.as_ref().unwrap();
     assert_eq!(pod.run_as_non_root, Some(true));
     for c in &pod_spec(&sts).containers {
