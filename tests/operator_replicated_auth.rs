@@ -392,13 +392,10 @@ async fn three_replicated_brokers_forward_and_gather_the_operators_requests() {
 }
 
 /// An agent's requests through every pod. They reach the broker account through the tenant's
-/// service import, so their reply subject there is nats-server's reserved `_R_.…`; a broker
-/// that forwards such a request to the shard's leader keeping that reply is refused by
-/// nats-server whatever its permissions (`Permissions Violation for Publish with Reply of
-/// "_R_.…"`: no client may publish with a service-import reply). The broker's forwarding must
-/// relay the answer instead; until it does, this test fails and is ignored.
+/// service import, so their reply subject there is nats-server's reserved `_R_.…`, which no
+/// client may publish *with* (`Permissions Violation for Publish with Reply of "_R_.…"`): a
+/// forward carries it in a header and the leader publishes the answer *to* it.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "the broker forwards a tenant's request keeping its reserved _R_ reply, which nats-server refuses (src/broker/router.rs)"]
 async fn three_replicated_brokers_answer_an_agent_through_every_pod() {
     let env = Replicated::start(3).await;
     for node in 0..3 {

@@ -53,6 +53,8 @@ const PROTOCOL: &str = AI_WILDCARD;
 
 /// Where NATS clients receive request replies, unless configured otherwise.
 const REPLY_INBOXES: &str = "_INBOX.>";
+/// nats-server's one-time reply subjects of requests that crossed an account import.
+const RESPONSE_MAPPINGS: &str = "_R_.>";
 /// The JetStream API of the client's account.
 const JETSTREAM_API: &str = "$JS.API.>";
 /// Where nats-server takes account JWTs at run time (the full resolver; system account only).
@@ -114,6 +116,11 @@ pub fn broker_permissions() -> Permissions {
 /// - publish `$KV.MQ9_LEASES_<cluster>.>`: lease and live-broker writes;
 /// - publish `$mq9.REPL.<cluster>.>`: appends to the shards' logs;
 /// - publish and subscribe `$mq9.FWD.<cluster>.>`: requests forwarded to a shard's leader;
+/// - publish `_R_.>` and `_INBOX.>`: a leader answers a forwarded request on the reply subject
+///   the forward carries in a header (`broker/forward.rs`) — the client's, which for a tenant's
+///   request is nats-server's one-time `_R_.…` mapping (no client may publish *with* such a
+///   reply, so it cannot be the forward's own), or a gathering broker's inbox — not on the
+///   forward's own reply subject, which the response permission covers;
 /// - subscribe `_INBOX.>`: the answers of JetStream and of other brokers (gathered LIST and
 ///   STATS), and the log entries its consumers pull. Only the broker and the operator are
 ///   users of the broker account, so no agent's traffic is in that inbox space.
@@ -130,6 +137,8 @@ pub fn replicated_broker_permissions(cluster: &str) -> Permissions {
             format!("$KV.MQ9_LEASES_{cluster}.>"),
             format!("$mq9.REPL.{cluster}.>"),
             forward.clone(),
+            RESPONSE_MAPPINGS.into(),
+            REPLY_INBOXES.into(),
         ],
         publish_deny: vec![PROTOCOL.into(), ADMIN.into()],
         subscribe_allow: vec![PROTOCOL.into(), ADMIN.into(), forward, REPLY_INBOXES.into()],
@@ -372,7 +381,9 @@ mod tests {
                 "$JS.API.>",
                 "$KV.MQ9_LEASES_b1.>",
                 "$mq9.REPL.b1.>",
-                "$mq9.FWD.b1.>"
+                "$mq9.FWD.b1.>",
+                "_R_.>",
+                "_INBOX.>"
             ])
         );
         assert_eq!(replicated.publish_deny, strings(&[PROTOCOL, ADMIN]));
