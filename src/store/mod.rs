@@ -32,6 +32,7 @@ pub use migrate::{META_SIZE_RULE, SIZE_RULE};
 pub use records::*;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions,
@@ -95,7 +96,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The open database.
 pub struct Store {
-    db: DB,
+    /// Shared only with [`Checkpoints`]: every write still goes through the owner of the Store.
+    db: Arc<DB>,
 }
 
 impl Store {
@@ -118,9 +120,16 @@ impl Store {
             ColumnFamilyDescriptor::new(name, cf_options)
         });
         let db = DB::open_cf_descriptors(&options, dir, descriptors)?;
-        let store = Store { db };
+        let store = Store { db: Arc::new(db) };
         migrate::recount_sizes(&store)?;
         Ok(store)
+    }
+
+    /// A handle that takes checkpoints of this store from another thread than its owner's.
+    pub fn checkpoints(&self) -> Checkpoints {
+        Checkpoints {
+            db: self.db.clone(),
+        }
     }
 
     fn cf(&self, name: &'static str) -> &ColumnFamily {
@@ -271,6 +280,37 @@ impl Store {
     ) -> StoreResult<()> {
         self.scan(cf, prefix, &prefix_end(prefix), false, visit)
     }
+}
+
+/// Takes consistent copies of an open store beside the thread that writes it (a replicated
+/// shard's snapshots). It keeps the database open: drop it before the store is opened again.
+#[derive(Clone)]
+pub struct Checkpoints {
+    db: Arc<DB>,
+}
+
+impl Checkpoints {
+    /// Writes a RocksDB checkpoint of the store into `dir` (which must not exist; on the same
+    /// file system, its files are hard links, so this is cheap: one memtable flush) and returns
+    /// the log sequence the copy holds ([`META_REPLICATION_APPLIED`], read from the copy itself,
+    /// so it matches its contents whatever was written meanwhile).
+    pub fn create(&self, dir: &Path) -> StoreResult<u64> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        applied_in(dir)
+    }
+}
+
+/// The log sequence ([`META_REPLICATION_APPLIED`]) a closed store (a checkpoint) holds, opened
+/// read-only.
+pub fn applied_in(dir: &Path) -> StoreResult<u64> {
+    let db = DB::open_cf_for_read_only(&Options::default(), dir, ALL_CFS, false)?;
+    let meta = db
+        .cf_handle(CF_META)
+        .expect("opened with every column family");
+    let applied = db.get_pinned_cf(meta, META_REPLICATION_APPLIED)?;
+    Ok(applied
+        .and_then(|bytes| bytes.as_ref().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0))
 }
 
 /// Serializes a record (postcard: compact, versioned by field order).
