@@ -177,11 +177,7 @@ impl Store {
     }
 
     pub fn get_u64(&self, cf: &'static str, key: &[u8]) -> StoreResult<u64> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(cf), key)?
-            .and_then(|bytes| bytes.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0))
+        Ok(be_u64(self.db.get_pinned_cf(self.cf(cf), key)?))
     }
 
     /// Visits the records whose keys lie in `[from, to)`, in key order or reversed, until `visit`
@@ -307,10 +303,15 @@ pub fn applied_in(dir: &Path) -> StoreResult<u64> {
     let meta = db
         .cf_handle(CF_META)
         .expect("opened with every column family");
-    let applied = db.get_pinned_cf(meta, META_REPLICATION_APPLIED)?;
-    Ok(applied
+    let applied = be_u64(db.get_pinned_cf(meta, META_REPLICATION_APPLIED)?);
+    Ok(applied)
+}
+
+/// A stored big-endian u64 (0 when absent or not 8 bytes long).
+fn be_u64(stored: Option<rocksdb::DBPinnableSlice<'_>>) -> u64 {
+    stored
         .and_then(|bytes| bytes.as_ref().try_into().ok().map(u64::from_be_bytes))
-        .unwrap_or(0))
+        .unwrap_or(0)
 }
 
 /// Serializes a record (postcard: compact, versioned by field order).
