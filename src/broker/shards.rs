@@ -331,7 +331,7 @@ async fn lead(
                 }
             }
             _ = snapshot_tick.tick() => {
-                snapshotter.tick(applied_now.load(Ordering::Acquire)).await;
+                snapshotter.tick(applied_now.load(Ordering::Acquire));
             }
             taken = snapshotter.stored() => {
                 metrics.snapshot_stored(shard, taken.sequence, taken.size);
@@ -342,8 +342,7 @@ async fn lead(
         }
     };
     tracing::info!(shard, why = %ended, "stepping down");
-    // Its checkpoint handle keeps the store open; the next cycle opens the store again.
-    drop(snapshotter);
+    snapshotter.close().await;
     shared.router.step_down(shard);
     metrics.leading(shard, false);
     forwarding.abort();

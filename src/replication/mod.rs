@@ -23,3 +23,4 @@ pub mod route;
 pub mod shard;
 pub mod snapshot;
 pub mod snapshot_archive;
+pub mod snapshot_lead;

@@ -7,8 +7,9 @@
 //!   object is a [`snapshot_archive`](super::snapshot_archive) of a RocksDB checkpoint.
 //! - **When.** The shard's leader looks every `--snapshot-interval-secs` (so at most one
 //!   snapshot per interval) and takes one when the log has `--snapshot-every` entries past the
-//!   newest snapshot ([`Snapshotter`]). The checkpoint is the only step beside the engine's
-//!   writes (hard links and a memtable flush); packing and uploading run in a task.
+//!   newest snapshot ([`Snapshotter`], in [`super::snapshot_lead`]). The checkpoint is the only step that touches the live
+//!   store (hard links and a memtable flush, beside the engine's writes, which go on); it,
+//!   the packing and the upload run in a task.
 //! - **Trimming.** Once the upload returned (JetStream stored it on a quorum), snapshots beyond
 //!   the newest `--snapshot-keep` are deleted and the log is trimmed up to the oldest one kept,
 //!   never further: every kept snapshot plus the log still rebuilds the shard, so a corrupt
@@ -22,17 +23,15 @@
 //!   takeover (which applies everything up to its takeover entry first).
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use async_nats::jetstream::{self, object_store, stream::StorageType};
 use futures::TryStreamExt;
-use tokio::task::JoinSet;
 
-use super::log::ShardLog;
 use super::snapshot_archive::{self, Header};
-use crate::config::SnapshotOptions;
-use crate::store::{self, Checkpoints};
+use crate::store;
+
+pub use super::snapshot_lead::{LeadSide, Snapshotter};
 
 /// Why a snapshot could not be taken, stored or restored.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +62,7 @@ pub struct Taken {
 /// The cluster's snapshot bucket.
 pub struct Snapshots {
     bucket: object_store::ObjectStore,
-    shard: u32,
+    pub(super) shard: u32,
 }
 
 /// The object store bucket holding `cluster`'s snapshots.
@@ -122,7 +121,7 @@ impl Snapshots {
 
     /// Stores the archive `path` as the snapshot covering `sequence`; it is on a quorum once
     /// this returns.
-    async fn upload(&self, sequence: u64, path: &Path) -> Result<(), SnapshotError> {
+    pub(super) async fn upload(&self, sequence: u64, path: &Path) -> Result<(), SnapshotError> {
         let mut file = tokio::fs::File::open(path)
             .await
             .map_err(|e| self.error(e))?;
@@ -133,7 +132,7 @@ impl Snapshots {
     }
 
     /// Deletes all but the newest `keep` snapshots; the sequence of the oldest one kept.
-    async fn prune(&self, keep: u64) -> Result<Option<u64>, SnapshotError> {
+    pub(super) async fn prune(&self, keep: u64) -> Result<Option<u64>, SnapshotError> {
         let stored = self.list().await?;
         let excess = stored.len().saturating_sub(keep as usize);
         for old in &stored[..excess] {
@@ -155,7 +154,7 @@ impl Snapshots {
         file.sync_all().await.map_err(|e| failed(&e))
     }
 
-    fn error(&self, e: impl std::fmt::Display) -> SnapshotError {
+    pub(super) fn error(&self, e: impl std::fmt::Display) -> SnapshotError {
         SnapshotError {
             shard: self.shard,
             why: e.to_string(),
@@ -242,186 +241,8 @@ async fn restore(snapshots: &Snapshots, stored: &Stored, dir: &Path) -> Result<(
         .map_err(|e| failed(&e))
 }
 
-/// The lead side: decides when a snapshot is due, takes the checkpoint, and runs the upload,
-/// pruning and trim in a task.
-pub struct Snapshotter {
-    js: jetstream::Context,
-    cluster: String,
-    replicas: usize,
-    log: ShardLog,
-    checkpoints: Checkpoints,
-    options: SnapshotOptions,
-    /// Where snapshots are taken (`<data-dir>/shard-<n>.snapshot`).
-    work: PathBuf,
-    /// The sequence the newest stored snapshot covers (`None`: not known yet).
-    covered: Option<u64>,
-    running: JoinSet<Result<Job, SnapshotError>>,
-}
-
-/// What a finished job learned.
-enum Job {
-    Listed(Option<Stored>),
-    Took(Taken),
-}
-
-/// Where the shard's leader takes snapshots: its bucket (opened by each job, so a JetStream
-/// outage delays snapshots, never the shard), and the store and log it snapshots and trims.
-pub struct LeadSide {
-    pub js: jetstream::Context,
-    pub cluster: String,
-    pub replicas: usize,
-    pub log: ShardLog,
-    pub checkpoints: Checkpoints,
-    pub work: PathBuf,
-}
-
-impl Snapshotter {
-    pub fn new(side: LeadSide, options: SnapshotOptions) -> Snapshotter {
-        Snapshotter {
-            js: side.js,
-            cluster: side.cluster,
-            replicas: side.replicas,
-            log: side.log,
-            checkpoints: side.checkpoints,
-            options,
-            work: side.work,
-            covered: None,
-            running: JoinSet::new(),
-        }
-    }
-
-    /// How often [`Snapshotter::tick`] should run.
-    pub fn interval(&self) -> Duration {
-        Duration::from_secs(self.options.interval_secs.max(1))
-    }
-
-    /// Starts what is due, unless a job runs: learning which sequence the newest snapshot
-    /// covers, or, when the shard's copy is at `applied`, `--snapshot-every` past it, a new
-    /// snapshot (the checkpoint is taken here; the rest runs in a task).
-    pub async fn tick(&mut self, applied: u64) {
-        if !self.running.is_empty() {
-            return;
-        }
-        let shard = self.log.shard();
-        let (js, cluster, replicas) = (self.js.clone(), self.cluster.clone(), self.replicas);
-        let bucket = async move { Snapshots::open(&js, &cluster, replicas, shard).await };
-        match self.covered {
-            None => {
-                self.running
-                    .spawn(async move { Ok(Job::Listed(bucket.await?.list().await?.pop())) });
-            }
-            Some(covered) if applied >= covered + self.options.every.max(1) => {
-                let (checkpoints, work) = (self.checkpoints.clone(), self.work.clone());
-                let taken = tokio::task::spawn_blocking(move || checkpoint(&checkpoints, &work));
-                let sequence = match taken.await.map_err(|e| e.to_string()).flatten() {
-                    Ok(sequence) => sequence,
-                    Err(why) => {
-                        tracing::warn!(shard, %why, "cannot take a snapshot");
-                        return;
-                    }
-                };
-                let (log, work, keep) = (self.log.clone(), self.work.clone(), self.options.keep);
-                self.running.spawn(async move {
-                    let stored = store_snapshot(bucket.await?, log, work, sequence, keep);
-                    stored.await.map(Job::Took)
-                });
-            }
-            Some(_) => {}
-        }
-    }
-
-    /// The next snapshot stored by a job (never returns while none runs).
-    pub async fn stored(&mut self) -> Taken {
-        loop {
-            let Some(done) = self.running.join_next().await else {
-                std::future::pending::<()>().await;
-                continue;
-            };
-            let shard = self.log.shard();
-            match done {
-                Ok(Ok(Job::Listed(newest))) => {
-                    self.covered = Some(newest.map_or(0, |stored| stored.sequence))
-                }
-                Ok(Ok(Job::Took(taken))) => {
-                    self.covered = Some(taken.sequence);
-                    tracing::info!(
-                        shard,
-                        sequence = taken.sequence,
-                        bytes = taken.size,
-                        log_first = taken.log_first,
-                        "snapshot stored"
-                    );
-                    return taken;
-                }
-                Ok(Err(e)) => tracing::warn!(shard, error = %e.why, "snapshot failed"),
-                Err(e) => tracing::warn!(shard, error = %e, "snapshot task failed"),
-            }
-        }
-    }
-}
-
-impl Drop for Snapshotter {
-    /// A job left running when the shard is given up is dropped half way: its upload is not
-    /// listed (the bucket lists an object once all of it is stored) and its scratch directory
-    /// is cleared by the next snapshot.
-    fn drop(&mut self) {
-        self.running.abort_all();
-    }
-}
-
-/// Checkpoints the store into `work/checkpoint` (clearing `work` first); the sequence it holds.
-fn checkpoint(checkpoints: &Checkpoints, work: &Path) -> Result<u64, String> {
-    remove_dir(work)
-        .and_then(|()| std::fs::create_dir_all(work))
-        .map_err(|e| format!("{}: {e}", work.display()))?;
-    checkpoints
-        .create(&work.join("checkpoint"))
-        .map_err(|e| e.to_string())
-}
-
-/// Packs the checkpoint in `work` (covering `sequence`), uploads it, keeps the newest `keep`
-/// snapshots and trims the log up to the oldest one kept.
-async fn store_snapshot(
-    snapshots: Snapshots,
-    log: ShardLog,
-    work: PathBuf,
-    sequence: u64,
-    keep: u64,
-) -> Result<Taken, SnapshotError> {
-    let archive = work.join("archive");
-    let header = Header {
-        shard: snapshots.shard,
-        sequence,
-    };
-    let packing = {
-        let (checkpoint, archive) = (work.join("checkpoint"), archive.clone());
-        move || {
-            let out = File::create_new(&archive)?;
-            let size = snapshot_archive::pack(&checkpoint, header, &out)?;
-            out.sync_all().map(|()| size)
-        }
-    };
-    let packed = tokio::task::spawn_blocking(packing).await;
-    let size = packed
-        .map_err(|e| snapshots.error(e))?
-        .map_err(|e| snapshots.error(format!("cannot pack the snapshot: {e}")))?;
-    snapshots.upload(sequence, &archive).await?;
-    let _ = tokio::task::spawn_blocking(move || remove_dir(&work)).await;
-    let oldest_kept = snapshots.prune(keep).await?;
-    let log_first = match oldest_kept {
-        Some(through) => log.trim(through).await,
-        None => log.first_sequence().await,
-    };
-    let log_first = log_first.map_err(|e| snapshots.error(e.why))?;
-    Ok(Taken {
-        sequence,
-        size,
-        log_first,
-    })
-}
-
 /// Removes a directory tree if it exists.
-fn remove_dir(dir: &Path) -> std::io::Result<()> {
+pub(super) fn remove_dir(dir: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
