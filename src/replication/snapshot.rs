@@ -24,9 +24,11 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::time::Duration;
 
 use async_nats::jetstream::{self, object_store, stream::StorageType};
 use futures::TryStreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::snapshot_archive::{self, Header};
 use crate::store;
@@ -64,6 +66,10 @@ pub struct Snapshots {
     bucket: object_store::ObjectStore,
     pub(super) shard: u32,
 }
+
+/// How long a listing, or a download between two chunks, may stall before it fails (and the
+/// shard's cycle is tried again) rather than hold the shard up.
+const STALL: Duration = Duration::from_secs(10);
 
 /// The object store bucket holding `cluster`'s snapshots.
 pub fn bucket_name(cluster: &str) -> String {
@@ -103,8 +109,12 @@ impl Snapshots {
     /// The shard's snapshots, oldest first.
     pub async fn list(&self) -> Result<Vec<Stored>, SnapshotError> {
         let prefix = format!("shard-{}/", self.shard);
-        let listed = self.bucket.list().await.map_err(|e| self.error(e))?;
-        let infos: Vec<_> = listed.try_collect().await.map_err(|e| self.error(e))?;
+        let listing = async {
+            let listed = self.bucket.list().await.map_err(|e| self.error(e))?;
+            listed.try_collect().await.map_err(|e| self.error(e))
+        };
+        let listed = tokio::time::timeout(STALL, listing).await;
+        let infos: Vec<_> = listed.map_err(|_| self.error("listing the snapshots stalled"))??;
         let mut stored: Vec<Stored> = infos
             .into_iter()
             .filter_map(|info| {
@@ -148,9 +158,15 @@ impl Snapshots {
         let mut file = tokio::fs::File::create(path)
             .await
             .map_err(|e| failed(&e))?;
-        tokio::io::copy(&mut object, &mut file)
-            .await
-            .map_err(|e| failed(&e))?;
+        let mut chunk = vec![0; 1 << 16];
+        loop {
+            let read = tokio::time::timeout(STALL, object.read(&mut chunk)).await;
+            let read = read.map_err(|_| failed(&"the download stalled"))?;
+            match read.map_err(|e| failed(&e))? {
+                0 => break,
+                n => file.write_all(&chunk[..n]).await.map_err(|e| failed(&e))?,
+            }
+        }
         file.sync_all().await.map_err(|e| failed(&e))
     }
 
@@ -216,7 +232,7 @@ async fn restore(snapshots: &Snapshots, stored: &Stored, dir: &Path) -> Result<(
         shard,
         sequence: stored.sequence,
     };
-    let dir = dir.to_owned();
+    let (dir, leftover) = (dir.to_owned(), scratch.clone());
     let checked = tokio::task::spawn_blocking(move || -> Result<(), String> {
         let file = File::open(&archive).map_err(|e| e.to_string())?;
         let header = snapshot_archive::unpack(file, &unpacked).map_err(|e| e.to_string())?;
@@ -235,10 +251,15 @@ async fn restore(snapshots: &Snapshots, stored: &Stored, dir: &Path) -> Result<(
             .and_then(|()| remove_dir(&scratch))
             .map_err(|e| format!("cannot put the restored copy in place: {e}"))
     });
-    checked
+    let checked = checked
         .await
         .map_err(|e| failed(&e))?
-        .map_err(|e| failed(&e))
+        .map_err(|e| failed(&e));
+    if checked.is_err() {
+        // A refused archive's partial copy is of no use to anyone.
+        let _ = tokio::task::spawn_blocking(move || remove_dir(&leftover)).await;
+    }
+    checked
 }
 
 /// Removes a directory tree if it exists.
