@@ -41,6 +41,36 @@ async fn an_empty_broker_restores_snapshots_after_the_logs_were_trimmed() {
     serves_alone_from_restored_copies(&mut cluster, &acked).await;
 }
 
+/// A broker away while the logs were trimmed past its copy (not empty: behind) comes back,
+/// restores snapshots over its old copy, and serves everything alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_behind_the_trimmed_logs_restores_over_its_old_copy() {
+    let mut cluster = Cluster::start_with(SNAPSHOT_OFTEN).await;
+    let names = cluster.create_mailboxes().await;
+    let mut acked = Acked::default();
+    for round in 0..3 {
+        acked.add(send_round(&cluster, &names, round).await);
+    }
+    cluster.caught_up(2).await;
+    let away_at = cluster.shard_metric(2, "mq9_shard_applied_sequence").await;
+    cluster.kill(2, Kill::Broker);
+    let mut round = 3;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let past = |states: &[(u64, u64)]| {
+        (0..SHARDS as usize).all(|shard| states[shard].0 as f64 > away_at[shard] + 1.0)
+    };
+    while !past(&log_states(&cluster).await) {
+        assert!(
+            Instant::now() < deadline,
+            "logs never trimmed past n2's copy"
+        );
+        acked.add(send_round(&cluster, &names, round).await);
+        round += 1;
+    }
+    cluster.start_broker(2);
+    serves_alone_from_restored_copies(&mut cluster, &acked).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupt_newest_snapshot_falls_back_to_the_previous_one() {
     let mut cluster = Cluster::start_with(SNAPSHOT_OFTEN).await;
