@@ -21,18 +21,9 @@ async fn an_empty_broker_restores_snapshots_after_the_logs_were_trimmed() {
     let mut cluster = Cluster::start_with(SNAPSHOT_OFTEN).await;
     let names = cluster.create_mailboxes().await;
     let mut acked = Acked::default();
-    // Writes until every shard's log was trimmed.
-    let mut round = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while log_states(&cluster)
-        .await
-        .iter()
-        .any(|(first, _)| *first <= 1)
-    {
-        assert!(Instant::now() < deadline, "logs never trimmed");
-        acked.add(send_round(&cluster, &names, round).await);
-        round += 1;
-    }
+    // Writes until every shard's log was trimmed: it no longer starts at entry 1.
+    let trimmed = |states: &[(u64, u64)]| states.iter().all(|(first, _)| *first > 1);
+    let round = send_until(&cluster, &names, &mut acked, 0, "logs trimmed", trimmed).await;
     // Broker n2 goes, with its data; it comes back empty while SENDs go on.
     cluster.rejoin_empty(2);
     for round in round..round + 10 {
@@ -54,19 +45,11 @@ async fn a_broker_behind_the_trimmed_logs_restores_over_its_old_copy() {
     cluster.caught_up(2).await;
     let away_at = cluster.shard_metric(2, "mq9_shard_applied_sequence").await;
     cluster.kill(2, Kill::Broker);
-    let mut round = 3;
-    let deadline = Instant::now() + Duration::from_secs(60);
     let past = |states: &[(u64, u64)]| {
         (0..SHARDS as usize).all(|shard| states[shard].0 as f64 > away_at[shard] + 1.0)
     };
-    while !past(&log_states(&cluster).await) {
-        assert!(
-            Instant::now() < deadline,
-            "logs never trimmed past n2's copy"
-        );
-        acked.add(send_round(&cluster, &names, round).await);
-        round += 1;
-    }
+    let why = "logs trimmed past n2's copy";
+    send_until(&cluster, &names, &mut acked, 3, why, past).await;
     cluster.start_broker(2);
     serves_alone_from_restored_copies(&mut cluster, &acked).await;
 }
@@ -140,6 +123,25 @@ async fn serves_alone_from_restored_copies(cluster: &mut Cluster, acked: &Acked)
     cluster.kill(0, Kill::Broker);
     cluster.kill(1, Kill::Broker);
     assert_served(cluster, &acked.by_mailbox).await;
+}
+
+/// Sends rounds, from round `round` on, until the shards' logs are as `done` wants them (first
+/// and last sequences, by shard); the next round.
+async fn send_until(
+    cluster: &Cluster,
+    names: &[String],
+    acked: &mut Acked,
+    mut round: usize,
+    what: &str,
+    done: impl Fn(&[(u64, u64)]) -> bool,
+) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done(&log_states(cluster).await) {
+        assert!(Instant::now() < deadline, "never {what}");
+        acked.add(send_round(cluster, names, round).await);
+        round += 1;
+    }
+    round
 }
 
 /// The first and last sequences each shard's log holds.
