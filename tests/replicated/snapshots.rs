@@ -24,6 +24,8 @@ async fn an_empty_broker_restores_snapshots_after_the_logs_were_trimmed() {
     // Writes until every shard's log was trimmed: it no longer starts at entry 1.
     let trimmed = |states: &[(u64, u64)]| states.iter().all(|(first, _)| *first > 1);
     let round = send_until(&cluster, &names, &mut acked, 0, "logs trimmed", trimmed).await;
+    // The leaders show it: snapshots stored, and where each log starts now.
+    snapshots_shown(&cluster).await;
     // Broker n2 goes, with its data; it comes back empty while SENDs go on.
     cluster.rejoin_empty(2);
     for round in round..round + 10 {
@@ -142,6 +144,30 @@ async fn send_until(
         round += 1;
     }
     round
+}
+
+/// Waits until the brokers' metrics show, for every shard, a snapshot stored (by whichever
+/// led it) and a log that no longer starts at entry 1 (the leader notes it after its trim).
+async fn snapshots_shown(cluster: &Cluster) {
+    let deadline = Instant::now() + support::DEADLINE;
+    loop {
+        let mut taken = vec![0.0; SHARDS as usize];
+        let mut log_first = vec![0.0; SHARDS as usize];
+        for pod in 0..3 {
+            let pod_taken = cluster.shard_metric(pod, "mq9_shard_snapshots_total").await;
+            let pod_first = cluster.shard_metric(pod, "mq9_shard_log_first_sequence");
+            for (shard, first) in pod_first.await.into_iter().enumerate() {
+                taken[shard] += pod_taken[shard];
+                log_first[shard] = first.max(log_first[shard]);
+            }
+        }
+        if taken.iter().all(|n| *n >= 1.0) && log_first.iter().all(|n| *n > 1.0) {
+            return;
+        }
+        let seen = format!("snapshots taken {taken:?}, logs start {log_first:?}");
+        assert!(Instant::now() < deadline, "{seen}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The first and last sequences each shard's log holds.
