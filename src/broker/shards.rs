@@ -342,7 +342,6 @@ async fn lead(
         }
     };
     tracing::info!(shard, why = %ended, "stepping down");
-    snapshotter.close().await;
     shared.router.step_down(shard);
     metrics.leading(shard, false);
     forwarding.abort();
@@ -350,6 +349,7 @@ async fn lead(
         .await?
         .map_err(|_| BrokerError::EnginePanicked)?;
     let _ = shared.leases.release(lease).await;
+    snapshotter.close().await;
     Ok(())
 }
 

@@ -135,13 +135,13 @@ impl Snapshotter {
             }
         }
     }
-}
 
-impl Snapshotter {
     /// Lets go of the shard's store: waits for a checkpoint being taken (it holds the store
     /// open, and the shard's next cycle opens it again). A job past its checkpoint finishes on
     /// its own: cutting an upload short would leave its chunks in the bucket unreferenced, and
-    /// what it stores and trims is sound whoever leads now (see the module documentation).
+    /// what it stores and trims is sound whoever leads now (see [`super::snapshot`]). Should
+    /// this broker lead the shard again before that job ends, the two share the scratch
+    /// directory and one of them may fail: it is logged and the next tick tries again.
     pub async fn close(mut self) {
         let _ = self.checkpointing.acquire().await;
         self.running.detach_all();
