@@ -323,3 +323,32 @@ pub fn encode<V: Serialize>(value: &V) -> Vec<u8> {
 pub fn decode<V: DeserializeOwned>(cf: &'static str, bytes: &[u8]) -> StoreResult<V> {
     postcard::from_bytes(bytes).map_err(|source| StoreError::Corrupt { cf, source })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_applied(store: &Store, sequence: u64) {
+        let mut batch = WriteBatch::default();
+        let value = sequence.to_be_bytes();
+        store.put_raw(&mut batch, CF_META, META_REPLICATION_APPLIED, &value);
+        store.write(batch, false).unwrap();
+    }
+
+    #[test]
+    fn a_checkpoint_holds_the_sequence_of_its_moment_whatever_is_written_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        set_applied(&store, 41);
+        let copy = dir.path().join("copy");
+        assert_eq!(store.checkpoints().create(&copy).unwrap(), 41);
+        set_applied(&store, 42);
+        assert_eq!(applied_in(&copy).unwrap(), 41);
+        drop(store);
+        let reopened = Store::open(&copy).unwrap();
+        assert_eq!(
+            reopened.get_u64(CF_META, META_REPLICATION_APPLIED).unwrap(),
+            41
+        );
+    }
+}
