@@ -136,9 +136,10 @@ async fn open_caught_up(
         return Ok(store);
     }
     drop(store);
+    let last = log.last_sequence().await.map_err(|e| failed(&e))?;
     let snapshots = Snapshots::open(&shared.js, &shared.cluster, shared.log_replicas, shard);
     let snapshots = snapshots.await.map_err(|e| failed(&e))?;
-    let restored = snapshot::restore_newest(&snapshots, &dir, applied, first).await;
+    let restored = snapshot::restore_newest(&snapshots, &dir, applied, (first, last)).await;
     if let Some(sequence) = restored.map_err(|e| failed(&e))? {
         tracing::info!(shard, sequence, "restored the shard from a snapshot");
         metrics.restored(shard);

@@ -179,26 +179,31 @@ impl Snapshots {
 }
 
 /// Restores into `dir` (the shard's store, closed) the newest snapshot that brings a copy at
-/// `applied` further and leaves no gap before the log's `first` entry; its sequence, or `None`
-/// when no snapshot is newer and the log alone can bring the copy up to date. A snapshot that
-/// fails its checks is logged and the next older one tried.
+/// `applied` further and fits the log (`first..=last`: no gap before its first entry, nothing
+/// past its last); its sequence, or `None` when no snapshot is newer and the log alone can
+/// bring the copy up to date. A snapshot that fails its checks is logged and the next older
+/// one tried.
 pub async fn restore_newest(
     snapshots: &Snapshots,
     dir: &Path,
     applied: u64,
-    first: u64,
+    (first, last): (u64, u64),
 ) -> Result<Option<u64>, SnapshotError> {
     let shard = snapshots.shard;
     for stored in snapshots.list().await?.iter().rev() {
         if stored.sequence <= applied {
             break;
         }
-        let restored = match stored.sequence + 1 < first {
-            true => Err(snapshots.error(format!(
-                "it ends at {} and the log starts at {first}",
-                stored.sequence
-            ))),
-            false => restore(snapshots, stored, dir).await,
+        let misfit = match stored.sequence {
+            ends if ends + 1 < first => Some(format!("the log starts at {first}")),
+            // A log made again under the same name (its stream deleted) while the bucket kept
+            // the old log's snapshots: restoring one would claim entries the log never had.
+            ends if ends > last => Some(format!("the log ends at {last}: another log's")),
+            _ => None,
+        };
+        let restored = match misfit {
+            Some(why) => Err(snapshots.error(format!("it ends at {}; {why}", stored.sequence))),
+            None => restore(snapshots, stored, dir).await,
         };
         match restored {
             Ok(()) => return Ok(Some(stored.sequence)),

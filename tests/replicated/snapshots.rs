@@ -127,6 +127,53 @@ async fn serves_alone_from_restored_copies(cluster: &mut Cluster, acked: &Acked)
     assert_served(cluster, &acked.by_mailbox).await;
 }
 
+/// Snapshots outlive their log when its streams are deleted and made again (a cluster reset by
+/// hand, the bucket forgotten): brokers starting empty restore none of them (each ends past the
+/// new log's last entry), so nothing the new log never held is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_of_a_deleted_log_are_not_restored() {
+    let mut cluster = Cluster::start_with(SNAPSHOT_OFTEN).await;
+    let names = cluster.create_mailboxes().await;
+    let mut acked = Acked::default();
+    let trimmed = |states: &[(u64, u64)]| states.iter().all(|(first, _)| *first > 1);
+    send_until(&cluster, &names, &mut acked, 0, "logs trimmed", trimmed).await;
+    snapshots_shown(&cluster).await;
+    for pod in 0..3 {
+        cluster.kill(pod, Kill::Broker);
+    }
+    let js = jetstream::new(cluster.clients[0].clone());
+    for shard in 0..SHARDS {
+        js.delete_stream(format!("MQ9_t_SHARD_{shard}"))
+            .await
+            .unwrap();
+    }
+    for pod in 0..3 {
+        std::fs::remove_dir_all(cluster.dir.path().join(format!("b{pod}"))).unwrap();
+        cluster.start_broker(pod);
+    }
+    // Every shard is served again, from its new, empty log.
+    for name in &names {
+        let query = format!("$mq9.AI.MSG.QUERY.{name}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let reply = loop {
+            let reply = cluster
+                .request(0, &query, b"{}".to_vec(), Duration::from_secs(2))
+                .await;
+            match reply {
+                Some(reply) if reply["code"] != "unavailable" => break reply,
+                _ => assert!(Instant::now() < deadline, "{name} never answered"),
+            }
+        };
+        let served = reply["messages"].as_array().map_or(0, Vec::len);
+        let what = format!("{name}: {served} messages the new log never held");
+        assert_eq!(reply["code"], "not_found", "{what}");
+    }
+    for pod in 0..3 {
+        let restores = cluster.shard_metric(pod, "mq9_shard_restores_total").await;
+        assert_eq!(restores, vec![0.0; SHARDS as usize], "n{pod} restored");
+    }
+}
+
 /// Sends rounds, from round `round` on, until the shards' logs are as `done` wants them (first
 /// and last sequences, by shard); the next round.
 async fn send_until(
