@@ -180,6 +180,40 @@ pub struct ReplicationOptions {
     /// (JetStream's own election takes 4-9 s), shorter than clients' usual timeouts.
     #[arg(long, env = "MQ9_LEADER_WAIT_SECS", default_value_t = 15)]
     pub leader_wait_secs: u64,
+    #[command(flatten)]
+    pub snapshots: SnapshotOptions,
+}
+
+/// When a shard's leader snapshots the shard (replication.md, "Snapshots"; README "High
+/// availability"). The defaults bound the replay a broker does after restoring a snapshot to
+/// about 10,000 log entries (seconds of work) at one snapshot a minute per shard at most.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct SnapshotOptions {
+    /// A shard's leader takes a snapshot once the shard's log holds this many entries past the
+    /// newest snapshot.
+    #[arg(long = "snapshot-every", env = "MQ9_SNAPSHOT_EVERY", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub every: u64,
+    /// Seconds between a leader's looks at whether a snapshot is due: at most one snapshot
+    /// per shard per interval.
+    #[arg(long = "snapshot-interval-secs", env = "MQ9_SNAPSHOT_INTERVAL_SECS",
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval_secs: u64,
+    /// Snapshots kept per shard; the log keeps every entry after the oldest one kept, so an
+    /// unreadable newest snapshot leaves older ones usable.
+    #[arg(long = "snapshot-keep", env = "MQ9_SNAPSHOT_KEEP", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub keep: u64,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        SnapshotOptions {
+            every: 10_000,
+            interval_secs: 60,
+            keep: 2,
+        }
+    }
 }
 
 impl Default for ReplicationOptions {
@@ -193,6 +227,7 @@ impl Default for ReplicationOptions {
             log_replicas: 3,
             lease_secs: 3,
             leader_wait_secs: 15,
+            snapshots: SnapshotOptions::default(),
         }
     }
 }

@@ -86,6 +86,7 @@ pub(super) async fn serve(
         live: AtomicU32::new(options.peers),
         claimed: AtomicUsize::new(0),
         log_replicas: options.log_replicas,
+        snapshots: options.snapshots.clone(),
         out: parts.out,
         health: parts.health.clone(),
         forwarded: forwarded_tx,

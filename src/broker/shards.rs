@@ -6,9 +6,13 @@
 //! follows the log again.
 //!
 //! Leaders spread over the brokers: one leads at most `ceil(S / live brokers)` shards.
+//!
+//! Snapshots ([`crate::replication::snapshot`]): a leader snapshots its shard from time to time,
+//! which lets the log be trimmed; a copy that is empty or ends before the log's first entry is
+//! rebuilt from the newest usable snapshot before it follows the log.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,11 +23,12 @@ use tokio::sync::{mpsc, watch};
 use super::router::Router;
 use super::shard_metrics::ShardMetrics;
 use super::{BrokerError, Health, JOB_QUEUE};
-use crate::config::SyncMode;
+use crate::config::{SnapshotOptions, SyncMode};
 use crate::engine::replicate::{Replicate, ShardPlace};
 use crate::engine::{Effect, Engine, EngineConfig, Job, Outgoing, Sink, Totals};
 use crate::replication::lease::{Lease, Leases};
 use crate::replication::log::{AppendError, ShardLog};
+use crate::replication::snapshot::{self, LeadSide, Snapshots, Snapshotter};
 use crate::replication::{follower, route};
 use crate::store::Store;
 
@@ -38,6 +43,7 @@ pub struct Shared {
     pub cluster: String,
     pub shards: u32,
     pub log_replicas: usize,
+    pub snapshots: SnapshotOptions,
     /// How many brokers are alive (announced within a lease), kept by the broker.
     pub live: AtomicU32,
     /// How many shards this broker leads or is taking over ([`claim_slot`]).
@@ -78,7 +84,7 @@ async fn cycle(
         .await
         .map_err(|e| BrokerError::Replication(e.to_string()))?;
     let dir = shared.data_dir.join(format!("shard-{shard}"));
-    let store = open_store(dir).await?;
+    let store = open_caught_up(shared, &log, dir).await?;
     let Some(lease) = follow(shared, &log, &store, shutdown).await? else {
         return Ok(());
     };
@@ -110,6 +116,35 @@ async fn open_store(dir: PathBuf) -> Result<Store, BrokerError> {
     opened
         .await?
         .map_err(|source| BrokerError::OpenStore { dir, source })
+}
+
+/// Opens the shard's store in `dir`, first rebuilt from a snapshot when it is empty or ends
+/// before the log's first entry (trimmed away: the log alone cannot bring it up to date).
+async fn open_caught_up(
+    shared: &Shared,
+    log: &ShardLog,
+    dir: PathBuf,
+) -> Result<Store, BrokerError> {
+    let shard = log.shard();
+    let failed = |e: &dyn std::fmt::Display| BrokerError::Replication(e.to_string());
+    let store = open_store(dir.clone()).await?;
+    let applied = applied(&store)?;
+    let first = log.first_sequence().await.map_err(|e| failed(&e))?;
+    let metrics = &shared.health.metrics.shards;
+    metrics.log_first(shard, first);
+    if applied != 0 && applied + 1 >= first {
+        return Ok(store);
+    }
+    drop(store);
+    let last = log.last_sequence().await.map_err(|e| failed(&e))?;
+    let snapshots = Snapshots::open(&shared.js, &shared.cluster, shared.log_replicas, shard);
+    let snapshots = snapshots.await.map_err(|e| failed(&e))?;
+    let restored = snapshot::restore_newest(&snapshots, &dir, applied, (first, last)).await;
+    if let Some(sequence) = restored.map_err(|e| failed(&e))? {
+        tracing::info!(shard, sequence, "restored the shard from a snapshot");
+        metrics.restored(shard);
+    }
+    open_store(dir).await
 }
 
 /// Applies the log to `store` until this broker takes the shard's lease (`Some`) or shuts
@@ -233,16 +268,28 @@ async fn lead(
     // crash loses at most its tail, with the applied sequence written alongside, and the
     // broker applies that tail from the log again).
     config.sync = SyncMode::None;
+    let mut snapshotter = Snapshotter::new(
+        LeadSide {
+            js: shared.js.clone(),
+            cluster: shared.cluster.clone(),
+            replicas: shared.log_replicas,
+            log: log.clone(),
+            checkpoints: store.checkpoints(),
+            work: shared.data_dir.join(format!("shard-{shard}.snapshot")),
+        },
+        shared.snapshots.clone(),
+    );
     let engine = tokio::task::spawn_blocking(move || Engine::open(store, config))
         .await?
         .map_err(BrokerError::LoadStore)?;
     let metrics = shared.health.metrics.shards.clone();
     metrics.leading(shard, true);
     metrics.applied(shard, last, 0);
+    let applied_now = Arc::new(AtomicU64::new(last));
     let appender = Appender {
         runtime: tokio::runtime::Handle::current(),
         log,
-        last,
+        last: applied_now.clone(),
         metrics: metrics.clone(),
     };
     let engine = engine.replicated(Box::new(appender));
@@ -276,12 +323,20 @@ async fn lead(
         .map_err(BrokerError::EngineThread)?;
     shared.router.lead(shard, jobs_tx);
     let mut tick = tokio::time::interval(shared.leases.renew_every());
+    let mut snapshot_tick = tokio::time::interval(snapshotter.interval());
     let ended = loop {
         tokio::select! {
             _ = tick.tick() => {
                 if let Err(e) = shared.leases.renew(&mut lease).await {
                     break format!("{e}");
                 }
+            }
+            _ = snapshot_tick.tick() => {
+                snapshotter.tick(applied_now.load(Ordering::Acquire));
+            }
+            taken = snapshotter.stored() => {
+                metrics.snapshot_stored(shard, taken.sequence, taken.size);
+                metrics.log_first(shard, taken.log_first);
             }
             _ = lost.changed() => break "an append failed".to_owned(),
             _ = shutdown.changed() => break "shutting down".to_owned(),
@@ -295,6 +350,7 @@ async fn lead(
         .await?
         .map_err(|_| BrokerError::EnginePanicked)?;
     let _ = shared.leases.release(lease).await;
+    snapshotter.close().await;
     Ok(())
 }
 
@@ -302,20 +358,20 @@ async fn lead(
 struct Appender {
     runtime: tokio::runtime::Handle,
     log: ShardLog,
-    last: u64,
+    /// The sequence the next append expects last (the shard's snapshots read it too).
+    last: Arc<AtomicU64>,
     metrics: ShardMetrics,
 }
 
 impl Replicate for Appender {
     fn append(&mut self, entry: Vec<u8>) -> Result<u64, String> {
         let started = Instant::now();
-        let appended = self
-            .runtime
-            .block_on(self.log.append(entry.into(), self.last));
+        let last = self.last.load(Ordering::Acquire);
+        let appended = self.runtime.block_on(self.log.append(entry.into(), last));
         let sequence = appended.map_err(|e| e.to_string())?;
         self.metrics.appended(started.elapsed());
         self.metrics.applied(self.log.shard(), sequence, 0);
-        self.last = sequence;
+        self.last.store(sequence, Ordering::Release);
         Ok(sequence)
     }
 }

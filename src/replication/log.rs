@@ -70,7 +70,8 @@ const APPEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ShardLog {
     /// Opens (creating when missing) the stream `MQ9_<cluster>_SHARD_<shard>` with `replicas`
-    /// copies on file storage. Entries are kept (limits retention); snapshots bound them.
+    /// copies on file storage. Entries are kept (limits retention) until a snapshot covers
+    /// them ([`ShardLog::trim`], [`super::snapshot`]).
     pub async fn open(
         js: &jetstream::Context,
         cluster: &str,
@@ -131,9 +132,29 @@ impl ShardLog {
 
     /// The sequence of the last entry (0 when empty).
     pub async fn last_sequence(&self) -> Result<u64, LogError> {
+        Ok(self.state().await?.last_sequence)
+    }
+
+    /// The sequence of the first entry the log still holds (entries before it were trimmed:
+    /// a copy of the shard behind it catches up from a snapshot); 0 or 1 before any trim.
+    pub async fn first_sequence(&self) -> Result<u64, LogError> {
+        Ok(self.state().await?.first_sequence)
+    }
+
+    /// Removes the entries up to and including `through`, which a durably stored snapshot
+    /// covers; the log's first sequence afterwards. The last sequence stays as it was, so
+    /// fenced appends are unaffected (JetStream keeps it across a purge).
+    pub async fn trim(&self, through: u64) -> Result<u64, LogError> {
+        let stream = self.stream().await?;
+        let purged = stream.purge().sequence(through + 1).await;
+        purged.map_err(|e| self.error(format!("cannot trim the log: {e}")))?;
+        self.first_sequence().await
+    }
+
+    async fn state(&self) -> Result<stream::State, LogError> {
         let mut stream = self.stream().await?;
         let info = stream.info().await.map_err(|e| self.error(e))?;
-        Ok(info.state.last_sequence)
+        Ok(info.state.clone())
     }
 
     /// The entries from sequence `from` on, in order, without end: new entries arrive as they

@@ -1,7 +1,8 @@
 //! The replicated data plane's parts (replication.md; issue 11, in progress): which shard a
 //! mailbox lives on ([`shard`]), who leads a shard ([`lease`]), the shard's log of committed
-//! effects with fenced appends ([`log`]), and how a broker applies that log to its own RocksDB
-//! ([`follower`]). Replication, ordering and fencing are JetStream's: a stream per shard
+//! effects with fenced appends ([`log`]), how a broker applies that log to its own RocksDB
+//! ([`follower`]), and the snapshots that bound the log and restore an empty copy
+//! ([`snapshot`]). Replication, ordering and fencing are JetStream's: a stream per shard
 //! (replicated on a quorum of servers) and a key-value bucket of leases; nothing here is
 //! consensus of its own.
 //!
@@ -20,3 +21,6 @@ pub mod lease;
 pub mod log;
 pub mod route;
 pub mod shard;
+pub mod snapshot;
+pub mod snapshot_archive;
+pub mod snapshot_lead;

@@ -32,6 +32,7 @@ pub use migrate::{META_SIZE_RULE, SIZE_RULE};
 pub use records::*;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions,
@@ -95,7 +96,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The open database.
 pub struct Store {
-    db: DB,
+    /// Shared only with [`Checkpoints`]: every write still goes through the owner of the Store.
+    db: Arc<DB>,
 }
 
 impl Store {
@@ -118,9 +120,16 @@ impl Store {
             ColumnFamilyDescriptor::new(name, cf_options)
         });
         let db = DB::open_cf_descriptors(&options, dir, descriptors)?;
-        let store = Store { db };
+        let store = Store { db: Arc::new(db) };
         migrate::recount_sizes(&store)?;
         Ok(store)
+    }
+
+    /// A handle that takes checkpoints of this store from another thread than its owner's.
+    pub fn checkpoints(&self) -> Checkpoints {
+        Checkpoints {
+            db: self.db.clone(),
+        }
     }
 
     fn cf(&self, name: &'static str) -> &ColumnFamily {
@@ -168,11 +177,7 @@ impl Store {
     }
 
     pub fn get_u64(&self, cf: &'static str, key: &[u8]) -> StoreResult<u64> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(cf), key)?
-            .and_then(|bytes| bytes.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0))
+        Ok(be_u64(self.db.get_pinned_cf(self.cf(cf), key)?))
     }
 
     /// Visits the records whose keys lie in `[from, to)`, in key order or reversed, until `visit`
@@ -273,6 +278,42 @@ impl Store {
     }
 }
 
+/// Takes consistent copies of an open store beside the thread that writes it (a replicated
+/// shard's snapshots). It keeps the database open: drop it before the store is opened again.
+#[derive(Clone)]
+pub struct Checkpoints {
+    db: Arc<DB>,
+}
+
+impl Checkpoints {
+    /// Writes a RocksDB checkpoint of the store into `dir` (which must not exist; on the same
+    /// file system, its files are hard links, so this is cheap: one memtable flush) and returns
+    /// the log sequence the copy holds ([`META_REPLICATION_APPLIED`], read from the copy itself,
+    /// so it matches its contents whatever was written meanwhile).
+    pub fn create(&self, dir: &Path) -> StoreResult<u64> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        applied_in(dir)
+    }
+}
+
+/// The log sequence ([`META_REPLICATION_APPLIED`]) a closed store (a checkpoint) holds, opened
+/// read-only.
+pub fn applied_in(dir: &Path) -> StoreResult<u64> {
+    let db = DB::open_cf_for_read_only(&Options::default(), dir, ALL_CFS, false)?;
+    let meta = db
+        .cf_handle(CF_META)
+        .expect("opened with every column family");
+    let applied = be_u64(db.get_pinned_cf(meta, META_REPLICATION_APPLIED)?);
+    Ok(applied)
+}
+
+/// A stored big-endian u64 (0 when absent or not 8 bytes long).
+fn be_u64(stored: Option<rocksdb::DBPinnableSlice<'_>>) -> u64 {
+    stored
+        .and_then(|bytes| bytes.as_ref().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0)
+}
+
 /// Serializes a record (postcard: compact, versioned by field order).
 pub fn encode<V: Serialize>(value: &V) -> Vec<u8> {
     postcard::to_allocvec(value).expect("records always serialize")
@@ -281,4 +322,33 @@ pub fn encode<V: Serialize>(value: &V) -> Vec<u8> {
 /// Deserializes a record read from `cf`.
 pub fn decode<V: DeserializeOwned>(cf: &'static str, bytes: &[u8]) -> StoreResult<V> {
     postcard::from_bytes(bytes).map_err(|source| StoreError::Corrupt { cf, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_applied(store: &Store, sequence: u64) {
+        let mut batch = WriteBatch::default();
+        let value = sequence.to_be_bytes();
+        store.put_raw(&mut batch, CF_META, META_REPLICATION_APPLIED, &value);
+        store.write(batch, false).unwrap();
+    }
+
+    #[test]
+    fn a_checkpoint_holds_the_sequence_of_its_moment_whatever_is_written_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        set_applied(&store, 41);
+        let copy = dir.path().join("copy");
+        assert_eq!(store.checkpoints().create(&copy).unwrap(), 41);
+        set_applied(&store, 42);
+        assert_eq!(applied_in(&copy).unwrap(), 41);
+        drop(store);
+        let reopened = Store::open(&copy).unwrap();
+        assert_eq!(
+            reopened.get_u64(CF_META, META_REPLICATION_APPLIED).unwrap(),
+            41
+        );
+    }
 }

@@ -12,6 +12,7 @@ mod load;
 mod readiness;
 mod rejoin;
 mod serving;
+mod snapshots;
 mod waiting;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,7 +43,7 @@ struct Cluster {
     http: Vec<std::net::SocketAddr>,
     clients: Vec<async_nats::Client>,
     dir: tempfile::TempDir,
-    /// Flags every broker of this cluster gets beyond [`broker`]'s.
+    /// Flags every broker gets besides the harness's own.
     flags: Vec<String>,
 }
 
@@ -63,20 +64,27 @@ impl Cluster {
             clients: Vec::new(),
             servers,
             dir,
-            flags: flags.iter().map(|f| f.to_string()).collect(),
+            flags: flags.iter().map(|flag| flag.to_string()).collect(),
         };
         for i in 0..3 {
-            let http = support::free_port();
-            let data_dir = cluster.dir.path().join(format!("b{i}"));
-            let url = cluster.servers[i].url();
-            let broker = broker_with(url, &data_dir, i, http, &cluster.flags);
-            cluster.brokers.push(Some(broker));
-            cluster.http.push(http);
+            cluster.brokers.push(None);
+            cluster.http.push(support::free_port());
+            cluster.start_broker(i);
             cluster
                 .clients
                 .push(async_nats::connect(cluster.servers[i].url()).await.unwrap());
         }
         cluster
+    }
+
+    /// Starts pod `pod`'s broker (not running) on its data directory, with a new HTTP port.
+    fn start_broker(&mut self, pod: usize) {
+        assert!(self.brokers[pod].is_none(), "broker {pod} runs already");
+        let http = support::free_port();
+        let data_dir = self.dir.path().join(format!("b{pod}"));
+        let url = self.servers[pod].url();
+        self.brokers[pod] = Some(broker(url, &data_dir, pod, http, &self.flags));
+        self.http[pod] = http;
     }
 
     /// A request through pod `pod`, answered within `timeout`.
@@ -171,16 +179,49 @@ impl Cluster {
             assert!(Instant::now() < deadline, "broker {pod} did not stop");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.revive_broker(pod);
+        self.start_broker(pod);
     }
 
-    /// Starts pod `pod`'s broker again (it was killed or stopped) on the same data.
-    fn revive_broker(&mut self, pod: usize) {
-        let http = support::free_port();
-        let data_dir = self.dir.path().join(format!("b{pod}"));
-        let url = self.servers[pod].url();
-        self.brokers[pod] = Some(broker_with(url, &data_dir, pod, http, &self.flags));
-        self.http[pod] = http;
+    /// kill -9 of pod `pod`'s broker, whose data directory is then removed, and a new broker
+    /// there, empty.
+    fn rejoin_empty(&mut self, pod: usize) {
+        self.kill(pod, Kill::Broker);
+        std::fs::remove_dir_all(self.dir.path().join(format!("b{pod}"))).unwrap();
+        self.start_broker(pod);
+    }
+
+    /// Waits until pod `pod`'s copy of every shard holds as much of its log as the other pods'.
+    async fn caught_up(&self, pod: usize) {
+        let deadline = Instant::now() + support::DEADLINE;
+        while support::try_http_get(self.http[pod], "/metrics")
+            .await
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "n{pod} never served /metrics");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        loop {
+            let mut theirs = vec![0.0; SHARDS as usize];
+            for other in (0..3).filter(|other| *other != pod) {
+                let applied = self.shard_metric(other, "mq9_shard_applied_sequence").await;
+                for (most, applied) in theirs.iter_mut().zip(applied) {
+                    *most = applied.max(*most);
+                }
+            }
+            let ours = self.shard_metric(pod, "mq9_shard_applied_sequence").await;
+            if ours
+                .iter()
+                .zip(&theirs)
+                .all(|(ours, theirs)| ours >= theirs)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "n{pod} {ours:?}, the others {theirs:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Brings back what [`Cluster::kill`] killed of pod `pod` (a nats-server keeps its store and
@@ -192,7 +233,7 @@ impl Cluster {
                 .expect("nats-server starts again");
         }
         if matches!(what, Kill::Broker | Kill::Pod) {
-            self.revive_broker(pod);
+            self.start_broker(pod);
         }
         for pod in 0..3 {
             self.until_readyz(pod, |status, _| status == 200).await;
@@ -239,12 +280,7 @@ impl Drop for Cluster {
     }
 }
 
-fn broker(url: &str, data_dir: &Path, node: usize, http: std::net::SocketAddr) -> Child {
-    broker_with(url, data_dir, node, http, &[])
-}
-
-/// [`broker`] with more flags.
-fn broker_with(
+fn broker(
     url: &str,
     data_dir: &Path,
     node: usize,
@@ -271,6 +307,67 @@ fn broker_with(
         .stderr(Stdio::from(log))
         .spawn()
         .unwrap()
+}
+
+/// One SEND to each mailbox through pod 0 or 1; the acknowledged ones, with their payloads as
+/// the protocol shows them.
+async fn send_round(cluster: &Cluster, names: &[String], round: usize) -> Vec<(String, String)> {
+    let mut sent = Vec::new();
+    for name in names {
+        let payload = format!("{name} #{round}");
+        let subject = format!("$mq9.AI.MSG.SEND.{name}");
+        let body = payload.clone().into_bytes();
+        let reply = cluster
+            .request(round % 2, &subject, body, Duration::from_secs(2))
+            .await;
+        if reply.is_some_and(|r| r["error"] == "") {
+            sent.push((name.clone(), base64(payload.as_bytes())));
+        }
+    }
+    sent
+}
+
+/// The acknowledged payloads, by mailbox.
+#[derive(Default)]
+struct Acked {
+    by_mailbox: BTreeMap<String, Vec<String>>,
+}
+
+impl Acked {
+    /// Records what [`send_round`] says was acknowledged.
+    fn add(&mut self, sent: Vec<(String, String)>) {
+        for (name, payload) in sent {
+            self.by_mailbox.entry(name).or_default().push(payload);
+        }
+    }
+}
+
+/// Every mailbox serves (QUERY) every payload `acked` lists for it, and no msg_id twice.
+async fn assert_served(cluster: &Cluster, acked: &BTreeMap<String, Vec<String>>) {
+    for (name, payloads) in acked {
+        let query = format!("$mq9.AI.MSG.QUERY.{name}");
+        let stored = cluster.until_ok(&query, r#"{"limit":1000}"#).await;
+        let messages = stored["messages"].as_array().unwrap();
+        let msg_ids: BTreeSet<u64> = messages
+            .iter()
+            .map(|m| m["msg_id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            msg_ids.len(),
+            messages.len(),
+            "{name}: a msg_id given twice"
+        );
+        let stored: BTreeSet<&str> = messages
+            .iter()
+            .map(|m| m["payload"].as_str().unwrap())
+            .collect();
+        for payload in payloads {
+            assert!(
+                stored.contains(payload.as_str()),
+                "{name}: an acknowledged message is served"
+            );
+        }
+    }
 }
 
 /// How the protocol carries payloads in JSON.
