@@ -20,10 +20,11 @@ use base64::Engine as _;
 use futures::{FutureExt, StreamExt};
 use mq9::auth::{mint_user, Permissions, SigningKeys, Tenant, UserClaims};
 use mq9::natsd::{NatsServer, NatsServerOptions};
-use mq9::operator::admin_client::{BrokerClients, EnsureMailbox};
+use mq9::operator::admin_client::{BrokerClients, EnsureMailbox, ShardsAnswer};
 use mq9::operator::builders::{self, Layout};
 use mq9::operator::credentials::{self, BrokerAuth, Grant, SIGNING_KEYS_KEY};
 use serde_json::Value;
+use support::requests::call;
 use support::Broker;
 use tempfile::TempDir;
 
@@ -239,16 +240,6 @@ fn first_payload(fetched: &Value) -> String {
     String::from_utf8(bytes.unwrap_or_default()).unwrap_or_default()
 }
 
-/// A request's answer as JSON, or why there is none (within a second).
-async fn call(client: &async_nats::Client, subject: &str, body: &str) -> Result<Value, String> {
-    let request = client.request(subject.to_owned(), body.to_owned().into());
-    match tokio::time::timeout(Duration::from_secs(1), request).await {
-        Ok(Ok(reply)) => serde_json::from_slice(&reply.payload).map_err(|e| e.to_string()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer within 1 s".into()),
-    }
-}
-
 /// Waits for nats-server's `Permissions Violation for {operation} to "{subject}"`.
 async fn violation(
     errors: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
@@ -388,6 +379,27 @@ async fn three_replicated_brokers_forward_and_gather_the_operators_requests() {
             .filter_map(|m| m["name"].as_str())
             .collect();
         assert_eq!(names, [ADDRESS], "{listed}");
+        // The operator's shard status: every shard led, every broker alive, read as the
+        // operator reads it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let answer = call(&operator, "$mq9.ADMIN.SHARDS", "{}").await;
+            let answer = answer.and_then(|a| {
+                serde_json::from_value::<ShardsAnswer>(a.clone()).map_err(|e| format!("{e}: {a}"))
+            });
+            match answer {
+                Ok(shards) if shards.leaders.len() == 4 && shards.live.len() == 3 => {
+                    assert_eq!(shards.shards, 4);
+                    assert_eq!(shards.without_quorum, Vec::<u32>::new());
+                    break;
+                }
+                other => assert!(
+                    std::time::Instant::now() < deadline,
+                    "SHARDS via {node}: {other:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

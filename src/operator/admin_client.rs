@@ -60,10 +60,6 @@ pub struct ShardsAnswer {
     pub without_quorum: Vec<u32>,
 }
 
-/// Where the brokers answer [`ShardsAnswer`]s. Spelled here until `protocol::subject` has the
-/// verb (the broker side of the contract lands separately).
-const SHARDS_SUBJECT: &str = "$mq9.ADMIN.SHARDS";
-
 /// What to ensure on the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnsureMailbox<'a> {
@@ -260,7 +256,9 @@ impl Admin {
     /// that does not know the request answers an error `code`, which is `Rejected`) is
     /// `Rejected` too: the caller takes both as "unknown".
     pub async fn shards(&self) -> Result<ShardsAnswer, AdminError> {
-        let reply = self.call(SHARDS_SUBJECT.to_owned(), b"{}".to_vec()).await?;
+        let reply = self
+            .call(subjects::admin(AdminVerb::Shards), b"{}".to_vec())
+            .await?;
         serde_json::from_value(reply).map_err(|_| AdminError::Rejected {
             code: ErrorCode::Internal.as_str().into(),
         })

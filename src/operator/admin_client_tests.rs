@@ -18,7 +18,8 @@ async fn a_shards_answer_parses_and_an_error_is_unknown() {
         json!({"leaders": "nobody"}),
     ];
     let responder = async_nats::connect(nats.url()).await.unwrap();
-    let mut requests = responder.subscribe(SHARDS_SUBJECT).await.unwrap();
+    let subject = subjects::admin(AdminVerb::Shards);
+    let mut requests = responder.subscribe(subject).await.unwrap();
     responder.flush().await.unwrap();
     tokio::spawn(async move {
         for answer in answers {

@@ -261,8 +261,8 @@ pub async fn ensure_broker_keys(
         return Ok(auth);
     }
     let now = Timestamp::now().as_second().max(1) as u64;
-    let name = broker.name_any();
-    reissue_broker_account_users(&mut secret, &auth.keys, (&name, &permissions), now);
+    let broker_name = broker.name_any();
+    reissue_broker_account_users(&mut secret, &auth.keys, (&broker_name, &permissions), now);
     let written = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
         .replace(&name, &PostParams::default(), &secret)
         .await?;

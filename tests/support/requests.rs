@@ -183,6 +183,17 @@ impl Env {
     }
 }
 
+/// A request answered within a second, as JSON; `Err` when it is not (refused, no connection,
+/// no responders), saying why.
+pub async fn call(client: &async_nats::Client, subject: &str, body: &str) -> Result<Value, String> {
+    let request = client.request(subject.to_owned(), body.to_owned().into());
+    match tokio::time::timeout(Duration::from_secs(1), request).await {
+        Ok(Ok(reply)) => serde_json::from_slice(&reply.payload).map_err(|e| e.to_string()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 1 s".into()),
+    }
+}
+
 /// A minimal HTTP/1.1 GET: (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     try_http_get(addr, path).await.expect("HTTP port open")

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use support::apiserver::FakeApiServer;
 use support::cluster::*;
 use support::data_plane::DataPlane;
+use support::requests::call;
 
 /// The Broker's namespace: also a tenant (its agents are not in the broker account).
 const TEAM_A: &str = "team-a";
@@ -90,16 +91,6 @@ impl Tenancy {
 
     async fn agent(&self, creds: &str) -> async_nats::Client {
         self.connect(creds).await.expect("the credentials log in")
-    }
-}
-
-/// A request answered within a second, as JSON; `Err` when it is not (refused, no connection).
-async fn call(client: &async_nats::Client, subject: &str, body: &str) -> Result<Value, String> {
-    let request = client.request(subject.to_owned(), body.to_owned().into());
-    match tokio::time::timeout(Duration::from_secs(1), request).await {
-        Ok(Ok(reply)) => serde_json::from_slice(&reply.payload).map_err(|e| e.to_string()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no answer within 1 s".into()),
     }
 }
 
