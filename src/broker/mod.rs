@@ -18,6 +18,7 @@ mod router;
 mod shard_metrics;
 mod shards;
 mod shards_report;
+mod slots;
 
 pub use error::BrokerError;
 pub use health::Health;

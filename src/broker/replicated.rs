@@ -8,7 +8,7 @@
 //! applied from the wrong logs.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use super::forward::Forwarder;
 use super::replica_check;
 use super::router::Router;
 use super::shards_report::ShardsReport;
+use super::slots::LeaderSlots;
 use super::{serve_requests, shards, BrokerError, BrokerSink, Health, ReplyPolicy, JOB_QUEUE};
 use crate::config::BrokerConfig;
 use crate::engine::{EngineConfig, Outgoing};
@@ -83,8 +84,7 @@ pub(super) async fn serve(
         data_dir: config.data_dir.clone(),
         cluster: options.cluster.clone(),
         shards: options.shards,
-        live: AtomicU32::new(options.peers),
-        claimed: AtomicUsize::new(0),
+        slots: LeaderSlots::new(options.shards, options.peers),
         log_replicas: options.log_replicas,
         snapshots: options.snapshots.clone(),
         out: parts.out,
@@ -152,7 +152,7 @@ async fn announce(shared: Arc<shards::Shared>, mut stopping: watch::Receiver<boo
         };
         match counted {
             Ok(_) if std::time::Instant::now() < counted_from => {}
-            Ok(live) => shared.live.store(live as u32, Ordering::Release),
+            Ok(live) => shared.slots.set_live(live as u32),
             Err(e) => tracing::warn!(error = %e, "cannot announce this broker"),
         }
     }

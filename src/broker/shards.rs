@@ -5,14 +5,15 @@
 //! the lease or an append is lost it steps down: the engine and its memory go, and the store
 //! follows the log again.
 //!
-//! Leaders spread over the brokers: one leads at most `ceil(S / live brokers)` shards.
+//! Leaders spread over the brokers ([`super::slots`]): a broker that leads more than its share
+//! hands the extra shards off: it steps down from them and releases their leases.
 //!
 //! Snapshots ([`crate::replication::snapshot`]): a leader snapshots its shard from time to time,
 //! which lets the log be trimmed; a copy that is empty or ends before the log's first entry is
 //! rebuilt from the newest usable snapshot before it follows the log.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::router::Router;
 use super::shard_metrics::ShardMetrics;
+use super::slots::{LeaderSlots, HAND_OFF_AFTER};
 use super::{BrokerError, Health, JOB_QUEUE};
 use crate::config::{SnapshotOptions, SyncMode};
 use crate::engine::replicate::{Replicate, ShardPlace};
@@ -44,10 +46,8 @@ pub struct Shared {
     pub shards: u32,
     pub log_replicas: usize,
     pub snapshots: SnapshotOptions,
-    /// How many brokers are alive (announced within a lease), kept by the broker.
-    pub live: AtomicU32,
-    /// How many shards this broker leads or is taking over ([`claim_slot`]).
-    pub claimed: AtomicUsize,
+    /// How many shards this broker may lead.
+    pub slots: LeaderSlots,
     pub out: mpsc::UnboundedSender<Outgoing>,
     pub health: Arc<Health>,
     /// Forwarded requests of the shards this broker leads, to its dispatcher.
@@ -100,8 +100,19 @@ async fn cycle(
             Err(e)
         }
     };
-    shared.claimed.fetch_sub(1, Ordering::AcqRel);
-    led
+    // A shard handed off gave its slot back already (`LeaderSlots::give_back_extra`).
+    if !matches!(led, Ok(Ended::HandedOff)) {
+        shared.slots.release();
+    }
+    led.map(drop)
+}
+
+/// How a shard's leadership ended without error.
+enum Ended {
+    /// Stopped (shutdown, a lost lease or append): the slot is still claimed.
+    SteppedDown,
+    /// Given to a broker with room: the slot was given back when it was decided.
+    HandedOff,
 }
 
 async fn open_store(dir: PathBuf) -> Result<Store, BrokerError> {
@@ -174,14 +185,14 @@ async fn follow(
                 metrics.applied(shard, entry.sequence, entry.pending);
             }
             _ = tick.tick() => {
-                if !claim_slot(shared) {
+                if !shared.slots.claim() {
                     continue;
                 }
                 match shared.leases.acquire(shard).await {
                     Ok(Some(lease)) => return Ok(Some(lease)),
-                    Ok(None) => shared.claimed.fetch_sub(1, Ordering::AcqRel),
+                    Ok(None) => shared.slots.release(),
                     Err(e) => {
-                        shared.claimed.fetch_sub(1, Ordering::AcqRel);
+                        shared.slots.release();
                         return Err(failed(&e));
                     }
                 };
@@ -189,22 +200,6 @@ async fn follow(
             _ = shutdown.changed() => return Ok(None),
         }
     }
-}
-
-/// Claims one of this broker's leader slots, if one is free: a broker leads (or is taking)
-/// at most `ceil(S / live brokers)` shards, so leaders spread over the brokers, and a dead
-/// broker's shards go to the others once its announcement ages out. Claiming is atomic: the
-/// shards' tasks try at the same moments, and a check before an acquire would let them all
-/// through.
-fn claim_slot(shared: &Shared) -> bool {
-    let live = shared.live.load(Ordering::Acquire).max(1);
-    let share = shared.shards.div_ceil(live) as usize;
-    let claimed = shared
-        .claimed
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < share).then_some(n + 1)
-        });
-    claimed.is_ok()
 }
 
 /// Appends the takeover entry after everything the log holds and applies the log up to it;
@@ -249,7 +244,7 @@ fn applied(store: &Store) -> Result<u64, BrokerError> {
     follower::applied(store).map_err(|e| BrokerError::Replication(e.to_string()))
 }
 
-/// Serves the shard until its lease or an append is lost, or shutdown.
+/// Serves the shard until its lease or an append is lost, it is handed off, or shutdown.
 async fn lead(
     shared: &Shared,
     shard: u32,
@@ -258,7 +253,7 @@ async fn lead(
     mut lease: Lease,
     last: u64,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), BrokerError> {
+) -> Result<Ended, BrokerError> {
     let mut config = shared.engine.clone();
     config.shard = Some(ShardPlace {
         index: shard,
@@ -324,11 +319,17 @@ async fn lead(
     shared.router.lead(shard, jobs_tx);
     let mut tick = tokio::time::interval(shared.leases.renew_every());
     let mut snapshot_tick = tokio::time::interval(snapshotter.interval());
+    let leading_since = Instant::now();
+    let mut how = Ended::SteppedDown;
     let ended = loop {
         tokio::select! {
             _ = tick.tick() => {
                 if let Err(e) = shared.leases.renew(&mut lease).await {
                     break format!("{e}");
+                }
+                if leading_since.elapsed() >= HAND_OFF_AFTER && shared.slots.give_back_extra() {
+                    how = Ended::HandedOff;
+                    break "handing the shard off: this broker leads more than its share".into();
                 }
             }
             _ = snapshot_tick.tick() => {
@@ -351,7 +352,7 @@ async fn lead(
         .map_err(|_| BrokerError::EnginePanicked)?;
     let _ = shared.leases.release(lease).await;
     snapshotter.close().await;
-    Ok(())
+    Ok(how)
 }
 
 /// The engine's log: appends on the shard's stream, from the engine thread.

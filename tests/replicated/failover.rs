@@ -1,7 +1,7 @@
 //! Failover: a killed or paused leader loses no acknowledged write and answers nothing as
 //! success.
 
-use super::load::{assert_all_stored, Load};
+use super::load::Load;
 use super::*;
 
 /// How many times each kind of kill is repeated in one test, and how many SENDs are in flight
@@ -132,13 +132,7 @@ async fn kill_repeatedly(what: Kill) -> Vec<Failover> {
         });
         cluster.revive(victim, what).await;
     }
-    let acked = load.stop().await;
-    assert_eq!(
-        acked.wrong,
-        Vec::<Value>::new(),
-        "only unavailable, never a wrong answer"
-    );
-    assert_all_stored(&cluster, &acked).await;
+    let acked = load.stop_and_check(&cluster).await;
     let count: usize = acked.messages.values().map(Vec::len).sum();
     eprintln!("{what:?} killed {KILLS} times, {count} SENDs acknowledged: {failovers:?}");
     failovers

@@ -75,7 +75,7 @@ impl Load {
     }
 
     /// Stops the load once the SENDs in flight are done; what it saw.
-    pub async fn stop(self) -> Acked {
+    async fn stop(self) -> Acked {
         self.stop.send_replace(true);
         for task in self.tasks {
             task.await.unwrap();
@@ -84,9 +84,24 @@ impl Load {
     }
 }
 
+impl Load {
+    /// Stops the load and checks what it saw: only `unavailable` was ever answered as an
+    /// error, and every acknowledged message is stored ([`assert_all_stored`]).
+    pub async fn stop_and_check(self, cluster: &Cluster) -> Acked {
+        let acked = self.stop().await;
+        let wrong = &acked.wrong;
+        assert!(
+            wrong.is_empty(),
+            "only unavailable, never a wrong answer: {wrong:?}"
+        );
+        assert_all_stored(cluster, &acked).await;
+        acked
+    }
+}
+
 /// Every acknowledged message is stored under its msg_id with its payload, and no msg_id was
 /// given twice (read back page by page, through any pod).
-pub async fn assert_all_stored(cluster: &Cluster, acked: &Acked) {
+async fn assert_all_stored(cluster: &Cluster, acked: &Acked) {
     for (name, messages) in &acked.messages {
         let ids: BTreeSet<u64> = messages.iter().map(|(id, _)| *id).collect();
         assert_eq!(ids.len(), messages.len(), "{name}: no msg_id given twice");

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod balance;
 mod failover;
 mod layout;
 mod load;
@@ -52,7 +53,8 @@ impl Cluster {
         Cluster::start_with(&[]).await
     }
 
-    /// A cluster whose brokers get `flags` too (they replace the harness's `--lease-secs`).
+    /// A cluster whose brokers get `flags` too (they replace the harness's `--lease-secs` and
+    /// `--shards`).
     async fn start_with(flags: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let servers = natsd::start_cluster(&dir.path().join("nats"), 3, None, None, false)
@@ -123,6 +125,11 @@ impl Cluster {
 
     /// Who leads each shard (the lease bucket's holders), once every shard has a leader.
     async fn leaders(&self) -> BTreeMap<u32, String> {
+        self.leaders_of(SHARDS).await
+    }
+
+    /// [`Cluster::leaders`] of a cluster of `shards` shards.
+    async fn leaders_of(&self, shards: u32) -> BTreeMap<u32, String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         for attempt in 0.. {
             // Through each pod in turn: one may be down.
@@ -130,13 +137,13 @@ impl Cluster {
             // The bucket is made by the first broker to start.
             let mut holders = BTreeMap::new();
             if let Ok(bucket) = js.get_key_value("MQ9_LEASES_t").await {
-                for shard in 0..SHARDS {
+                for shard in 0..shards {
                     if let Ok(Some(entry)) = bucket.get(format!("shard.{shard}")).await {
                         holders.insert(shard, String::from_utf8_lossy(&entry).into_owned());
                     }
                 }
             }
-            if holders.len() == SHARDS as usize {
+            if holders.len() == shards as usize {
                 return holders;
             }
             assert!(
@@ -288,17 +295,23 @@ fn broker(
     flags: &[String],
 ) -> Child {
     let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
-    let lease = match flags.iter().any(|f| f == "--lease-secs") {
+    let given = |flag: &str| flags.iter().any(|f| f == flag);
+    let lease = match given("--lease-secs") {
         true => &[][..],
         false => &["--lease-secs", "2"][..],
+    };
+    let shards = match given("--shards") {
+        true => vec![],
+        false => vec!["--shards".to_owned(), SHARDS.to_string()],
     };
     Command::new(env!("CARGO_BIN_EXE_mq9"))
         .args(["broker", "--nats-url", url, "--data-dir"])
         .arg(data_dir)
         .args(["--http-addr", &http.to_string()])
         .args(["--replication", "jetstream", "--cluster", "t"])
-        .args(["--shards", &SHARDS.to_string(), "--peers", "3"])
+        .args(["--peers", "3"])
         .args(lease)
+        .args(shards)
         .args(flags)
         .args(["--node", &format!("n{node}")])
         .env("MQ9_LOG", "mq9=info")
@@ -377,11 +390,16 @@ fn base64(bytes: &[u8]) -> String {
 
 /// Mailbox names covering every shard.
 fn mailboxes() -> Vec<String> {
+    mailboxes_of(SHARDS)
+}
+
+/// Mailbox names covering every shard of `shards`, one each.
+fn mailboxes_of(shards: u32) -> Vec<String> {
     let mut by_shard = BTreeMap::new();
     for i in 0.. {
         let name = format!("team.box{i}");
-        by_shard.entry(shard_of(&name, SHARDS)).or_insert(name);
-        if by_shard.len() == SHARDS as usize {
+        by_shard.entry(shard_of(&name, shards)).or_insert(name);
+        if by_shard.len() == shards as usize {
             break;
         }
     }
