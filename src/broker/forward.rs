@@ -69,13 +69,14 @@ impl Forwarder {
         }
     }
 
-    /// Forwards `message` to `shard`'s leader in a task of its own; the client is answered
-    /// `unavailable` if no leader takes it within the wait.
-    pub fn forward(&self, shard: u32, message: &async_nats::Message) {
+    /// Forwards `message` to `shard`'s leader in a task of its own; `answer_to` (the request's
+    /// reply subject, `None` for one nobody waits on the broker for, like a broadcast's) is
+    /// answered `unavailable` if no leader takes it within the wait.
+    pub fn forward(&self, shard: u32, message: &async_nats::Message, answer_to: Option<Subject>) {
         let (client, replies) = (self.client.clone(), self.replies.clone());
         let subject = route::forward_subject(&self.cluster, shard);
         let headers = forward_headers(message, message.reply.as_ref());
-        let (payload, reply) = (message.payload.clone(), message.reply.clone());
+        let (payload, reply) = (message.payload.clone(), answer_to);
         let deadline = Instant::now() + self.wait;
         tokio::spawn(async move {
             match deliver(&client, subject, headers, payload, deadline).await {

@@ -28,7 +28,8 @@ use crate::replication::route::FORWARD_PREFIX;
 
 /// How often the copies are checked.
 const EVERY: Duration = Duration::from_secs(2);
-/// How long this pod's nats-server may take to answer before the pod counts as not ready.
+/// How long this pod's nats-server may take to answer before the pod counts as not ready, and
+/// how long a stream's state is waited for (past it, the stream says nothing about this pod).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the check looks at: the streams of `cluster`'s `shards` logs and its lease bucket.
@@ -42,11 +43,7 @@ pub struct Copies {
 /// Checks the copies every [`EVERY`] and records the verdict in `health`, until `stopping`.
 pub async fn run(copies: Copies, health: Arc<Health>, mut stopping: watch::Receiver<bool>) {
     while !*stopping.borrow() {
-        let verdict = tokio::time::timeout(CHECK_TIMEOUT, copies.behind())
-            .await
-            .unwrap_or_else(|_| {
-                Some("this pod's nats-server does not answer about JetStream".into())
-            });
+        let verdict = copies.behind().await;
         if let Ok(mut behind) = health.replicas_behind.lock() {
             *behind = verdict;
         }
@@ -76,7 +73,7 @@ impl Copies {
         let logs = (0..self.shards).map(|shard| stream_name(&self.cluster, shard));
         let checks = logs.chain([leases]).map(|name| {
             let server = &server;
-            async move {
+            let check = async move {
                 let mut stream = self.js.get_stream(&name).await.ok()?;
                 let cluster = stream.info().await.ok()?.cluster.clone()?;
                 if cluster.leader.as_deref() == Some(server.as_str()) {
@@ -87,6 +84,12 @@ impl Copies {
                 (!copy.current).then(|| {
                     format!("this pod's copy of {name} is not current yet ({lag} entries behind)")
                 })
+            };
+            async move {
+                tokio::time::timeout(CHECK_TIMEOUT, check)
+                    .await
+                    .ok()
+                    .flatten()
             }
         });
         futures::future::join_all(checks)

@@ -87,6 +87,7 @@ impl Router {
     }
 
     async fn to_shard(&self, shard: u32, job: Job, message: &async_nats::Message) {
+        let answer_to = job.reply_to.clone();
         let local = self
             .leading
             .read()
@@ -98,7 +99,7 @@ impl Router {
             }
             // The shard's engine just stopped (stepping down): its next leader serves it.
         }
-        self.forwarder.forward(shard, message);
+        self.forwarder.forward(shard, message, answer_to);
     }
 
     /// Answers SHARDS from the leases and the logs' state.

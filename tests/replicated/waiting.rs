@@ -2,6 +2,8 @@
 //! waits for the next leader instead of meeting "no responders"; past `--leader-wait-secs` it
 //! is answered `unavailable` and nothing of it is stored.
 
+use futures::FutureExt;
+
 use super::*;
 
 /// A mailbox (one per shard is created) and the pod whose broker leads its shard.
@@ -46,6 +48,16 @@ async fn a_shard_leaderless_for_the_whole_wait_is_answered_unavailable() {
     let mut cluster = Cluster::start_with(&flags).await;
     let (name, victim) = a_mailbox_led_by_a_victim(&cluster).await;
     cluster.kill(victim, Kill::Broker);
+    // A broadcast published as a request: its live subscribers answer it, never the broker,
+    // not even for the shard that cannot store it.
+    let client = &cluster.clients[(victim + 1) % 3];
+    let inbox = client.new_inbox();
+    let mut answers = client.subscribe(inbox.clone()).await.unwrap();
+    let broadcast = "$mq9.AI.BROADCAST.jobs.new".to_owned();
+    client
+        .publish_with_reply(broadcast, inbox, "work".into())
+        .await
+        .unwrap();
     let started = Instant::now();
     let send = format!("$mq9.AI.MSG.SEND.{name}");
     let sent = cluster
@@ -71,4 +83,11 @@ async fn a_shard_leaderless_for_the_whole_wait_is_answered_unavailable() {
         .until_ok(&format!("$mq9.AI.MSG.QUERY.{name}"), "{}")
         .await;
     assert_eq!(stored["messages"], json!([]), "refused means not stored");
+    // The broadcast's forwards gave up before the SEND's (they started first).
+    client.flush().await.unwrap();
+    let answered = answers.next().now_or_never().flatten();
+    assert!(
+        answered.is_none(),
+        "the broker answered a broadcast: {answered:?}"
+    );
 }
