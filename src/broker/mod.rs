@@ -253,11 +253,11 @@ async fn serve_requests(
 ) -> Result<(), BrokerError> {
     let agents = subscribe(client, subject::AI_WILDCARD).await?;
     let admin = subscribe(client, subject::ADMIN_WILDCARD).await?;
-    // Ready once nats-server has the subscriptions (the flush's round trip), not before. A
-    // failed flush means a lost connection: readiness says so, and the client subscribes again
-    // when it reconnects.
-    if let Err(e) = client.flush().await {
-        tracing::warn!(error = %e, "flushing the request subscriptions failed");
+    // Ready once nats-server has processed the subscriptions (a PING answered after them),
+    // not before: a flush only writes them out. A failed round trip means a lost connection:
+    // readiness says so, and the client subscribes again when it reconnects.
+    if let Err(e) = client.round_trip().await {
+        tracing::warn!(error = %e, "confirming the request subscriptions failed");
     }
     health.subscribed.store(true, Ordering::Release);
     let mut requests = futures::stream::select(agents, admin);

@@ -16,15 +16,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::client::RequestErrorKind;
 use async_nats::jetstream;
-use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::Health;
 use crate::replication::lease::bucket_name;
 use crate::replication::log::stream_name;
-use crate::replication::route::FORWARD_PREFIX;
 
 /// How often the copies are checked.
 const EVERY: Duration = Duration::from_secs(2);
@@ -59,13 +56,10 @@ impl Copies {
     /// cannot be read (its JetStream leader is being elected) says nothing about this pod: it
     /// takes no writes meanwhile, so no copy falls behind.
     async fn behind(&self) -> Option<String> {
-        // A request nobody subscribes to is answered "no responders" by the local server
-        // itself: one that does not answer is stalled, this pod's own problem. (Its subject is
-        // under the forwarding prefix the broker may publish to; shards are numbers.)
-        let probe = format!("{}.{}.probe", FORWARD_PREFIX, self.cluster);
-        let asked = self.client.request(probe, Bytes::new());
-        match tokio::time::timeout(CHECK_TIMEOUT, asked).await {
-            Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => {}
+        // The local server answers a PING itself: one that does not is stalled, this pod's
+        // own problem.
+        match tokio::time::timeout(CHECK_TIMEOUT, self.client.round_trip()).await {
+            Ok(Ok(())) => {}
             _ => return Some("this pod's nats-server does not answer".into()),
         }
         let server = self.client.server_info().server_name;

@@ -890,6 +890,20 @@ impl Client {
         Ok(())
     }
 
+    /// mq9 patch: waits until the server has processed everything this client sent before it
+    /// (a PING, answered by its PONG in order), where [`Client::flush`] only writes the buffer
+    /// out. Fails when the connection drops first.
+    pub async fn round_trip(&self) -> Result<(), FlushError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.sender
+            .send(Command::RoundTrip { observer: tx })
+            .await
+            .map_err(|err| FlushError::with_source(FlushErrorKind::SendError, err))?;
+        rx.await
+            .map_err(|err| FlushError::with_source(FlushErrorKind::FlushError, err))?;
+        Ok(())
+    }
+
     /// Drains all subscriptions, stops any new messages from being published, and flushes any remaining
     /// messages, then closes the connection. Once completed, any streams associated with the
     /// connection and its [Clients](crate::Client) will be closed, and further [crate::Client] commands will fail.

@@ -405,6 +405,10 @@ pub(crate) enum Command {
     Flush {
         observer: oneshot::Sender<()>,
     },
+    // mq9 patch: a PING whose PONG is awaited (`Client::round_trip`).
+    RoundTrip {
+        observer: oneshot::Sender<()>,
+    },
     Drain {
         sid: Option<u64>,
     },
@@ -470,6 +474,11 @@ pub(crate) struct ConnectionHandler {
     flush_observers: Vec<oneshot::Sender<()>>,
     is_draining: bool,
     drain_pings: VecDeque<u64>,
+    // mq9 patch: PINGs sent and PONGs received on this connection (the server answers PINGs in
+    // order), and the round trips waiting for the PONG of their PING, by its number.
+    pings_sent: u64,
+    pongs_received: u64,
+    round_trips: VecDeque<(u64, oneshot::Sender<()>)>,
 }
 
 impl ConnectionHandler {
@@ -494,6 +503,9 @@ impl ConnectionHandler {
             flush_observers: Vec::new(),
             is_draining: false,
             drain_pings: VecDeque::new(),
+            pings_sent: 0,
+            pongs_received: 0,
+            round_trips: VecDeque::new(),
         }
     }
 
@@ -526,7 +538,7 @@ impl ConnectionHandler {
 
                     Poll::Ready(ExitReason::Disconnected(None))
                 } else {
-                    self.handler.connection.enqueue_write_op(&ClientOp::Ping);
+                    self.handler.send_ping();
 
                     Poll::Pending
                 }
@@ -716,6 +728,17 @@ impl ConnectionHandler {
             ServerOp::Pong => {
                 debug!("received PONG");
                 self.pending_pings = self.pending_pings.saturating_sub(1);
+                // mq9 patch: complete the round trips whose PING this PONG answers.
+                self.pongs_received += 1;
+                while self
+                    .round_trips
+                    .front()
+                    .is_some_and(|(ping, _)| *ping <= self.pongs_received)
+                {
+                    if let Some((_, observer)) = self.round_trips.pop_front() {
+                        let _ = observer.send(());
+                    }
+                }
             }
             ServerOp::Error(error) => {
                 debug!("received ERROR: {:?}", error);
@@ -862,7 +885,11 @@ impl ConnectionHandler {
                         drain_sub(sid);
                     }
                 }
-                self.connection.enqueue_write_op(&ClientOp::Ping);
+                self.send_ping();
+            }
+            Command::RoundTrip { observer } => {
+                self.send_ping();
+                self.round_trips.push_back((self.pings_sent, observer));
             }
             Command::Subscribe {
                 sid,
@@ -978,8 +1005,19 @@ impl ConnectionHandler {
         }
     }
 
+    // mq9 patch: every PING goes through here, so that PONGs can be matched to round trips.
+    fn send_ping(&mut self) {
+        self.pings_sent += 1;
+        self.connection.enqueue_write_op(&ClientOp::Ping);
+    }
+
     async fn handle_disconnect(&mut self) -> Result<(), ConnectError> {
         self.pending_pings = 0;
+        // mq9 patch: the PINGs of this connection will never be answered: their round trips
+        // fail (their observers are dropped) and the counts start again.
+        self.round_trips.clear();
+        self.pings_sent = 0;
+        self.pongs_received = 0;
         self.connector.events_tx.try_send(Event::Disconnected).ok();
         self.connector.state_tx.send(State::Disconnected).ok();
 
