@@ -41,18 +41,23 @@ impl ShardsReport {
         }
     }
 
+    /// Every shard is asked at once: a log without a leader takes a JetStream timeout to say
+    /// so, and the operator's request must not wait one per shard.
     async fn read(&self) -> Result<Value, String> {
+        let shards = 0..self.shards;
+        let holders = futures::future::join_all(shards.clone().map(|s| self.leases.holder(s)));
+        let quorums = futures::future::join_all(shards.map(|s| self.has_quorum(s)));
+        let (holders, quorums) = tokio::join!(holders, quorums);
         let mut leaders = Map::new();
-        let mut without_quorum = Vec::new();
-        for shard in 0..self.shards {
-            let holder = self.leases.holder(shard).await.map_err(|e| e.to_string())?;
-            if let Some(holder) = holder {
+        for (shard, holder) in holders.into_iter().enumerate() {
+            if let Some(holder) = holder.map_err(|e| e.to_string())? {
                 leaders.insert(shard.to_string(), Value::String(holder));
             }
-            if !self.has_quorum(shard).await {
-                without_quorum.push(shard);
-            }
         }
+        let without_quorum: Vec<u32> = (0..self.shards)
+            .zip(quorums)
+            .filter_map(|(shard, quorum)| (!quorum).then_some(shard))
+            .collect();
         let mut live = self.leases.live_nodes().await.map_err(|e| e.to_string())?;
         live.sort();
         Ok(json!({
